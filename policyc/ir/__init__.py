@@ -1,0 +1,1 @@
+"""The IR: `syntax` (as written) and `model` (resolved), plus the vocabulary."""

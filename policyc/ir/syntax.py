@@ -1,0 +1,144 @@
+"""The syntax tree: what the file says, as written (strings uninterpolated, includes
+unresolved). `policyc fmt` prints it back; `policyc/lower` resolves it into the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..span import Span
+
+
+@dataclass(frozen=True)
+class Str:
+    """A string literal: `value` is unescaped, `span` covers the quotes."""
+
+    value: str
+    raw: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name:
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Include:
+    path: Str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Let:
+    name: Name
+    value: Str
+    span: Span
+
+
+@dataclass(frozen=True)
+class SubjectSpec:
+    kind: str  # exe | cgroup | all
+    value: Str | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Subject:
+    specs: tuple[SubjectSpec, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Setting:
+    """`mode X`, `default X`."""
+
+    key: str
+    value: Name
+    span: Span
+
+
+@dataclass(frozen=True)
+class Use:
+    name: Name
+    span: Span
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    proto: Name | None
+    addrs: tuple[Name, ...]
+    ports: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # exe | cgroup
+    value: Str
+    span: Span
+
+
+@dataclass(frozen=True)
+class RuleBody:
+    family: Name
+    ops: tuple[Name, ...]
+    paths: tuple[Str, ...]
+    net: NetSpec | None
+    target: Target | None
+
+
+@dataclass(frozen=True)
+class Rule:
+    decision: Name
+    body: RuleBody
+    span: Span
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: Name
+    items: tuple  # Subject | Setting | Let | Rule | Use
+    span: Span
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    name: Name
+    items: tuple  # Rule | Use | Let
+    span: Span
+
+
+@dataclass(frozen=True)
+class TestContext:
+    key: str  # exe | parent | cgroup
+    value: Str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Expect:
+    decision: Name
+    body: RuleBody
+    span: Span
+
+
+@dataclass(frozen=True)
+class TestBlock:
+    policy: Name
+    items: tuple  # TestContext | Expect
+    span: Span
+
+
+@dataclass(frozen=True)
+class Comment:
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class File:
+    path: str
+    items: tuple  # Include | Let | Policy | Ruleset | TestBlock
+    comments: tuple[Comment, ...]
+    source: str

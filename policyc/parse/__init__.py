@@ -1,0 +1,305 @@
+"""Text to syntax tree (policyc.ir.syntax), with Lark's LALR parser.
+
+The parser collects errors and goes on (one per line at most, 25 per file); it never raises
+on bad input. Binary junk, bad UTF-8 and oversize files become diagnostics.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import lark
+from lark import Lark, Token, Tree
+
+from ..diagnostics import Diagnostics
+from ..ir import syntax as S
+from ..span import Span
+
+GRAMMAR = Path(__file__).resolve().parents[2] / "grammar" / "policy.lark"
+MAX_ERRORS_PER_FILE = 25
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+# How terminals are named in messages.
+_TERMINAL_NAMES = {
+    "COMMA": "`,`", "LBRACE": "`{`", "RBRACE": "`}`", "EQUAL": "`=`", "DECISION": "`allow`, `deny` or `audit`",
+    "STRING": "a string", "NAME": "a name", "ADDR": "an address", "PORT": "a port",
+    "PROTO": "a protocol", "$END": "end of file",
+}
+
+
+@functools.cache
+def _parser() -> Lark:
+    return Lark(
+        GRAMMAR.read_text(),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        lexer="contextual",
+    )
+
+
+def _describe_expected(expected) -> str:
+    names = []
+    for t in sorted(expected):
+        if t in _TERMINAL_NAMES:
+            names.append(_TERMINAL_NAMES[t])
+        elif t.isupper() and len(t) > 1:
+            names.append(f"`{t.lower()}`")
+        else:
+            names.append(t)
+    names = sorted(set(names))
+    if len(names) > 6:
+        names = names[:6] + ["..."]
+    return ", ".join(names)
+
+
+def _token_text(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    text = str(tok)
+    return f"`{text[:40]}`"
+
+
+def read_source(path: str, diags: Diagnostics) -> str | None:
+    """Read a policy file as UTF-8 text; a diagnostic (no traceback) when it can't be."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            diags.error("P006", None, f"`{path}` is a directory, not a policy file")
+            return None
+        if p.stat().st_size > MAX_FILE_BYTES:
+            diags.error("P006", Span(path, 1, 1, 1, 1), f"`{path}` is larger than {MAX_FILE_BYTES >> 20} MiB")
+            return None
+        data = p.read_bytes()
+    except OSError as e:
+        diags.error("P006", None, f"cannot read `{path}`: {e.strerror or e}")
+        return None
+    return decode_source(path, data, diags)
+
+
+def decode_source(path: str, data: bytes, diags: Diagnostics) -> str | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        diags.error("P006", Span(path, line, col, line, col + 1), "file is not UTF-8 text",
+                    hints=("policy files are UTF-8 text",))
+        return None
+    nul = text.find("\0")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        col = nul - (text.rfind("\n", 0, nul) + 1) + 1
+        diags.error("P006", Span(path, line, col, line, col + 1), "file contains a NUL byte: not a policy file")
+        return None
+    return text
+
+
+def parse_text(path: str, text: str, diags: Diagnostics) -> S.File | None:
+    """Parse one file. Returns None when it had syntax errors (they are in `diags`)."""
+    comments: list[S.Comment] = []
+    errors_before = len(diags.items)
+    error_lines: set[int] = set()
+
+    def on_error(e: lark.exceptions.UnexpectedInput) -> bool:
+        line, col = e.line, e.column
+        if line in error_lines:
+            return len(error_lines) < MAX_ERRORS_PER_FILE
+        error_lines.add(line)
+        if isinstance(e, lark.exceptions.UnexpectedCharacters):
+            ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+            if ch == '"':
+                msg, hints = "unterminated string", ("a string ends with `\"` on the same line",)
+            else:
+                msg, hints = f"unexpected character `{ch!s}`" if ch.isprintable() else \
+                    f"unexpected character U+{ord(ch):04X}", ()
+            diags.error("P001", Span(path, line, col, line, col + 1), msg, hints=hints)
+        else:
+            tok = e.token
+            width = max(len(str(tok)), 1)
+            diags.error(
+                "P001",
+                Span(path, line, col, line, col + width),
+                f"unexpected {_token_text(tok)}",
+                hints=(f"expected {_describe_expected(e.expected)}",) if e.expected else (),
+            )
+        return len(error_lines) < MAX_ERRORS_PER_FILE
+
+    parser = _parser()
+    try:
+        tree = parser.parse(text, on_error=on_error)
+    except lark.exceptions.UnexpectedInput as e:
+        if not diags.has_errors or len(diags.items) == errors_before:
+            on_error(e)
+        elif e.line not in error_lines:
+            on_error(e)
+        return None
+    except RecursionError:
+        diags.error("P001", Span(path, 1, 1, 1, 1), "input nests too deeply")
+        return None
+    if len(diags.items) > errors_before:
+        return None
+    for c in _comments(text):
+        line, col = c[0], c[1]
+        comments.append(S.Comment(c[2], Span(path, line, col, line, col + len(c[2]))))
+    return _Builder(path).file(tree, tuple(comments), text)
+
+
+def _comments(text: str):
+    """Comments with their positions: a `#` outside a string, to the end of the line."""
+    for lineno, line in enumerate(text.split("\n"), 1):
+        in_str = False
+        i = 0
+        while i < len(line):
+            ch = line[i]
+            if in_str:
+                if ch == "\\":
+                    i += 1
+                elif ch == '"':
+                    in_str = False
+            elif ch == '"':
+                in_str = True
+            elif ch == "#":
+                yield (lineno, i + 1, line[i:].rstrip())
+                break
+            i += 1
+
+
+def parse_file(path: str, diags: Diagnostics) -> S.File | None:
+    text = read_source(path, diags)
+    if text is None:
+        return None
+    return parse_text(path, text, diags)
+
+
+# --- tree to syntax nodes --------------------------------------------------------------------
+def _tok_span(path: str, tok: Token) -> Span:
+    return Span(path, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+
+
+def unescape(raw: str) -> str:
+    """The value of a string literal: `\\x` stands for `x` (so `\\"` and `\\\\`), `\\n` a newline."""
+    out = []
+    i = 1
+    body_end = len(raw) - 1
+    while i < body_end:
+        ch = raw[i]
+        if ch == "\\" and i + 1 < body_end:
+            nxt = raw[i + 1]
+            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+class _Builder:
+    def __init__(self, path: str):
+        self.path = path
+
+    def span(self, node) -> Span:
+        if isinstance(node, Token):
+            return _tok_span(self.path, node)
+        m = node.meta
+        return Span(self.path, m.line, m.column, m.end_line, m.end_column)
+
+    def name(self, tok: Token) -> S.Name:
+        return S.Name(str(tok), self.span(tok))
+
+    def string(self, tok: Token) -> S.Str:
+        return S.Str(unescape(str(tok)), str(tok), self.span(tok))
+
+    def file(self, tree: Tree, comments, text) -> S.File:
+        items = tuple(self.item(c) for c in tree.children)
+        return S.File(self.path, items, comments, text)
+
+    def item(self, t: Tree):
+        return getattr(self, "build_" + t.data)(t)
+
+    def build_include(self, t):
+        return S.Include(self.string(t.children[0]), self.span(t))
+
+    def build_let_stmt(self, t):
+        return S.Let(self.name(t.children[0]), self.string(t.children[1]), self.span(t))
+
+    def build_policy(self, t):
+        return S.Policy(self.name(t.children[0]), tuple(self.item(c) for c in t.children[1:]), self.span(t))
+
+    def build_ruleset(self, t):
+        return S.Ruleset(self.name(t.children[0]), tuple(self.item(c) for c in t.children[1:]), self.span(t))
+
+    def build_use(self, t):
+        return S.Use(self.name(t.children[0]), self.span(t))
+
+    def build_subject(self, t):
+        specs = []
+        for c in t.children:
+            kind = c.data.removeprefix("subject_")
+            value = self.string(c.children[0]) if c.children else None
+            specs.append(S.SubjectSpec(kind, value, self.span(c)))
+        return S.Subject(tuple(specs), self.span(t))
+
+    def build_mode(self, t):
+        return S.Setting("mode", self.name(t.children[0]), self.span(t))
+
+    def build_default(self, t):
+        return S.Setting("default", self.name(t.children[0]), self.span(t))
+
+    def build_acknowledge(self, t):
+        return S.Setting("acknowledge", self.name(t.children[0]), self.span(t))
+
+    def body(self, children) -> S.RuleBody:
+        family, ops, objects, target = children
+        paths: tuple = ()
+        net = None
+        if objects is not None:
+            if objects.data == "paths":
+                paths = tuple(self.string(s) for s in objects.children)
+            else:
+                net = self.net(objects.children[0])
+        tgt = None
+        if target is not None:
+            tgt = S.Target(target.data.removeprefix("target_"), self.string(target.children[0]), self.span(target))
+        return S.RuleBody(
+            self.name(family),
+            tuple(self.name(o) for o in ops.children) if ops is not None else (),
+            paths,
+            net,
+            tgt,
+        )
+
+    def net(self, t: Tree) -> S.NetSpec:
+        proto = addrs = ports = None
+        children = list(t.children)
+        if len(children) == 3:
+            proto, addrs, ports = children
+        elif len(children) == 2:
+            addrs, ports = children
+        else:
+            (ports,) = children
+        return S.NetSpec(
+            self.name(proto) if proto is not None else None,
+            tuple(self.name(a) for a in addrs.children) if addrs is not None else (),
+            tuple(self.name(p) for p in ports.children) if ports is not None else (),
+            self.span(t),
+        )
+
+    def build_rule(self, t):
+        return S.Rule(self.name(t.children[0]), self.body(t.children[1:]), self.span(t))
+
+    def build_test_block(self, t):
+        return S.TestBlock(self.name(t.children[0]), tuple(self.item(c) for c in t.children[1:]), self.span(t))
+
+    def build_test_exe(self, t):
+        return S.TestContext("exe", self.string(t.children[0]), self.span(t))
+
+    def build_test_parent(self, t):
+        return S.TestContext("parent", self.string(t.children[0]), self.span(t))
+
+    def build_test_cgroup(self, t):
+        return S.TestContext("cgroup", self.string(t.children[0]), self.span(t))
+
+    def build_expect(self, t):
+        return S.Expect(self.name(t.children[0]), self.body(t.children[1:]), self.span(t))

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install what policyc needs on a fresh Debian bookworm machine; safe to run again.
+#   - apt: clang/llvm 19, libbpf headers, bpftool, and what virtme-ng needs to boot a Debian
+#     kernel under qemu (kmod for depmod, busybox-static for the initramfs, udev);
+#     skipped when every package is already installed.
+#   - a venv at ${POLICYC_VENV:-REPO/.venv} with policyc installed editable, extras test and vm.
+# Progress lines go to stderr; tool output is kept quiet and shown only when a step fails.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${POLICYC_VENV:-$REPO/.venv}
+PYTHON=${PYTHON:-python3}
+APT_PACKAGES=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 kmod busybox-static udev
+              linux-libc-dev)
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+# Run a command quietly; on failure show its output and stop.
+quiet() {
+    local log
+    log=$(mktemp)
+    if ! "$@" >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        rm -f "$log"
+        die "failed: $*"
+    fi
+    rm -f "$log"
+}
+
+missing_apt_packages() {
+    local pkg status
+    for pkg in "${APT_PACKAGES[@]}"; do
+        status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+        [ "$status" = installed ] || printf '%s\n' "$pkg"
+    done
+}
+
+mapfile -t missing < <(missing_apt_packages)
+if [ ${#missing[@]} -eq 0 ]; then
+    say "apt packages already installed"
+else
+    [ "$(id -u)" -eq 0 ] || die "apt packages missing (${missing[*]}): run as root"
+    say "apt-get update"
+    quiet apt-get update
+    say "apt-get install ${missing[*]}"
+    quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        "${APT_PACKAGES[@]}"
+fi
+
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found (policyc needs Python >= 3.11)"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "$PYTHON is $("$PYTHON" -V 2>&1); policyc needs Python >= 3.11"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    say "creating venv $VENV"
+    quiet "$PYTHON" -m venv "$VENV"
+fi
+say "pip install -e $REPO[test,vm] into $VENV"
+quiet "$VENV/bin/python" -m pip install --quiet -e "$REPO[test,vm]"
+
+[ -x "$VENV/bin/vng" ] || die "virtme-ng did not install $VENV/bin/vng"
+say "done: activate with  . $VENV/bin/activate"
