@@ -1,0 +1,153 @@
+"""The reference evaluator: the specification the kernel programs are held against.
+
+Plain and total: any Program, any Event, no speed tricks. docs/semantics.md says the same
+in words. It imports the model only (never policyc.checks).
+
+    decide(program_or_policies, event) -> Decision(action, policy, rule, by)
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from ..ir.model import Event, Glob, Policy, Program, Rule, to_v6_address
+from ..lower.globs import to_regex
+
+_RANK = {"allow": 0, "audit": 1, "deny": 2}
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str               # allow | deny | audit
+    policy: Policy | None     # the policy that decided; None: no policy governs the process
+    rule: Rule | None         # the rule that decided; None: the policy's default (or ungoverned)
+    by: str                   # rule | default | ungoverned
+
+    def to_dict(self) -> dict:
+        loc = None
+        if self.by == "default" and self.policy is not None and self.policy.default_span is not None:
+            loc = str(self.policy.default_span)
+        return {
+            "decision": self.action,
+            "policy": self.policy.name if self.policy else None,
+            "rule": str(self.rule.span) if self.rule else None,
+            "rule_id": self.rule.id if self.rule else None,
+            "rule_text": self.rule.text if self.rule else None,
+            "by": self.by,
+            "default_location": loc,
+            "mode": self.policy.mode if self.policy else None,
+        }
+
+
+@functools.lru_cache(maxsize=65536)
+def _regex(glob_parts) -> re.Pattern:
+    return re.compile(to_regex(glob_parts), re.DOTALL)
+
+
+def glob_matches(glob: Glob, text: str) -> bool:
+    return _regex(glob.parts).fullmatch(text) is not None
+
+
+def _cgroup_within(cgroup: str | None, root: str) -> bool:
+    if cgroup is None:
+        return False
+    cg = cgroup.rstrip("/") or "/"
+    return root == "/" or cg == root or cg.startswith(root + "/")
+
+
+def governs(policy: Policy, event: Event) -> bool:
+    """A process is governed when its executable, or an ancestor's, matches an `exe` subject,
+    when it runs in (or below) a `cgroup` subject, or always under `subject all`."""
+    for s in policy.subjects:
+        if s.kind == "all":
+            return True
+        if s.kind == "exe" and any(glob_matches(s.exe, e) for e in (event.exe, *event.ancestors)):
+            return True
+        if s.kind == "cgroup" and _cgroup_within(event.cgroup, s.cgroup):
+            return True
+    return False
+
+
+def rule_matches(rule: Rule, event: Event) -> bool:
+    if rule.family != event.family:
+        return False
+    fam = rule.family
+    if fam in ("file", "net", "module"):
+        if event.sub_op not in rule.ops:
+            return False
+    elif fam == "capability":
+        if event.cap not in rule.ops:
+            return False
+    elif fam == "signal":
+        if event.signal not in rule.ops:
+            return False
+    if rule.paths:
+        if event.path is None or not any(glob_matches(g, event.path) for g in rule.paths):
+            return False
+    if rule.net is not None and not _net_matches(rule, event):
+        return False
+    if rule.target is not None:
+        t = rule.target
+        if t.kind == "exe":
+            if event.target_exe is None or not glob_matches(t.exe, event.target_exe):
+                return False
+        elif not _cgroup_within(event.target_cgroup, t.cgroup):
+            return False
+    return True
+
+
+def _net_matches(rule: Rule, event: Event) -> bool:
+    spec = rule.net
+    if spec.proto != "any" and spec.proto != (event.proto or "tcp"):
+        return False
+    if spec.nets:
+        if event.addr is None:
+            return False
+        try:
+            addr = to_v6_address(event.addr)
+        except ValueError:
+            return False
+        if not any(addr in n for n in spec.nets):
+            return False
+    if spec.ports:
+        if event.port is None or not any(lo <= event.port <= hi for lo, hi in spec.ports):
+            return False
+    return True
+
+
+def decide_policy(policy: Policy, event: Event) -> Decision:
+    """One governing policy's decision: deny beats audit beats allow; first rule in source
+    order within a decision; the default when nothing matches; audit mode turns deny into
+    audit (logged, not denied)."""
+    best: Rule | None = None
+    for rule in policy.rules:
+        if rule_matches(rule, event) and (best is None or _RANK[rule.decision] > _RANK[best.decision]):
+            best = rule
+    if best is not None:
+        action, by = best.decision, "rule"
+    else:
+        action, by = policy.default, "default"
+    if policy.mode == "audit" and action == "deny":
+        action = "audit"
+    return Decision(action, policy, best, by)
+
+
+def decide(policies: Program | tuple[Policy, ...] | list[Policy], event: Event) -> Decision:
+    """The decision for `event` under every policy that governs its process: the most severe
+    wins (deny, then audit, then allow); among equals the first policy (load order) speaks."""
+    if isinstance(policies, Program):
+        policies = policies.policies
+    result: Decision | None = None
+    for p in policies:
+        if not governs(p, event):
+            continue
+        d = decide_policy(p, event)
+        if result is None or _RANK[d.action] > _RANK[result.action]:
+            result = d
+    return result or Decision("allow", None, None, "ungoverned")
+
+
+__all__ = ["Decision", "decide", "decide_policy", "governs", "rule_matches", "glob_matches"]

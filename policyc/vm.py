@@ -1,0 +1,477 @@
+"""Boot a Debian kernel under virtme-ng (qemu, TCG) and run one command in it as root.
+
+The host kernel refuses BPF LSM programs, so everything that loads one runs in a guest:
+
+    img = resolve_kernel("6.1")             # or "6.12", or a path to DIR/boot/vmlinuz-V
+    res = run_in_vm(["bpftool", "prog"], kernel=img, stream=True)
+    res.returncode, res.output
+
+Kernels come from Debian's archive (`apt-get download`), are unpacked with `dpkg-deb -x` into
+`${POLICYC_CACHE:-~/.cache/policyc}/kernels/<package>/` and reused. The guest sees the host's
+`/` read-only over 9p (so the venv of the running Python works by absolute path), gets no
+environment of ours (we pass it with `env K=V ... CMD`), and reports the command's exit code on
+a marker line of its own: vng's exit code 255 also means "the guest never reported". A boot
+without the marker is retried once. Stdlib only: nothing here imports the rest of policyc.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import fcntl
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+# Kernel series we know how to fetch: spec -> the metapackage whose dependency names the image.
+KERNEL_SERIES = {
+    "6.1": "linux-image-amd64",
+    "6.12": "linux-image-6.12-amd64",
+}
+# The guest mounts empty tmpfs over these: a kernel or script kept there is invisible to it.
+GUEST_HIDDEN_DIRS = ("/var/tmp", "/var/cache", "/run", "/dev/shm")
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+MARKER_PREFIX = "policyc-vm-exit-"
+# Host tools virtme-ng needs, with the Debian package that provides each.
+HOST_TOOLS = {
+    "qemu-system-x86_64": "qemu-system-x86",
+    "depmod": "kmod",
+    "busybox": "busybox-static",
+    "udevadm": "udev",
+}
+SETUP_HINT = "run scripts/setup.sh"
+
+
+class VmError(Exception):
+    """The VM could not be prepared, booted or did not report: message is for humans."""
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelImage:
+    spec: str  # what was asked: "6.1", "6.12" or a path
+    version: str  # `uname -r` in the guest, e.g. "6.1.0-56-amd64"
+    vmlinuz: Path  # ROOT/boot/vmlinuz-VERSION
+    root: Path  # extracted package tree, modules in ROOT/lib/modules/VERSION
+    package: str | None = None  # Debian package name, None for a path spec
+
+
+@dataclasses.dataclass(frozen=True)
+class VmResult:
+    returncode: int  # exit code of the guest command
+    output: str  # guest stdout+stderr and vng's own chatter, marker line removed
+    seconds: float = 0.0  # wall time of the boot that reported
+    boots: int = 1  # 2 when the first boot never reported
+
+
+def progress(message: str) -> None:
+    print(f"policyc vm: {message}", file=sys.stderr, flush=True)
+
+
+# --- kernels --------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("POLICYC_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "policyc"
+    )
+    return Path(base).absolute()
+
+
+def check_guest_visible(path: Path, what: str) -> None:
+    for hidden in GUEST_HIDDEN_DIRS:
+        if path == Path(hidden) or Path(hidden) in path.parents:
+            raise VmError(
+                f"{what} {path} is under {hidden}, which the guest replaces with an empty "
+                "tmpfs: set POLICYC_CACHE to a directory elsewhere (default ~/.cache/policyc)"
+            )
+
+
+def parse_apt_depends(text: str) -> str | None:
+    """The kernel image package named by `apt-cache depends <metapackage>` output, or None.
+
+    Takes the first (possibly alternative, `|Depends:`) dependency on a concrete
+    `linux-image-<digit>...` package; virtual packages (`<...>`) are ignored.
+    """
+    for line in text.splitlines():
+        m = re.match(r"\s*\|?Depends:\s*(\S+)\s*$", line)
+        if m and re.fullmatch(r"linux-image-\d[\w.+~-]*", m.group(1)):
+            return m.group(1)
+    return None
+
+
+def version_from_vmlinuz(path: Path) -> str:
+    m = re.fullmatch(r"vmlinuz-(.+)", path.name)
+    if not m:
+        raise VmError(f"{path}: kernel image name must be vmlinuz-VERSION")
+    return m.group(1)
+
+
+def image_in_tree(root: Path, spec: str, package: str | None) -> KernelImage:
+    """The single kernel of an extracted package tree, checked for what vng needs."""
+    images = sorted((root / "boot").glob("vmlinuz-*"))
+    if len(images) != 1:
+        raise VmError(f"{root}/boot: expected one vmlinuz-VERSION, found {len(images)}")
+    return kernel_from_path(images[0], spec=spec, package=package)
+
+
+def kernel_from_path(vmlinuz: Path, spec: str | None = None, package=None) -> KernelImage:
+    vmlinuz = vmlinuz.absolute()
+    if not vmlinuz.is_file():
+        raise VmError(f"kernel image {vmlinuz} does not exist")
+    version = version_from_vmlinuz(vmlinuz)
+    root = vmlinuz.parent.parent
+    if vmlinuz.parent.name != "boot" or not any(
+        (root / sub / version).is_dir() for sub in ("lib/modules", "usr/lib/modules")
+    ):
+        raise VmError(
+            f"{vmlinuz}: modules must be beside it in {root}/lib/modules/{version} "
+            "(the layout of `dpkg-deb -x linux-image-....deb DIR`): without them the "
+            "guest has no 9p and never starts"
+        )
+    check_guest_visible(root, "kernel tree")
+    return KernelImage(str(spec or vmlinuz), version, vmlinuz, root, package)
+
+
+def run_tool(argv: Sequence[str], cwd: Path | None = None) -> str:
+    try:
+        proc = subprocess.run(
+            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        raise VmError(f"{argv[0]} not found: policyc fetches kernels on Debian with apt") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise VmError(f"`{shlex.join(argv)}` failed (exit {proc.returncode}): " + " / ".join(detail))
+    return proc.stdout
+
+
+def resolve_package(spec: str) -> str:
+    meta = KERNEL_SERIES[spec]
+    package = parse_apt_depends(run_tool(["apt-cache", "depends", meta]))
+    if package is None or not package.startswith(f"linux-image-{spec}."):
+        raise VmError(
+            f"`apt-cache depends {meta}` names no linux-image-{spec}.* package "
+            f"(got {package!r}): run `apt-get update` (6.12 needs bookworm-security)"
+        )
+    return package
+
+
+def fetch_package(package: str, kernels: Path) -> Path:
+    """Download and extract `package` into kernels/<package>, once; returns the tree."""
+    tree = kernels / package
+    if (tree / "boot").is_dir():
+        return tree
+    work = Path(tempfile.mkdtemp(prefix=f".{package}-", dir=kernels))
+    try:
+        progress(f"downloading {package}")
+        run_tool(["apt-get", "download", package], cwd=work)
+        debs = list(work.glob("*.deb"))
+        if len(debs) != 1:
+            raise VmError(f"apt-get download {package} left {len(debs)} .deb files in {work}")
+        progress(f"extracting {debs[0].name}")
+        run_tool(["dpkg-deb", "-x", str(debs[0]), str(work / "tree")])
+        (work / "tree").rename(tree)  # atomic: a tree with boot/ is complete
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return tree
+
+
+def cached_trees(kernels: Path, spec: str) -> list[Path]:
+    """Complete cached trees of a series, newest package version last."""
+    trees = [p for p in kernels.glob(f"linux-image-{spec}.*") if (p / "boot").is_dir()]
+
+    def key(p: Path):
+        return [int(n) for n in re.findall(r"\d+", p.name)]
+
+    return sorted(trees, key=key)
+
+
+def resolve_kernel(spec: str) -> KernelImage:
+    """A bootable kernel for "6.1", "6.12" (Debian packages, cached) or a vmlinuz path."""
+    spec = str(spec)
+    if spec not in KERNEL_SERIES:
+        if "/" in spec or os.path.exists(spec):
+            return kernel_from_path(Path(spec), spec=spec)
+        raise VmError(
+            f"unknown kernel {spec!r}: use one of {', '.join(KERNEL_SERIES)} "
+            "or a path to DIR/boot/vmlinuz-VERSION with DIR/lib/modules/VERSION beside it"
+        )
+    kernels = cache_dir() / "kernels"
+    check_guest_visible(kernels, "kernel cache")
+    kernels.mkdir(parents=True, exist_ok=True)
+    with open(kernels / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one download/extract at a time across processes
+        try:
+            package = resolve_package(spec)
+            tree = fetch_package(package, kernels)
+        except VmError as exc:
+            cached = cached_trees(kernels, spec)
+            if not cached:
+                raise
+            tree, package = cached[-1], cached[-1].name
+            progress(f"{exc}; using cached {package}")
+    return image_in_tree(tree, spec, package)
+
+
+# --- the guest command ----------------------------------------------------------------------
+
+
+def new_marker() -> str:
+    return MARKER_PREFIX + uuid.uuid4().hex
+
+
+def guest_path(env: Mapping[str, str] | None = None) -> str:
+    """PATH for the guest: the caller's, else the running venv's bin dir and the system's."""
+    bindir = os.path.dirname(sys.executable)
+    path = (env or {}).get("PATH") or f"{bindir}:{SYSTEM_PATH}"
+    if bindir not in path.split(":"):
+        path = f"{bindir}:{path}"
+    return path
+
+
+def guest_script(
+    argv: Sequence[str], env: Mapping[str, str], cwd: str, marker: str
+) -> str:
+    """The sh script the guest runs: bpffs, cwd, `env K=V ... CMD`, then the marker line.
+
+    `env` must already hold PATH. stderr joins stdout so the output keeps its order.
+    """
+    if not argv:
+        raise VmError("no command to run in the guest")
+    for key in env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise VmError(f"invalid environment variable name {key!r}")
+    assignments = [f"{k}={v}" for k, v in env.items()]
+    return "\n".join(
+        [
+            "exec 2>&1",
+            "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf"
+            " || echo 'policyc vm: cannot mount bpffs at /sys/fs/bpf'",
+            f"cd {shlex.quote(cwd)} || exit 1",
+            shlex.join(["env", *assignments, *argv]),
+            f"printf '\\n{marker}:%d\\n' $?",
+            "",
+        ]
+    )
+
+
+def split_marker(output: str, marker: str) -> tuple[int | None, str]:
+    """(exit code reported on the marker line or None, output without that line)."""
+    matches = list(re.finditer(rf"\r?\n?{re.escape(marker)}:(\d+)\r?\n?", output))
+    if not matches:
+        return None, output
+    m = matches[-1]
+    return int(m.group(1)), output[: m.start()] + output[m.end() :]
+
+
+class MarkerFilter:
+    """Passes streamed output through, holding back only what may become the marker line.
+
+    The guest prints a newline, the marker, ":", the exit code and a newline; a chunk of
+    output may end anywhere in that.
+    """
+
+    def __init__(self, marker: str):
+        self.head = f"\n{marker}:"
+        self.line = re.compile(rf"\r?{re.escape(self.head)}\d+\r?\n")
+        self.pending = ""
+
+    def feed(self, text: str) -> str:
+        s = self.line.sub("", self.pending + text)
+        keep = self.holdback(s)
+        self.pending = s[len(s) - keep :]
+        return s[: len(s) - keep]
+
+    def flush(self) -> str:
+        _, out = split_marker(self.pending, self.head[1:-1])
+        self.pending = ""
+        return out
+
+    def holdback(self, s: str) -> int:
+        """Length of the tail of s that could still turn out to be the marker line."""
+        i = s.rfind(self.head)
+        if i >= 0 and re.fullmatch(r"\d*\r?", s[i + len(self.head) :]):
+            return len(s) - i
+        for n in range(min(len(s), len(self.head) - 1), 0, -1):
+            if self.head.startswith(s[-n:]):
+                return n
+        return 0
+
+
+# --- booting --------------------------------------------------------------------------------
+
+
+def vng_command(
+    vng: str,
+    image: KernelImage,
+    script: str,
+    cpus: int | None = None,
+    memory: str = "2G",
+    extra_qemu_opts: str | Sequence[str] | None = None,
+    rwdirs: Iterable[str] = (),
+) -> list[str]:
+    cmd = [vng, "-r", str(image.vmlinuz), "--disable-kvm", "--force-9p", "--memory", memory]
+    if cpus is not None:
+        cmd += ["--cpus", str(cpus)]
+    if extra_qemu_opts:
+        opts = extra_qemu_opts if isinstance(extra_qemu_opts, str) else shlex.join(extra_qemu_opts)
+        cmd.append(f"--qemu-opts={opts}")
+    for rwdir in rwdirs:
+        if not rwdir or any(c.isspace() for c in str(rwdir)):
+            raise VmError(f"--rwdir {rwdir!r}: vng cannot pass an empty path or one with spaces")
+        cmd.append(f"--rwdir={os.path.abspath(rwdir)}")
+    return [*cmd, "--", "sh", script]
+
+
+def host_env() -> dict[str, str]:
+    """Our environment with the venv's bin dir first (vng execs virtme-run from it)."""
+    bindir = os.path.dirname(sys.executable)
+    env = dict(os.environ)
+    env["PATH"] = ":".join([bindir, env.get("PATH", ""), SYSTEM_PATH]).replace("::", ":")
+    return env
+
+
+def check_host(env: Mapping[str, str]) -> str:
+    """Path of vng; VmError naming what to install when a tool is missing."""
+    vng = os.path.join(os.path.dirname(sys.executable), "vng")
+    if not os.access(vng, os.X_OK):
+        raise VmError(
+            f"virtme-ng (vng) is not installed beside {sys.executable}: {SETUP_HINT} "
+            "and run policyc with the python of its venv"
+        )
+    for tool, package in HOST_TOOLS.items():
+        if shutil.which(tool, path=env["PATH"]) is None:
+            raise VmError(f"{tool} not found (Debian package {package}): {SETUP_HINT}")
+    return vng
+
+
+def boot_once(cmd: list[str], cwd: str, env: Mapping[str, str], timeout: float,
+              stream_filter: MarkerFilter | None) -> tuple[int, str]:
+    """Run vng until it exits; (its exit code, all its output). VmError on timeout."""
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    chunks: list[str] = []
+
+    def show(text: str) -> None:
+        if stream_filter is not None and text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    deadline = time.monotonic() + timeout
+    try:
+        fd = proc.stdout.fileno()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise VmError(f"the guest command did not finish within {timeout:g} s", "".join(chunks))
+            if not select.select([fd], [], [], min(remaining, 1.0))[0]:
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            text = decoder.decode(data)
+            chunks.append(text)
+            show(stream_filter.feed(text) if stream_filter else "")
+        text = decoder.decode(b"", final=True)
+        chunks.append(text)
+        if stream_filter is not None:
+            show(stream_filter.feed(text) + stream_filter.flush())
+        try:
+            returncode = proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
+        except subprocess.TimeoutExpired:
+            raise VmError(f"vng did not exit within {timeout:g} s", "".join(chunks)) from None
+        return returncode, "".join(chunks)
+    finally:
+        stop(proc)
+        proc.stdout.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kill vng and the qemu it started (its own process group), if still running."""
+    if proc.poll() is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def run_in_vm(
+    argv: Sequence[str],
+    kernel: str | KernelImage = "6.1",
+    env: Mapping[str, str] | None = None,
+    cpus: int | None = None,
+    memory: str = "2G",
+    timeout: float = 900,
+    extra_qemu_opts: str | Sequence[str] | None = None,
+    rwdirs: Iterable[str] = (),
+    stream: bool = False,
+    cwd: str | None = None,
+) -> VmResult:
+    """Boot `kernel` and run `argv` as root in the guest, in `cwd` (default: ours).
+
+    The guest gets only `env` plus a PATH holding this Python's bin dir (unless env sets
+    PATH). Output (guest stdout and stderr merged, plus vng's messages) is returned and, with
+    `stream`, also written to our stdout as it comes. `timeout` bounds each boot; a boot
+    whose guest never reports the exit code is retried once. Raises VmError when the VM
+    cannot be set up, times out, or never reports.
+    """
+    image = kernel if isinstance(kernel, KernelImage) else resolve_kernel(kernel)
+    cwd = os.path.abspath(cwd or os.getcwd())
+    check_guest_visible(Path(cwd), "working directory")
+    henv = host_env()
+    vng = check_host(henv)
+    genv = {**(env or {}), "PATH": guest_path(env)}
+    marker = new_marker()
+    rundir = cache_dir() / "run"
+    check_guest_visible(rundir, "script directory")
+    rundir.mkdir(parents=True, exist_ok=True)
+    script = rundir / f"{marker}.sh"
+    script.write_text(guest_script(list(argv), genv, cwd, marker))
+    cmd = vng_command(vng, image, str(script), cpus, memory, extra_qemu_opts, rwdirs)
+    try:
+        for boot in (1, 2):
+            progress(f"booting {image.version} under qemu (TCG, ~20-30 s)")
+            start = time.monotonic()
+            vng_rc, output = boot_once(
+                cmd, cwd, henv, timeout, MarkerFilter(marker) if stream else None
+            )
+            seconds = time.monotonic() - start
+            code, output = split_marker(output, marker)
+            if code is not None:
+                progress(f"guest command exited {code} after {seconds:.1f} s")
+                return VmResult(code, output, seconds, boot)
+            if boot == 1:
+                progress(f"the guest never reported (vng exit {vng_rc}); booting once more")
+    finally:
+        script.unlink(missing_ok=True)
+    tail = "\n".join(output.strip().splitlines()[-15:])
+    raise VmError(
+        f"the guest never reported an exit code in 2 boots of {image.version} "
+        f"(vng exit {vng_rc}); last output:\n{tail}",
+        output,
+    )
