@@ -13,7 +13,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from ..ir.model import Event, Glob, Policy, Program, Rule, to_v6_address
+from ..ir.model import AnyChar, DoubleStar, Event, Glob, Lit, Policy, Program, Rule, Star, to_v6_address
 from ..lower.globs import to_regex
 
 _RANK = {"allow": 0, "audit": 1, "deny": 2}
@@ -24,7 +24,7 @@ class Decision:
     action: str               # allow | deny | audit
     policy: Policy | None     # the policy that decided; None: no policy governs the process
     rule: Rule | None         # the rule that decided; None: the policy's default (or ungoverned)
-    by: str                   # rule | default | ungoverned
+    by: str                   # rule | default | ungoverned | protect | anonymous-exec
 
     def to_dict(self) -> dict:
         loc = None
@@ -72,10 +72,16 @@ def governs(policy: Policy, event: Event) -> bool:
 
 
 def rule_matches(rule: Rule, event: Event) -> bool:
-    if rule.family != event.family:
-        return False
     fam = rule.family
-    if fam in ("file", "net", "module"):
+    if fam == "exec" and event.op == "file.exec-map":
+        pass  # an exec rule also decides mapping that file executable (`ld.so /usr/bin/x`)
+    elif fam != event.family:
+        return False
+    elif fam == "file":
+        # `write` covers `append`: an append is a write that cannot clobber
+        if event.sub_op not in rule.ops and not (event.sub_op == "append" and "write" in rule.ops):
+            return False
+    elif fam in ("net", "module"):
         if event.sub_op not in rule.ops:
             return False
     elif fam == "capability":
@@ -118,6 +124,50 @@ def _net_matches(rule: Rule, event: Event) -> bool:
     return True
 
 
+def _can_extend(parts, i: int, text: str, j: int) -> bool:
+    """Can glob parts[i:] match some string that starts with text[j:]?"""
+    if j == len(text):
+        return True  # every glob matches some string
+    if i == len(parts):
+        return False
+    p = parts[i]
+    if isinstance(p, Lit):
+        rest = text[j:]
+        if len(rest) <= len(p.text):
+            return p.text.startswith(rest)
+        return rest.startswith(p.text) and _can_extend(parts, i + 1, text, j + len(p.text))
+    if isinstance(p, DoubleStar):
+        return True
+    if isinstance(p, Star):
+        k = j
+        while True:
+            if _can_extend(parts, i + 1, text, k):
+                return True
+            if k == len(text):
+                return True
+            if text[k] == "/":
+                return False
+            k += 1
+    if isinstance(p, AnyChar):
+        return text[j] != "/" and _can_extend(parts, i + 1, text, j + 1)
+    return any(_can_extend(tuple(o) + tuple(parts[i + 1:]), 0, text, j) for o in p.options)
+
+
+def protecting_rule(policy: Policy, path: str) -> Rule | None:
+    """The first deny rule (file or exec) that covers `path` or anything below `path/`.
+    Renaming or hard-linking such a path would carry it out from under its rule."""
+    for rule in policy.rules:
+        if rule.decision != "deny" or rule.family not in ("file", "exec"):
+            continue
+        globs = rule.paths or None
+        if globs is None:
+            return rule
+        for g in globs:
+            if glob_matches(g, path) or _can_extend(g.parts, 0, path + "/", 0):
+                return rule
+    return None
+
+
 def decide_policy(policy: Policy, event: Event) -> Decision:
     """One governing policy's decision: deny beats audit beats allow; first rule in source
     order within a decision; the default when nothing matches; audit mode turns deny into
@@ -130,6 +180,14 @@ def decide_policy(policy: Policy, event: Event) -> Decision:
         action, by = best.decision, "rule"
     else:
         action, by = policy.default, "default"
+    if (event.op in ("exec", "file.exec-map") and event.path is not None
+            and not event.path.startswith("/")):
+        # a pseudo file (memfd, anonymous inode): no path rule can speak for it
+        action, best, by = "deny", None, "anonymous-exec"
+    elif (event.op in ("file.rename", "file.link") and action != "deny" and event.path is not None):
+        guard = protecting_rule(policy, event.path)
+        if guard is not None:
+            action, best, by = "deny", guard, "protect"
     if policy.mode == "audit" and action == "deny":
         action = "audit"
     return Decision(action, policy, best, by)
