@@ -58,9 +58,23 @@ def _cgroup_within(cgroup: str | None, root: str) -> bool:
     return root == "/" or cg == root or cg.startswith(root + "/")
 
 
+def excepted(policy: Policy, event: Event) -> bool:
+    """`except exe`: the process's own executable matches (ancestors do not count);
+    `except cgroup`: the process runs in (or below) that cgroup."""
+    for s in policy.exceptions:
+        if s.kind == "exe" and glob_matches(s.exe, event.exe):
+            return True
+        if s.kind == "cgroup" and _cgroup_within(event.cgroup, s.cgroup):
+            return True
+    return False
+
+
 def governs(policy: Policy, event: Event) -> bool:
     """A process is governed when its executable, or an ancestor's, matches an `exe` subject,
-    when it runs in (or below) a `cgroup` subject, or always under `subject all`."""
+    when it runs in (or below) a `cgroup` subject, or always under `subject all`; unless it
+    is excepted (`except ...`)."""
+    if policy.exceptions and excepted(policy, event):
+        return False
     for s in policy.subjects:
         if s.kind == "all":
             return True
@@ -208,4 +222,4 @@ def decide(policies: Program | tuple[Policy, ...] | list[Policy], event: Event) 
     return result or Decision("allow", None, None, "ungoverned")
 
 
-__all__ = ["Decision", "decide", "decide_policy", "governs", "rule_matches", "glob_matches"]
+__all__ = ["Decision", "decide", "decide_policy", "governs", "excepted", "rule_matches", "glob_matches"]

@@ -122,6 +122,11 @@ class Policy:
     mode_span: Span | None = None
     default_span: Span | None = None
     acknowledged: frozenset[str] = frozenset()
+    # `subject ... except exe|cgroup ...`: processes this policy does not govern, whatever
+    # their subjects say. Kind `exe` matches the process's own executable only (not its
+    # ancestors'): the children of an excepted process are governed again.
+    exceptions: tuple[Subject, ...] = ()
+    acknowledge_span: Span | None = None
 
     @property
     def file(self) -> str:

@@ -47,6 +47,7 @@ class SubjectSpec:
 class Subject:
     specs: tuple[SubjectSpec, ...]
     span: Span
+    exceptions: tuple[SubjectSpec, ...] = ()   # `except exe "..."`, `except cgroup "..."`
 
 
 @dataclass(frozen=True)

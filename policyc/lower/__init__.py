@@ -233,12 +233,15 @@ class _Lowering:
         self.l = loader
         self.diags = loader.diags
         self.all_lets: list[tuple[str, Span]] = []
+        self._lines: dict[str, list[str]] = {}
 
     def source_text(self, span: Span) -> str:
-        tree = self.l.files.get(span.file)
-        if tree is None:
-            return ""
-        lines = tree.source.split("\n")
+        lines = self._lines.get(span.file)
+        if lines is None:
+            tree = self.l.files.get(span.file)
+            if tree is None:
+                return ""
+            lines = self._lines[span.file] = tree.source.split("\n")
         if span.line == span.end_line:
             return lines[span.line - 1][span.col - 1: span.end_col - 1]
         first = lines[span.line - 1][span.col - 1:]
@@ -250,6 +253,8 @@ class _Lowering:
     def policy(self, pol: S.Policy, key: str) -> M.Policy | None:
         lets = dict(self.l.visible_lets(key))
         subjects: list[M.Subject] = []
+        exceptions: list[M.Subject] = []
+        acknowledge_span = None
         mode = default = None
         mode_span = default_span = None
         acknowledged: set[str] = set()
@@ -263,6 +268,10 @@ class _Lowering:
                     subj = self.subject(spec, lets)
                     if subj is not None:
                         subjects.append(subj)
+                for spec in item.exceptions:
+                    subj = self.subject(spec, lets)
+                    if subj is not None:
+                        exceptions.append(subj)
             elif isinstance(item, S.Setting):
                 if item.key == "acknowledge":
                     if item.value.value != "host-wide-deny":
@@ -270,6 +279,7 @@ class _Lowering:
                                          hints=did_you_mean(item.value.value, ["host-wide-deny"]) or
                                          ("the only one is `host-wide-deny`",))
                     acknowledged.add(item.value.value)
+                    acknowledge_span = acknowledge_span or item.span
                     continue
                 allowed = ("enforce", "audit") if item.key == "mode" else ("allow", "deny")
                 if item.value.value not in allowed:
@@ -308,6 +318,8 @@ class _Lowering:
             mode_span=mode_span,
             default_span=default_span,
             acknowledged=frozenset(acknowledged),
+            exceptions=tuple(exceptions),
+            acknowledge_span=acknowledge_span,
         )
 
     def use(self, use: S.Use, chain: tuple[Span, ...], lets, depth: int = 0):

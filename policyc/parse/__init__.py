@@ -235,11 +235,20 @@ class _Builder:
 
     def build_subject(self, t):
         specs = []
+        exceptions = []
         for c in t.children:
-            kind = c.data.removeprefix("subject_")
-            value = self.string(c.children[0]) if c.children else None
-            specs.append(S.SubjectSpec(kind, value, self.span(c)))
-        return S.Subject(tuple(specs), self.span(t))
+            if c is None:
+                continue
+            if c.data == "subject_except":
+                exceptions.extend(self.subject_spec(e) for e in c.children)
+            else:
+                specs.append(self.subject_spec(c))
+        return S.Subject(tuple(specs), self.span(t), tuple(exceptions))
+
+    def subject_spec(self, c) -> S.SubjectSpec:
+        kind = c.data.removeprefix("subject_")
+        value = self.string(c.children[0]) if c.children else None
+        return S.SubjectSpec(kind, value, self.span(c))
 
     def build_mode(self, t):
         return S.Setting("mode", self.name(t.children[0]), self.span(t))
