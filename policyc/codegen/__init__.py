@@ -1,0 +1,210 @@
+"""IR to BPF: choose the hook families a policy needs, render their C from templates/, compile
+with clang (-target bpf, CO-RE), and write NAME.bpf.o and NAME.manifest.json.
+
+Output is byte-identical for identical input: the C is compiled in a private directory under
+fixed names with the debug paths mapped, and the manifest is written with sorted keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .. import __version__
+from ..ir.model import Policy, Program
+from .dfa import DfaTooLarge
+from .tables import config_map, dfa_maps, net_maps, policy_dfa
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+MANIFEST_FORMAT = 1
+DEFAULT_RINGBUF_BYTES = 1 << 22
+
+# The rule families the kernel backend enforces today, and the hooks each template attaches.
+HOOKS = {
+    "subject": ["task_alloc", "bprm_check_security"],
+    "file": ["file_open", "path_mknod", "path_mkdir", "path_symlink", "path_unlink", "path_rmdir",
+             "path_chmod", "path_chown", "path_truncate", "path_rename", "path_link"],
+    "execmap": ["mmap_file", "file_mprotect"],
+    "net": ["socket_connect", "socket_bind", "socket_sendmsg"],
+    "mount": ["sb_mount", "move_mount"],
+}
+ENFORCED_FAMILIES = ("file", "exec", "net", "mount")
+
+
+class BuildError(Exception):
+    """A build problem for the user (missing clang, clang error, a too-large policy)."""
+
+    def __init__(self, message: str, detail: str = "", hint: str = ""):
+        super().__init__(message)
+        self.message, self.detail, self.hint = message, detail, hint
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    policy: str
+    object_path: Path
+    manifest_path: Path
+    c_path: Path | None
+    hooks: tuple[str, ...]
+
+
+def unenforced_rules(policy: Policy):
+    """Rules of families the kernel backend cannot enforce yet (reported by `build`)."""
+    return [r for r in policy.rules if r.family not in ENFORCED_FAMILIES]
+
+
+def template_families(policy: Policy) -> list[str]:
+    """The hook families this policy needs, and only those. Under `default allow` an allow
+    rule never changes an outcome, so only deny and audit rules call for a hook."""
+    deny_default = policy.default == "deny"
+
+    def needed(*families: str, ops: tuple[str, ...] = ()) -> bool:
+        if deny_default:
+            return True
+        for r in policy.rules:
+            if r.family in families and r.decision != "allow":
+                if not ops or any(o in ops for o in r.ops) or r.family == "exec":
+                    return True
+        return False
+
+    fams = ["subject"]
+    protects = any(r.decision == "deny" and r.family in ("file", "exec") for r in policy.rules)
+    if needed("file") or protects:
+        fams.append("file")
+    if needed("exec") or needed("file", ops=("exec-map",)):
+        fams.append("execmap")
+    if needed("net"):
+        fams.append("net")
+    if needed("mount"):
+        fams.append("mount")
+    return fams
+
+
+def render_c(policy: Policy, families: list[str]) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template("policy.bpf.c.j2").render(
+        version=__version__,
+        policy=policy.name,
+        source=str(policy.span),
+        families=families,
+        has_exe_subjects=any(s.kind == "exe" for s in policy.subjects),
+    )
+
+
+def find_clang() -> str:
+    for name in (os.environ.get("POLICYC_CLANG"), "clang-19", "clang-18", "clang-17", "clang-16", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    raise BuildError(
+        "clang was not found",
+        hint="install it with `scripts/setup.sh` (Debian: `apt-get install clang-19 libbpf-dev`), "
+             "or point POLICYC_CLANG at a clang that can target bpf",
+    )
+
+
+def _libbpf_include() -> str:
+    for d in ("/usr/include", "/usr/local/include"):
+        if os.path.isfile(os.path.join(d, "bpf", "bpf_helpers.h")):
+            return d
+    raise BuildError("libbpf headers (bpf/bpf_helpers.h) were not found",
+                     hint="install them with `scripts/setup.sh` (Debian: `apt-get install libbpf-dev`)")
+
+
+def compile_c(c_source: str, name: str) -> bytes:
+    clang = find_clang()
+    inc = _libbpf_include()
+    with tempfile.TemporaryDirectory(prefix="policyc-build-") as tmp:
+        for h in (TEMPLATES / "common").glob("*.h"):
+            shutil.copy(h, os.path.join(tmp, h.name))
+        src = os.path.join(tmp, f"{name}.bpf.c")
+        Path(src).write_text(c_source)
+        cmd = [
+            clang, "-target", "bpf", "-O2", "-g", "-D__TARGET_ARCH_x86",
+            "-Wall", "-Wno-unused-function", "-Wno-visibility", "-Wno-missing-declarations",
+            "-I.", "-isystem", inc,
+            f"-ffile-prefix-map={tmp}=.", "-fdebug-compilation-dir=.",
+            "-c", f"{name}.bpf.c", "-o", f"{name}.bpf.o",
+        ]
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"clang failed to compile the BPF program for `{name}`", detail=proc.stderr.strip(),
+                             hint="this is a bug in policyc's templates, please report it with --emit-c output")
+        return Path(os.path.join(tmp, f"{name}.bpf.o")).read_bytes()
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def manifest_for(program: Program, policy: Policy, families: list[str], obj: bytes, maps: dict,
+                 ringbuf_bytes: int) -> dict:
+    inputs = {}
+    for f in sorted(program.sources):
+        inputs[f] = _sha256(program.sources[f].encode())
+    return {
+        "format": MANIFEST_FORMAT,
+        "policyc_version": __version__,
+        "policy": policy.name,
+        "mode": policy.mode,
+        "default": policy.default,
+        "source": {"file": policy.span.file, "line": policy.span.line, "col": policy.span.col},
+        "default_location": str(policy.default_span) if policy.default_span else None,
+        "inputs": inputs,
+        "object": f"{policy.name}.bpf.o",
+        "object_sha256": _sha256(obj),
+        "families": families,
+        "hooks": [h for f in families for h in HOOKS[f]],
+        "subjects": [
+            {"kind": s.kind, "exe": s.exe.text if s.exe else None, "cgroup": s.cgroup,
+             "location": str(s.span)}
+            for s in policy.subjects
+        ],
+        "rules": [
+            {"id": r.id, "decision": r.decision, "family": r.family, "ops": list(r.ops),
+             "text": r.text, "location": str(r.span),
+             "enforced": r.family in ENFORCED_FAMILIES}
+            for r in policy.rules
+        ],
+        "ringbuf_bytes": ringbuf_bytes,
+        "maps": {name: m.to_json() for name, m in sorted(maps.items())},
+    }
+
+
+def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool = False,
+                 ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES) -> BuildResult:
+    families = template_families(policy)
+    try:
+        dfa = policy_dfa(policy)
+    except DfaTooLarge as e:
+        raise BuildError(str(e), hint="split the policy, or use `**` prefixes instead of many mid-path globs")
+    maps = {"config": config_map(policy), **dfa_maps(dfa)}
+    if "net" in families:
+        maps.update(net_maps(policy))
+    c_source = render_c(policy, families)
+    obj = compile_c(c_source, policy.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    obj_path = out_dir / f"{policy.name}.bpf.o"
+    obj_path.write_bytes(obj)
+    c_path = None
+    if emit_c:
+        c_path = out_dir / f"{policy.name}.bpf.c"
+        c_path.write_text(c_source)
+    manifest = manifest_for(program, policy, families, obj, maps, ringbuf_bytes)
+    manifest_path = out_dir / f"{policy.name}.manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return BuildResult(policy.name, obj_path, manifest_path, c_path,
+                       tuple(h for f in families for h in HOOKS[f]))

@@ -1,0 +1,488 @@
+/* What every policy object shares: maps, the subject test, path resolution, the DFA walk,
+ * and how a decision becomes a return code and an event.
+ *
+ * Rules are data (maps filled from NAME.manifest.json at load), never code: the cost of an
+ * event does not grow with the number of rules and a rule change needs no recompile.
+ */
+#ifndef POLICYC_POLICY_H
+#define POLICYC_POLICY_H
+
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "event.h"
+
+#define EPERM 1
+#define ENOMEM 12
+#define AF_UNSPEC 0
+#define AF_INET 2
+#define AF_INET6 10
+#define FMODE_READ 0x1
+#define FMODE_WRITE 0x2
+#define FMODE_EXEC 0x20
+#define O_TRUNC 01000
+#define O_APPEND 02000
+#define PROT_EXEC 0x4
+#define VM_EXEC 0x4
+#define MNT_INTERNAL 0x4000
+
+/* Longest walk: a 4,096-byte path has at most 2,048 components; mounts crossed come on top. */
+#define MAX_COMPONENTS 2048
+#define MAX_WALK_STEPS (MAX_COMPONENTS + 256)
+#define MAX_NET_ENTRIES 4096
+
+/* config.flags */
+#define CFG_SUBJECT_ALL 0x1
+#define CFG_SUBJECT_CGROUP 0x2
+#define CFG_MODE_AUDIT 0x4
+
+/* task storage states */
+#define SUBJECT_NONE 0
+#define SUBJECT_GOVERNED 1
+#define SUBJECT_PENDING 2   /* `policyc exec`: governed from its next exec on, which is not checked */
+
+struct policyc_config {
+	__u32 flags;
+	__u32 cgroup_levels;     /* how many ancestor levels to test against subject_cgroups */
+	__u8 net_default;        /* decision when no net entry matches */
+	__u8 pad[7];
+};
+
+struct dfa_state {
+	__u32 next[3];           /* default successor by byte class: '/', 0x80-0xBF, other */
+	__u32 verdict;           /* index into verdicts */
+	__u32 protect_rule;      /* deny rule a rename/link of this path would escape, or 0 */
+};
+
+struct verdict {
+	__u32 rule[POLICYC_N_OPS];
+	__u8 decision[POLICYC_N_OPS];
+};
+
+struct net_key {
+	__u32 prefixlen;
+	__u8 op;
+	__u8 addr[16];
+} __attribute__((packed));
+
+struct net_slice {
+	__u32 start;
+	__u32 count;
+};
+
+struct net_entry {
+	__u32 rule_id;
+	__u16 port_lo;
+	__u16 port_hi;
+	__u8 proto_mask;
+	__u8 decision;
+	__u8 pad[2];
+};
+
+struct subject_state {
+	__u32 state;
+};
+
+struct scratch {
+	struct policyc_event ev;
+	const unsigned char *names[MAX_COMPONENTS];
+	__u32 lens[MAX_COMPONENTS];
+};
+
+/* max_entries of 1 are placeholders: the loader sets the real sizes from the manifest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct policyc_config);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dfa_state);
+} dfa_states SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} dfa_edges SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct verdict);
+} verdicts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, __u8);
+} subject_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct subject_state);
+} subjects SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, POLICYC_N_HOOKS);
+	__type(key, __u32);
+	__type(value, struct policyc_counters);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+static __always_inline struct policyc_config *get_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&config, &zero);
+}
+
+static __always_inline struct scratch *get_scratch(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&scratch_map, &zero);
+}
+
+static __always_inline void count(__u32 hook, int which)
+{
+	struct policyc_counters *c = bpf_map_lookup_elem(&counters, &hook);
+	if (!c)
+		return;
+	switch (which) {
+	case 0: c->checked++; break;
+	case 1: c->denied++; break;
+	case 2: c->audited++; break;
+	case 3: c->failed_closed++; break;
+	default: c->dropped++; break;
+	}
+}
+
+/* ---- subjects ----------------------------------------------------------------------------- */
+
+/* Is the current task governed by this policy? Marked tasks (exec of a subject executable, or
+ * a descendant of one), `subject all`, or a task in (or below) a subject cgroup. */
+static __always_inline int governed(struct policyc_config *cfg)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct subject_state *s = bpf_task_storage_get(&subjects, task, 0, 0);
+	if (s && s->state == SUBJECT_GOVERNED)
+		return 1;
+	if (cfg->flags & CFG_SUBJECT_ALL)
+		return 1;
+	if (cfg->flags & CFG_SUBJECT_CGROUP) {
+		for (int level = 0; level < 32; level++) {
+			if (level > cfg->cgroup_levels)
+				break;
+			__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+			if (!id)
+				break;
+			if (bpf_map_lookup_elem(&subject_cgroups, &id))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* ---- paths -------------------------------------------------------------------------------- */
+
+enum walk_status { WALK_OK = 0, WALK_PSEUDO, WALK_TOO_LONG, WALK_DETACHED, WALK_FAULT };
+
+struct walk_ctx {
+	struct dentry *dentry;
+	struct mount *mnt;
+	struct scratch *s;
+	__u32 n;
+	int status;
+	int done;
+};
+
+static __always_inline struct vfsmount *mount_vfs(struct mount *m)
+{
+	return (struct vfsmount *)((char *)m + bpf_core_field_offset(struct mount, mnt));
+}
+
+static __always_inline struct mount *real_mount(struct vfsmount *v)
+{
+	return (struct mount *)((char *)v - bpf_core_field_offset(struct mount, mnt));
+}
+
+/* One step up: record this dentry's name, or cross to the parent mount. The walk goes to the
+ * root of the task's mount namespace, not to its chroot: a chroot cannot rename a file. */
+static long walk_up(__u32 i, struct walk_ctx *c)
+{
+	struct dentry *d = c->dentry;
+	struct dentry *mnt_root = BPF_CORE_READ(mount_vfs(c->mnt), mnt_root);
+	if (d == mnt_root) {
+		struct mount *parent = BPF_CORE_READ(c->mnt, mnt_parent);
+		if (parent == c->mnt || !parent) {
+			c->done = 1;
+			return 1;
+		}
+		c->dentry = BPF_CORE_READ(c->mnt, mnt_mountpoint);
+		c->mnt = parent;
+		return 0;
+	}
+	struct dentry *up = BPF_CORE_READ(d, d_parent);
+	if (up == d || !up) {
+		/* a dentry with no parent that is not its mount's root: a pseudo file (pipe, memfd,
+		 * anonymous inode). Its name alone is its path. */
+		c->status = WALK_PSEUDO;
+	}
+	if (c->n >= MAX_COMPONENTS) {
+		c->status = WALK_TOO_LONG;
+		c->done = 1;
+		return 1;
+	}
+	__u32 n = c->n & (MAX_COMPONENTS - 1);
+	c->s->names[n] = BPF_CORE_READ(d, d_name.name);
+	c->s->lens[n] = BPF_CORE_READ(d, d_name.len);
+	c->n++;
+	if (c->status == WALK_PSEUDO) {
+		c->done = 1;
+		return 1;
+	}
+	c->dentry = up;
+	return 0;
+}
+
+struct build_ctx {
+	struct scratch *s;
+	__u32 n;
+	__u32 off;
+	int status;
+	int pseudo;
+};
+
+/* Write the recorded names root first: "/a/b/c" (a pseudo file: its bare name). */
+static long build_path(__u32 i, struct build_ctx *c)
+{
+	if (i >= c->n)
+		return 1;
+	__u32 idx = (c->n - 1 - i) & (MAX_COMPONENTS - 1);
+	__u32 len = c->s->lens[idx];
+	if (len > 255 || c->off + 1 + len > POLICYC_PATH_MAX - 1) {
+		c->status = WALK_TOO_LONG;
+		return 1;
+	}
+	if (!c->pseudo) {
+		c->s->ev.path[c->off & (POLICYC_PATH_MAX - 1)] = '/';
+		c->off++;
+	}
+	if (bpf_probe_read_kernel(&c->s->ev.path[c->off & (POLICYC_PATH_MAX - 1)], len & 255,
+				  c->s->names[idx])) {
+		c->status = WALK_FAULT;
+		return 1;
+	}
+	c->off += len;
+	return 0;
+}
+
+/* Resolve (dentry, vfsmount) into s->ev.path / path_len. Returns a walk_status. */
+static __always_inline int resolve_path(struct scratch *s, struct dentry *dentry, struct vfsmount *vfs)
+{
+	struct walk_ctx w = { .dentry = dentry, .mnt = real_mount(vfs), .s = s };
+	s->ev.path_len = 0;
+	s->ev.path[0] = 0;
+	if (!dentry || !vfs)
+		return WALK_FAULT;
+	bpf_loop(MAX_WALK_STEPS, walk_up, &w, 0);
+	if (!w.done)
+		return WALK_TOO_LONG;
+	if (w.status == WALK_TOO_LONG)
+		return WALK_TOO_LONG;
+	if (w.status != WALK_PSEUDO) {
+		struct task_struct *task = bpf_get_current_task_btf();
+		struct mount *ns_root = BPF_CORE_READ(task, nsproxy, mnt_ns, root);
+		if (w.mnt != ns_root) {
+			/* the walk ended at a root mount that is not the namespace's: a detached tree
+			 * (open_tree(OPEN_TREE_CLONE)) or an internal mount. Internal mounts hold
+			 * pseudo files; anything else cannot be named and fails closed. */
+			int flags = BPF_CORE_READ(mount_vfs(w.mnt), mnt_flags);
+			if (!(flags & MNT_INTERNAL))
+				return WALK_DETACHED;
+			w.status = WALK_PSEUDO;
+		}
+	}
+	struct build_ctx b = { .s = s, .n = w.n, .pseudo = w.status == WALK_PSEUDO };
+	if (b.pseudo && b.n == 0) {
+		b.off = 0;  /* the root of an internal mount: no name at all */
+	} else if (b.pseudo) {
+		/* a pseudo file is named by its leaf alone, names[0] ("memfd:x", "pipe:") */
+		__u32 len = s->lens[0];
+		if (len > 255)
+			return WALK_TOO_LONG;
+		if (bpf_probe_read_kernel(&s->ev.path[0], len & 255, s->names[0]))
+			return WALK_FAULT;
+		b.off = len;
+	} else {
+		bpf_loop(MAX_COMPONENTS, build_path, &b, 0);
+		if (b.status)
+			return b.status;
+		if (b.off == 0) {
+			s->ev.path[0] = '/';
+			b.off = 1;
+		}
+	}
+	s->ev.path[b.off & (POLICYC_PATH_MAX - 1)] = 0;
+	s->ev.path_len = b.off;
+	return b.pseudo ? WALK_PSEUDO : WALK_OK;
+}
+
+/* ---- the DFA ------------------------------------------------------------------------------ */
+
+struct dfa_ctx {
+	struct scratch *s;
+	__u32 len;
+	__u32 state;
+	int fault;
+};
+
+static __always_inline int dfa_step(__u32 *state, __u8 b)
+{
+	__u32 key = (*state << 8) | b;
+	__u32 *next = bpf_map_lookup_elem(&dfa_edges, &key);
+	if (next) {
+		*state = *next;
+		return 0;
+	}
+	struct dfa_state *st = bpf_map_lookup_elem(&dfa_states, state);
+	if (!st)
+		return -1;
+	__u32 cls = b == '/' ? 0 : ((b & 0xC0) == 0x80 ? 1 : 2);
+	*state = st->next[cls];
+	return 0;
+}
+
+static long dfa_byte(__u32 i, struct dfa_ctx *c)
+{
+	if (i >= c->len)
+		return 1;
+	__u8 b = c->s->ev.path[i & (POLICYC_PATH_MAX - 1)];
+	if (dfa_step(&c->state, b)) {
+		c->fault = 1;
+		return 1;
+	}
+	return c->state == 0;  /* the dead state accepts nothing further */
+}
+
+/* Walk the resolved path; returns the final state, or -1 on a map fault. */
+static __always_inline long dfa_walk(struct scratch *s)
+{
+	struct dfa_ctx c = { .s = s, .len = s->ev.path_len, .state = 1 };
+	bpf_loop(POLICYC_PATH_MAX, dfa_byte, &c, 0);
+	if (c.fault)
+		return -1;
+	return c.state;
+}
+
+/* ---- decisions and events ----------------------------------------------------------------- */
+
+/* Fill the common fields of the scratch event. */
+static __always_inline void event_subject(struct scratch *s, __u8 hook, __u8 family, __u8 op)
+{
+	struct policyc_event *ev = &s->ev;
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+	ev->ts_boot_ns = bpf_ktime_get_boot_ns();
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->pid = (__u32)pid_tgid;
+	ev->tgid = pid_tgid >> 32;
+	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->uid = (__u32)uid_gid;
+	ev->gid = uid_gid >> 32;
+	ev->hook = hook;
+	ev->family = family;
+	ev->op = op;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+}
+
+/* Turn a decision into a return code, sending the event for deny and audit. `decision` is
+ * already folded with the policy's mode for rule verdicts; fail-closed reasons fold here. */
+static __always_inline int apply(struct policyc_config *cfg, struct scratch *s, __u8 decision,
+				 __u32 rule_id, __u8 reason)
+{
+	struct policyc_event *ev = &s->ev;
+	__u32 hook = ev->hook;
+	int audit_mode = cfg->flags & CFG_MODE_AUDIT;
+	if (reason >= REASON_PATH_TOO_LONG && reason != REASON_PROTECT && reason != REASON_ANON_EXEC)
+		count(hook, 3);
+	if (decision == DECISION_DENY && audit_mode)
+		decision = DECISION_AUDIT;
+	if (decision == DECISION_ALLOW)
+		return 0;
+	ev->decision = decision;
+	ev->rule_id = rule_id;
+	ev->reason = reason;
+	ev->mode = audit_mode ? 1 : 0;
+	__u64 size = POLICYC_EVENT_HEADER_SIZE + (ev->path_len & (POLICYC_PATH_MAX - 1)) + 1;
+	if (bpf_ringbuf_output(&events, ev, size, 0))
+		count(hook, 4);
+	count(hook, decision == DECISION_DENY ? 1 : 2);
+	return decision == DECISION_DENY ? -EPERM : 0;
+}
+
+static __always_inline struct verdict *verdict_of(long state)
+{
+	if (state < 0)
+		return 0;
+	__u32 st = state;
+	struct dfa_state *d = bpf_map_lookup_elem(&dfa_states, &st);
+	if (!d)
+		return 0;
+	__u32 vi = d->verdict;
+	return bpf_map_lookup_elem(&verdicts, &vi);
+}
+
+static __always_inline __u8 walk_reason(int status)
+{
+	switch (status) {
+	case WALK_TOO_LONG: return REASON_PATH_TOO_LONG;
+	case WALK_DETACHED: return REASON_DETACHED;
+	default: return REASON_READ_FAULT;
+	}
+}
+
+/* Decide path operation `op` for (dentry, mnt) in one call: resolve, walk, look up. */
+static __always_inline int check_path_op(struct policyc_config *cfg, struct scratch *s,
+					 struct dentry *dentry, struct vfsmount *mnt,
+					 __u8 hook, __u8 family, __u8 op)
+{
+	event_subject(s, hook, family, op);
+	count(hook, 0);
+	int status = resolve_path(s, dentry, mnt);
+	if (status != WALK_OK && status != WALK_PSEUDO)
+		return apply(cfg, s, DECISION_DENY, 0, walk_reason(status));
+	if (status == WALK_PSEUDO && (op == OP_EXEC || op == OP_EXEC_MAP))
+		return apply(cfg, s, DECISION_DENY, 0, REASON_ANON_EXEC);
+	struct verdict *v = verdict_of(dfa_walk(s));
+	if (!v)
+		return apply(cfg, s, DECISION_DENY, 0, REASON_MAP_FAULT);
+	__u32 o = op & (POLICYC_N_OPS - 1);
+	__u32 rule = v->rule[o];
+	return apply(cfg, s, v->decision[o], rule, rule ? REASON_RULE : REASON_DEFAULT);
+}
+
+#endif
