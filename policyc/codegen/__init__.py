@@ -102,6 +102,7 @@ def render_c(policy: Policy, families: list[str]) -> str:
         source=str(policy.span),
         families=families,
         has_exe_subjects=any(s.kind == "exe" for s in policy.subjects),
+        has_exe_exceptions=any(s.kind == "exe" for s in policy.exceptions),
     )
 
 
@@ -172,6 +173,11 @@ def manifest_for(program: Program, policy: Policy, families: list[str], obj: byt
             {"kind": s.kind, "exe": s.exe.text if s.exe else None, "cgroup": s.cgroup,
              "location": str(s.span)}
             for s in policy.subjects
+        ],
+        "exceptions": [
+            {"kind": s.kind, "exe": s.exe.text if s.exe else None, "cgroup": s.cgroup,
+             "location": str(s.span)}
+            for s in policy.exceptions
         ],
         "rules": [
             {"id": r.id, "decision": r.decision, "family": r.family, "ops": list(r.ops),

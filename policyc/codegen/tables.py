@@ -18,15 +18,16 @@ FILE_OP_INDEX = {
     "read": 0, "write": 1, "append": 2, "create": 3, "delete": 4, "rename": 5, "link": 6,
     "chmod": 7, "chown": 8, "exec-map": 9,
 }
-OP_EXEC, OP_MOUNT, OP_SUBJECT = 10, 11, 12
+OP_EXEC, OP_MOUNT, OP_SUBJECT, OP_EXCEPT = 10, 11, 12, 13
 N_OPS = 16
-OP_NAMES = {v: k for k, v in FILE_OP_INDEX.items()} | {OP_EXEC: "exec", OP_MOUNT: "mount", OP_SUBJECT: "subject"}
+OP_NAMES = {v: k for k, v in FILE_OP_INDEX.items()} | {OP_EXEC: "exec", OP_MOUNT: "mount", OP_SUBJECT: "subject",
+                                                         OP_EXCEPT: "except"}
 
 NET_OP_INDEX = {"connect": 0, "bind": 1, "create": 2}
 PROTO_BITS = {"tcp": 1, "udp": 2, "icmp": 4, "raw": 8, "packet": 16, "any": 0xFF}
 RANK = {"allow": 0, "audit": 1, "deny": 2}
 
-CFG_SUBJECT_ALL, CFG_SUBJECT_CGROUP, CFG_MODE_AUDIT = 0x1, 0x2, 0x4
+CFG_SUBJECT_ALL, CFG_SUBJECT_CGROUP, CFG_MODE_AUDIT, CFG_EXCEPT_CGROUP = 0x1, 0x2, 0x4, 0x8
 CGROUP_LEVELS = 31
 
 # struct layouts (little-endian: x86-64 and the BPF target agree)
@@ -85,13 +86,17 @@ def path_patterns(policy: Policy) -> list[Pattern]:
         if subj.kind == "exe":
             for atoms in glob_atoms(subj.exe.parts):
                 pats.append(Pattern(atoms, 1 << OP_SUBJECT, i + 1, 1))
+    for i, exc in enumerate(policy.exceptions):
+        if exc.kind == "exe":
+            for atoms in glob_atoms(exc.exe.parts):
+                pats.append(Pattern(atoms, 1 << OP_EXCEPT, i + 1, 1))
     return pats
 
 
 def policy_dfa(policy: Policy) -> Dfa:
     default = (RANK[policy.default], 0)
     defaults = [default] * N_OPS
-    defaults[OP_SUBJECT] = (0, 0)
+    defaults[OP_SUBJECT] = defaults[OP_EXCEPT] = (0, 0)
     return build_dfa(path_patterns(policy), N_OPS, defaults)
 
 
@@ -152,5 +157,7 @@ def config_map(policy: Policy) -> MapData:
         flags |= CFG_SUBJECT_CGROUP
     if policy.mode == "audit":
         flags |= CFG_MODE_AUDIT
+    if any(s.kind == "cgroup" for s in policy.exceptions):
+        flags |= CFG_EXCEPT_CGROUP
     value = CONFIG.pack(flags, CGROUP_LEVELS, RANK[policy.default])
     return MapData("array", 4, CONFIG.size, 1, ((U32.pack(0), value),))

@@ -41,7 +41,7 @@ enum policyc_family { FAMILY_FILE = 1, FAMILY_EXEC = 2, FAMILY_NET = 3, FAMILY_M
 /* Path operations: the columns of a DFA verdict vector. */
 enum policyc_op {
 	OP_READ = 0, OP_WRITE, OP_APPEND, OP_CREATE, OP_DELETE, OP_RENAME, OP_LINK, OP_CHMOD,
-	OP_CHOWN, OP_EXEC_MAP, OP_EXEC, OP_MOUNT, OP_SUBJECT,
+	OP_CHOWN, OP_EXEC_MAP, OP_EXEC, OP_MOUNT, OP_SUBJECT, OP_EXCEPT,
 	POLICYC_N_OPS = 16,
 };
 

@@ -37,11 +37,16 @@
 #define CFG_SUBJECT_ALL 0x1
 #define CFG_SUBJECT_CGROUP 0x2
 #define CFG_MODE_AUDIT 0x4
+#define CFG_EXCEPT_CGROUP 0x8
 
-/* task storage states */
-#define SUBJECT_NONE 0
-#define SUBJECT_GOVERNED 1
-#define SUBJECT_PENDING 2   /* `policyc exec`: governed from its next exec on, which is not checked */
+/* task storage state bits */
+#define SUBJECT_GOVERNED 0x1   /* started a subject executable, or descends from one */
+#define SUBJECT_PENDING 0x2    /* `policyc exec`: governed from its next exec on, which is not checked */
+#define SUBJECT_EXCEPTED 0x4   /* runs an `except exe` program: not governed; not inherited */
+
+/* subject_cgroups values */
+#define CGROUP_SUBJECT 1
+#define CGROUP_EXCEPT 2
 
 struct policyc_config {
 	__u32 flags;
@@ -187,22 +192,25 @@ static __always_inline int governed(struct policyc_config *cfg)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct subject_state *s = bpf_task_storage_get(&subjects, task, 0, 0);
-	if (s && s->state == SUBJECT_GOVERNED)
-		return 1;
-	if (cfg->flags & CFG_SUBJECT_ALL)
-		return 1;
-	if (cfg->flags & CFG_SUBJECT_CGROUP) {
+	__u32 state = s ? s->state : 0;
+	if (state & SUBJECT_EXCEPTED)
+		return 0;
+	int in_cgroup = 0;
+	if (cfg->flags & (CFG_SUBJECT_CGROUP | CFG_EXCEPT_CGROUP)) {
 		for (int level = 0; level < 32; level++) {
 			if (level > cfg->cgroup_levels)
 				break;
 			__u64 id = bpf_get_current_ancestor_cgroup_id(level);
 			if (!id)
 				break;
-			if (bpf_map_lookup_elem(&subject_cgroups, &id))
-				return 1;
+			__u8 *kind = bpf_map_lookup_elem(&subject_cgroups, &id);
+			if (kind && *kind == CGROUP_EXCEPT)
+				return 0;
+			if (kind && *kind == CGROUP_SUBJECT)
+				in_cgroup = 1;
 		}
 	}
-	return 0;
+	return (state & SUBJECT_GOVERNED) || (cfg->flags & CFG_SUBJECT_ALL) || in_cgroup;
 }
 
 /* ---- paths -------------------------------------------------------------------------------- */
