@@ -84,3 +84,39 @@ def did_you_mean(name: str, candidates) -> tuple[str, ...]:
     """A "did you mean" hint for an unknown name, or nothing."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return (f"did you mean `{close[0]}`?",) if close else ()
+
+
+# Every code any pass may emit: code -> (name, one-line description). docs/diagnostics.md
+# explains each with an anti-pattern and the best practice; a unit test keeps the two in step.
+# P0xx are errors (P001-P024 from the parser and lowering, P030+ from checks); W1xx warnings.
+CODES: dict[str, tuple[str, str]] = {
+    "P001": ("syntax-error", "the text does not follow the grammar"),
+    "P004": ("include-not-found", "an included file does not exist"),
+    "P005": ("cycle", "an include or ruleset cycle, or nesting too deep"),
+    "P006": ("unreadable-input", "a file cannot be read as UTF-8 policy text"),
+    "P010": ("unknown-family", "an unknown rule family"),
+    "P011": ("unknown-operation", "an unknown operation, or one the family does not take"),
+    "P012": ("unknown-capability", "an unknown capability name"),
+    "P013": ("unknown-signal", "an unknown signal name"),
+    "P014": ("undefined-variable", "a `${name}` that no `let` defines"),
+    "P015": ("defined-twice", "a policy, ruleset, variable or setting defined twice"),
+    "P016": ("missing-subject", "a policy without `subject`"),
+    "P017": ("bad-setting", "a bad `mode`, `default` or `acknowledge` value"),
+    "P018": ("bad-path", "a path or glob that is not absolute or not well formed"),
+    "P019": ("bad-object", "an object the rule's family does not take, or a bad address"),
+    "P020": ("bad-port", "a port outside 0-65535 or a reversed range"),
+    "P021": ("unknown-ruleset", "`use` of a ruleset that does not exist"),
+    "P022": ("test-of-unknown-policy", "a test block names a policy that does not exist"),
+    "P023": ("test-needs-exe", "a test of a policy with a pattern subject names no program"),
+    "P024": ("bad-expectation", "an expectation that does not name exactly one event"),
+    "P030": ("host-wide-deny", "a `subject all` policy in enforce mode denies what every system needs"),
+    "W101": ("duplicate-rule", "a rule written twice"),
+    "W102": ("shadowed-rule", "a rule (or one of its paths) already covered by a broader rule of the same decision"),
+    "W103": ("overridden-rule", "a rule (or one of its paths) fully covered by a more severe rule: it never decides"),
+    "W104": ("unused-let", "a variable that is defined but never used"),
+    "W105": ("listed-twice", "a name listed twice in one rule"),
+    "W106": ("contradictory-rules", "allow and deny (or audit) of the same operation on the same object"),
+    "W107": ("redundant-allow", "an `allow` rule in a `default allow` policy: it changes nothing"),
+    "W108": ("subject-matches-everything", "a subject pattern that matches every program"),
+    "W109": ("needless-acknowledgement", "`acknowledge host-wide-deny` where nothing needs it"),
+}

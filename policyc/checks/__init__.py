@@ -1,0 +1,47 @@
+"""Checks on a lowered Program: one check per file, each `run(program, diags) -> None`.
+
+They run only on a Program that lowered without errors (lowering already reported syntax,
+names, includes, variables, unused `let`s: P001-P024, W104, W105). Checks only add
+diagnostics; none changes the Program, and none depends on another's output.
+"""
+
+from __future__ import annotations
+
+from ..diagnostics import Diagnostics
+from ..ir.model import Program
+from . import (
+    contradictory_rules,
+    duplicate_rules,
+    host_wide_deny,
+    overridden_rules,
+    redundant_allow,
+    shadowed_rules,
+    subject_everything,
+)
+
+PIPELINE = [
+    # P030 error first: a host-wide policy that would stop the machine matters most.
+    # Also W109 (an acknowledgement that acknowledges nothing).
+    host_wide_deny,
+    # W108: `subject exe "/**"` is `subject all` in disguise.
+    subject_everything,
+    # W101: exact copies; the coverage checks below skip them so one mistake gets one message.
+    duplicate_rules,
+    # W106: allow vs deny on the very same objects; W103 skips these pairs.
+    contradictory_rules,
+    # W103: rules more severe rules always beat (checked before W102: "never takes effect"
+    # is the more useful message when both apply; they never report the same span twice).
+    overridden_rules,
+    # W102: rules a broader rule of the same decision already covers.
+    shadowed_rules,
+    # W107: `allow` under `default allow`.
+    redundant_allow,
+]
+
+
+def run_checks(program: Program, diags: Diagnostics) -> None:
+    for check in PIPELINE:
+        check.run(program, diags)
+
+
+__all__ = ["PIPELINE", "run_checks"]
