@@ -1,0 +1,5 @@
+"""`python -m policyc`: the same as the `policyc` command."""
+
+from .cli.main import main
+
+main()

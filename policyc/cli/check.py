@@ -1,0 +1,39 @@
+"""`policyc check PATH... [--format text|json|sarif]`: parse, lower and run every check.
+
+Silent on success in text format; exit 0 when clean or warnings only, 2 on errors. In json
+and sarif formats the document goes to stdout (an empty list / no results when clean) and
+nothing else does.
+"""
+
+from __future__ import annotations
+
+from typing import List, TextIO
+
+import typer
+
+from ..checks import run_checks
+from ..diagnostics import Diagnostics
+from ..report import FORMATS
+from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load, print_diagnostics
+
+
+def run_check(paths: list[str], fmt: str, out: TextIO, err: TextIO) -> int:
+    if fmt not in FORMATS:
+        err.write(f"policyc: unknown format `{fmt}` (one of {', '.join(FORMATS)})\n")
+        return EXIT_BAD_INPUT
+    diags = Diagnostics()
+    program = load(paths, diags)
+    if program is not None:
+        run_checks(program, diags)
+    print_diagnostics(diags, fmt, out, err, program)
+    return EXIT_BAD_INPUT if diags.has_errors else EXIT_OK
+
+
+def command(
+    paths: List[str] = typer.Argument(..., metavar="PATH...", help="policy files or directories of them"),
+    fmt: str = typer.Option("text", "--format", "-f", help="text, json or sarif"),
+) -> None:
+    """Check policies: syntax, names, includes, and the checks in docs/diagnostics.md."""
+    import sys
+
+    guarded(run_check, paths, fmt, out=sys.stdout, err=sys.stderr)

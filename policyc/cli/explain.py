@@ -1,0 +1,186 @@
+"""`policyc explain PATH... --exe EXE --op OP [...] [--json]`: the decision for one event,
+the policy and the rule that made it (file:line:col and the rule's text).
+
+OP is `FAMILY[.OP]`: `file.read` ... `file.exec-map`, `exec`, `net.connect`, `net.bind`,
+`net.create`, `capability` (with --cap, or `capability.NAME`), `signal` (with --signal, or
+`signal.NAME`), `ptrace`, `mount`, `module.load`, `bpf`. JSON:
+`{"decision": "allow|deny|audit", "policy": NAME|null, "rule": "file:line:col"|null, ...}`;
+a process that no policy governs is allowed with policy and rule null.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import List, Optional, TextIO
+
+import typer
+
+from ..diagnostics import Diagnostics, did_you_mean
+from ..evaluate import Decision, decide, decide_policy, governs
+from ..ir.model import Event, Program
+from ..ir.vocab import CAPABILITIES, FAMILIES, SIGNALS
+from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load, print_diagnostics
+
+
+def all_ops() -> list[str]:
+    """Every OP `--op` accepts (besides `capability.NAME` and `signal.NAME`)."""
+    out = []
+    for name, fam in FAMILIES.items():
+        if name in ("capability", "signal") or not fam.ops:
+            out.append(name)
+        else:
+            out.extend(f"{name}.{op}" for op in fam.ops)
+    return out
+
+
+def parse_event(exe: str, op: str, path, addr, port, proto, cap, signal, target_exe, target_cgroup,
+                cgroup, parents, diags: Diagnostics) -> Event | None:
+    """The command-line options as an Event, or diagnostics (no spans: they name options)."""
+    family, _, sub = op.partition(".")
+    valid = all_ops()
+    kw: dict = {}
+    if family not in FAMILIES:
+        diags.error("P011", None, f"unknown operation `{op}`", hints=did_you_mean(op, valid) or
+                    (f"operations: {', '.join(valid)}",))
+        return None
+    fam = FAMILIES[family]
+    if family == "capability":
+        cap = sub or cap
+        if not cap:
+            diags.error("P011", None, "`capability` needs `--cap NAME` (or `--op capability.NAME`)")
+            return None
+        name = cap.lower().removeprefix("cap_")
+        if name not in CAPABILITIES:
+            diags.error("P012", None, f"unknown capability `{cap}`", hints=did_you_mean(name, CAPABILITIES))
+            return None
+        kw["cap"] = name
+        op = "capability"
+    elif family == "signal":
+        signal = sub or signal
+        if not signal:
+            diags.error("P011", None, "`signal` needs `--signal NAME` (or `--op signal.NAME`)")
+            return None
+        name = signal.lower().removeprefix("sig")
+        if name.isdigit():
+            name = next((k for k, v in SIGNALS.items() if v == int(name)), name)
+        if name not in SIGNALS:
+            diags.error("P013", None, f"unknown signal `{signal}`", hints=did_you_mean(name, SIGNALS))
+            return None
+        kw["signal"] = name
+        op = "signal"
+    elif fam.ops:
+        if not sub:
+            diags.error("P011", None, f"`{family}` needs an operation: "
+                        + ", ".join(f"`{family}.{o}`" for o in fam.ops))
+            return None
+        if sub not in fam.ops:
+            diags.error("P011", None, f"unknown operation `{op}`", hints=did_you_mean(op, valid))
+            return None
+    elif sub:
+        diags.error("P011", None, f"unknown operation `{op}`: `{family}` has no sub-operations",
+                    hints=(f"write `--op {family}`",))
+        return None
+    if family in ("file", "exec") and path is None:
+        diags.error("P024", None, f"`{op}` needs `--path PATH`")
+        return None
+    for what, value in (("--exe", exe), ("--path", path), ("--target-exe", target_exe),
+                        *(("--parent-exe", p) for p in parents)):
+        if value is not None and not value.startswith("/"):
+            diags.error("P018", None, f"{what} `{value}` is not an absolute path")
+            return None
+    if addr is not None:
+        try:
+            addr = str(ipaddress.ip_address(addr))
+        except ValueError:
+            diags.error("P019", None, f"bad address `{addr}`", hints=("one IPv4 or IPv6 address, no prefix",))
+            return None
+    if port is not None and not 0 <= port <= 65535:
+        diags.error("P020", None, f"bad port `{port}`", hints=("ports are 0-65535",))
+        return None
+    if proto is not None and proto not in ("tcp", "udp"):
+        diags.error("P019", None, f"unknown protocol `{proto}`", hints=did_you_mean(proto, ("tcp", "udp")) or
+                    ("`--proto tcp` or `--proto udp`",))
+        return None
+    if family == "net" and sub == "connect" and addr is None:
+        diags.error("P024", None, "`net.connect` needs `--addr ADDRESS`")
+        return None
+    return Event(exe=exe, op=op, path=path, addr=addr, port=port, proto=proto if family == "net" else None,
+                 target_exe=target_exe, target_cgroup=target_cgroup, cgroup=cgroup,
+                 ancestors=tuple(parents), **kw)
+
+
+def to_dict(d: Decision, program: Program, event: Event) -> dict:
+    out = d.to_dict()
+    out["governing"] = [
+        {"policy": p.name, "decision": pd.action, "rule": str(pd.rule.span) if pd.rule else None}
+        for p in program.policies if governs(p, event) for pd in [decide_policy(p, event)]
+    ]
+    return out
+
+
+def run_explain(paths: list[str], exe: str, op: str, path=None, addr=None, port=None, proto=None, cap=None,
+                signal=None, target_exe=None, target_cgroup=None, cgroup=None, parents=(), as_json=False,
+                *, out: TextIO, err: TextIO) -> int:
+    diags = Diagnostics()
+    program = load(paths, diags)
+    event = parse_event(exe, op, path, addr, port, proto, cap, signal, target_exe, target_cgroup, cgroup,
+                        list(parents or ()), diags) if program is not None else None
+    if program is None or event is None:
+        print_diagnostics(diags, "text", err, err, program)
+        return EXIT_BAD_INPUT
+    d = decide(program, event)
+    if as_json:
+        json.dump(to_dict(d, program, event), out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    out.write(render_text(d, program, event))
+    return EXIT_OK
+
+
+def render_text(d: Decision, program: Program, event: Event) -> str:
+    lines = [f"decision: {d.action}"]
+    if d.policy is None:
+        lines.append(f"policy:   none: no policy governs `{event.exe}`")
+        lines.append("rule:     none")
+        return "\n".join(lines) + "\n"
+    p = d.policy
+    lines.append(f"policy:   {p.name} (mode {p.mode}, default {p.default}) at {p.span}")
+    if d.rule is not None:
+        lines.append(f"rule:     {d.rule.span}: {d.rule.text}")
+        for u in d.rule.used_from:
+            lines.append(f"          (brought in by `use` at {u})")
+    else:
+        where = f" at {p.default_span}" if p.default_span else " (implicit)"
+        lines.append(f"rule:     none: the policy's default `{p.default}`{where}")
+    if p.mode == "audit" and d.action == "audit" and (d.rule is None or d.rule.decision == "deny"):
+        lines.append("note:     mode audit: the denial is logged, not enforced")
+    others = [q for q in program.policies if q is not p and governs(q, event)]
+    for q in others:
+        qd = decide_policy(q, event)
+        by = f"rule {qd.rule.span}" if qd.rule else "its default"
+        lines.append(f"also:     policy {q.name} says {qd.action} ({by}); the most severe decision wins")
+    return "\n".join(lines) + "\n"
+
+
+def command(
+    paths: List[str] = typer.Argument(..., metavar="PATH...", help="policy files or directories of them"),
+    exe: str = typer.Option(..., "--exe", help="the executable of the acting process"),
+    op: str = typer.Option(..., "--op", help="FAMILY[.OP]: file.read, exec, net.connect, capability, ..."),
+    path: Optional[str] = typer.Option(None, "--path", help="the file (file.*, mount) or program (exec)"),
+    addr: Optional[str] = typer.Option(None, "--addr", help="the remote (connect) or local (bind) address"),
+    port: Optional[int] = typer.Option(None, "--port", help="the port"),
+    proto: Optional[str] = typer.Option(None, "--proto", help="tcp or udp (default tcp)"),
+    cap: Optional[str] = typer.Option(None, "--cap", help="the capability (with --op capability)"),
+    signal: Optional[str] = typer.Option(None, "--signal", help="the signal (with --op signal)"),
+    target_exe: Optional[str] = typer.Option(None, "--target-exe", help="the executable of the target process"),
+    target_cgroup: Optional[str] = typer.Option(None, "--target-cgroup", help="the cgroup of the target process"),
+    cgroup: Optional[str] = typer.Option(None, "--cgroup", help="the cgroup v2 path of the acting process"),
+    parents: Optional[List[str]] = typer.Option(None, "--parent-exe", help="an ancestor's executable, nearest first (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Explain the decision for one event: which policy and rule decide, and where they are."""
+    import sys
+
+    guarded(run_explain, paths, exe, op, path, addr, port, proto, cap, signal, target_exe, target_cgroup,
+            cgroup, parents or [], as_json, out=sys.stdout, err=sys.stderr)
