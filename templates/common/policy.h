@@ -238,17 +238,23 @@ static __always_inline struct mount *real_mount(struct vfsmount *v)
 
 /* One step up: record this dentry's name, or cross to the parent mount. The walk goes to the
  * root of the task's mount namespace, not to its chroot: a chroot cannot rename a file. */
-static long walk_up(__u32 i, struct walk_ctx *c)
+/* bpf_loop callbacks take `void *`: 6.1's verifier rejects a typed struct pointer there.
+ * BPF_CORE_READ's first argument is always a plain local: an expression would become part
+ * of the relocation (and our own structs are not in the kernel's BTF). */
+static long walk_up(__u32 i, void *ctx)
 {
+	struct walk_ctx *c = ctx;
 	struct dentry *d = c->dentry;
-	struct dentry *mnt_root = BPF_CORE_READ(mount_vfs(c->mnt), mnt_root);
+	struct mount *m = c->mnt;
+	struct vfsmount *v = mount_vfs(m);
+	struct dentry *mnt_root = BPF_CORE_READ(v, mnt_root);
 	if (d == mnt_root) {
-		struct mount *parent = BPF_CORE_READ(c->mnt, mnt_parent);
-		if (parent == c->mnt || !parent) {
+		struct mount *parent = BPF_CORE_READ(m, mnt_parent);
+		if (parent == m || !parent) {
 			c->done = 1;
 			return 1;
 		}
-		c->dentry = BPF_CORE_READ(c->mnt, mnt_mountpoint);
+		c->dentry = BPF_CORE_READ(m, mnt_mountpoint);
 		c->mnt = parent;
 		return 0;
 	}
@@ -284,8 +290,9 @@ struct build_ctx {
 };
 
 /* Write the recorded names root first: "/a/b/c" (a pseudo file: its bare name). */
-static long build_path(__u32 i, struct build_ctx *c)
+static long build_path(__u32 i, void *ctx)
 {
+	struct build_ctx *c = ctx;
 	if (i >= c->n)
 		return 1;
 	__u32 idx = (c->n - 1 - i) & (MAX_COMPONENTS - 1);
@@ -327,7 +334,8 @@ static __always_inline int resolve_path(struct scratch *s, struct dentry *dentry
 			/* the walk ended at a root mount that is not the namespace's: a detached tree
 			 * (open_tree(OPEN_TREE_CLONE)) or an internal mount. Internal mounts hold
 			 * pseudo files; anything else cannot be named and fails closed. */
-			int flags = BPF_CORE_READ(mount_vfs(w.mnt), mnt_flags);
+			struct vfsmount *root_vfs = mount_vfs(w.mnt);
+			int flags = BPF_CORE_READ(root_vfs, mnt_flags);
 			if (!(flags & MNT_INTERNAL))
 				return WALK_DETACHED;
 			w.status = WALK_PSEUDO;
@@ -383,8 +391,9 @@ static __always_inline int dfa_step(__u32 *state, __u8 b)
 	return 0;
 }
 
-static long dfa_byte(__u32 i, struct dfa_ctx *c)
+static long dfa_byte(__u32 i, void *ctx)
 {
+	struct dfa_ctx *c = ctx;
 	if (i >= c->len)
 		return 1;
 	__u8 b = c->s->ev.path[i & (POLICYC_PATH_MAX - 1)];

@@ -1,0 +1,175 @@
+"""From build output to the kernel: manifest -> runtime map fills; load, unload, status.
+
+The runtime deals in bytes; this module knows the manifest (codegen's output) and turns it
+into what the runtime takes. It also resolves what only the target machine knows: cgroup ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import runtime
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+PIN_ROOT = os.environ.get("POLICYC_PIN_ROOT", runtime.DEFAULT_PIN_ROOT)
+
+
+class DeployError(Exception):
+    def __init__(self, message: str, detail: str = "", hint: str = ""):
+        super().__init__(message)
+        self.message, self.detail, self.hint = message, detail, hint
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        m = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise DeployError(f"cannot read manifest `{path}`: {e}")
+    if m.get("format") != 1:
+        raise DeployError(f"manifest `{path}` has an unknown format {m.get('format')!r}")
+    return m
+
+
+def find_manifests(paths: list[str]) -> list[Path]:
+    """`policyc load DIR|PATH...`: a build directory gives every NAME.manifest.json in it."""
+    out: list[Path] = []
+    for p in paths:
+        pp = Path(p)
+        if pp.is_dir():
+            found = sorted(pp.glob("*.manifest.json"))
+            if not found:
+                raise DeployError(f"no `*.manifest.json` in `{p}`", hint="run `policyc build POLICY -o DIR` first")
+            out.extend(found)
+        elif pp.name.endswith(".manifest.json"):
+            out.append(pp)
+        else:
+            raise DeployError(f"`{p}` is not a build directory or a manifest")
+    return out
+
+
+def _entries(spec: dict) -> list[tuple[bytes, bytes]]:
+    data = bytes.fromhex(spec["data"])
+    k, v = spec["key_size"], spec["value_size"]
+    step = k + v
+    return [(data[i:i + k], data[i + k:i + step]) for i in range(0, len(data), step)]
+
+
+def cgroup_id(path: str) -> int:
+    """A cgroup v2 path's id: the inode number of its directory under /sys/fs/cgroup."""
+    full = os.path.join(CGROUP_ROOT, path.lstrip("/"))
+    try:
+        return os.stat(full).st_ino
+    except OSError as e:
+        raise DeployError(f"cgroup `{path}` does not exist here ({full}: {e.strerror})",
+                          hint="create the cgroup (or start its service) before loading the policy")
+
+
+def map_fills(manifest: dict) -> dict[str, runtime.MapFill]:
+    fills = {name: runtime.MapFill(spec["max_entries"], _entries(spec)) for name, spec in manifest["maps"].items()}
+    cg_entries = []
+    for s in manifest.get("subjects", ()):
+        if s["kind"] == "cgroup":
+            cg_entries.append((struct.pack("<Q", cgroup_id(s["cgroup"])), b"\x01"))
+    for s in manifest.get("exceptions", ()):
+        if s["kind"] == "cgroup":
+            cg_entries.append((struct.pack("<Q", cgroup_id(s["cgroup"])), b"\x02"))
+    fills["subject_cgroups"] = runtime.MapFill(max(1, len(cg_entries)), cg_entries)
+    fills["events"] = runtime.MapFill(manifest.get("ringbuf_bytes", 1 << 22), [])
+    return fills
+
+
+def check_kernel() -> None:
+    status = runtime.check_bpf_lsm()
+    if not status.usable:
+        raise DeployError(f"BPF LSM is not usable on this kernel: {status.reason}", hint=status.hint)
+
+
+def load_manifest(manifest_path: Path, replace: bool = False, name: str | None = None) -> runtime.LoadedPolicy:
+    m = read_manifest(manifest_path)
+    obj = manifest_path.parent / m["object"]
+    if not obj.is_file():
+        raise DeployError(f"object `{obj}` named by `{manifest_path}` is missing")
+    try:
+        loaded = runtime.load(str(obj), name or m["policy"], map_fills(m), pin_root=PIN_ROOT, replace=replace)
+    except runtime.BpfError as e:
+        raise DeployError(f"loading policy `{m['policy']}` failed: {e.message}", detail=e.log)
+    # keep the manifest beside the pins' owner so audit readers can name rules later
+    state = state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    (state / f"{name or m['policy']}.manifest.json").write_text(json.dumps(m))
+    return loaded
+
+
+def state_dir() -> Path:
+    """Where loaded policies' manifests are kept for `status` and `audit` (not on bpffs,
+    which holds only BPF objects)."""
+    return Path(os.environ.get("POLICYC_STATE_DIR", "/run/policyc"))
+
+
+def loaded_manifest(name: str) -> dict | None:
+    p = state_dir() / f"{name}.manifest.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def unload(name: str) -> None:
+    try:
+        runtime.unload(name, pin_root=PIN_ROOT)
+    except runtime.BpfError as e:
+        raise DeployError(f"unloading `{name}` failed: {e.message}", detail=e.log)
+    try:
+        (state_dir() / f"{name}.manifest.json").unlink()
+    except OSError:
+        pass
+
+
+def loaded_names() -> list[str]:
+    return runtime.list_loaded(PIN_ROOT)
+
+
+COUNTERS = struct.Struct("<QQQQQ")
+
+
+def hook_counters(name: str) -> dict[str, dict[str, int]]:
+    from .audit.event import HOOKS
+
+    path = os.path.join(PIN_ROOT, name, "maps", "counters")
+    out: dict[str, dict[str, int]] = {}
+    try:
+        rows = runtime.read_map(path)
+    except runtime.BpfError:
+        return out
+    for key, values in rows:
+        idx = struct.unpack("<I", key)[0]
+        if idx >= len(HOOKS):
+            continue
+        vals = values if isinstance(values, list) else [values]
+        total = [0] * 5
+        for v in vals:
+            for i, x in enumerate(COUNTERS.unpack(v[:COUNTERS.size])):
+                total[i] += x
+        if any(total):
+            out[HOOKS[idx]] = dict(zip(("checked", "denied", "audited", "failed_closed", "dropped"), total))
+    return out
+
+
+def status() -> list[dict]:
+    out = []
+    for name in loaded_names():
+        m = loaded_manifest(name) or {}
+        out.append({
+            "name": name,
+            "policy": m.get("policy", name),
+            "mode": m.get("mode"),
+            "default": m.get("default"),
+            "rules": len(m.get("rules", ())),
+            "hooks": m.get("hooks", []),
+            "counters": hook_counters(name),
+            "pin_dir": os.path.join(PIN_ROOT, name),
+        })
+    return out
