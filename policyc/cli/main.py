@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from . import check, explain, fmt_cmd, test_cmd
+from . import build, check, exec_cmd, explain, fmt_cmd, load, status, test_cmd, unload
 from .common import guarded
 
 app = typer.Typer(
@@ -24,6 +24,11 @@ app.command("check")(check.command)
 app.command("fmt")(fmt_cmd.command)
 app.command("explain")(explain.command)
 app.command("test")(test_cmd.command)
+app.command("build")(build.command)
+app.command("load")(load.command)
+app.command("unload")(unload.command)
+app.command("status")(status.command)
+app.command("exec", context_settings={"allow_interspersed_args": False})(exec_cmd.command)
 
 
 @app.command("vm", context_settings={"allow_interspersed_args": False})
