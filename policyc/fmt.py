@@ -5,7 +5,8 @@ The layout (docs/language.md, "Formatting"):
 - 4-space indent; one statement per line; tokens separated by one space (no column
   alignment of objects: a new rule never re-aligns its neighbours in a diff).
 - Lists are `a, b, c`. A rule whose line would pass 100 columns and that names several
-  paths puts each path on its own line, indented 4 more, commas at the line ends.
+  paths puts each path on its own line, indented 4 more, commas at the line ends; so does
+  a long `subject` line with its subjects (or, with `except`, its exceptions).
 - One blank line between top-level blocks (`policy`, `ruleset`, `test`); between other
   statements, a blank line where the source had one or more (a way to group rules), never
   two, none after `{` or before `}`. An empty block is `{}`.
@@ -221,10 +222,11 @@ class _Formatter:
         return [f"let {it.name.value} = {it.value.raw}"]
 
     def render_subject(self, it: S.Subject) -> list[str]:
-        text = "subject " + ", ".join(_spec(s) for s in it.specs)
+        specs = [_spec(s) for s in it.specs]
         if it.exceptions:
-            text += " except " + ", ".join(_spec(s) for s in it.exceptions)
-        return [text]
+            head = "subject " + ", ".join(specs) + " except"
+            return _wrap(head, [_spec(s) for s in it.exceptions], "", self.current_indent_width())
+        return _wrap("subject", specs, "", self.current_indent_width())
 
     def render_setting(self, it: S.Setting) -> list[str]:
         return [f"{it.key} {it.value.value}"]
@@ -288,10 +290,18 @@ def _body_lines(head: str, body: S.RuleBody, indent_width: int, wrap: bool = Tru
     if body.target is not None:
         tail = f" to {body.target.kind} {body.target.value.raw}"
     paths = [p.raw for p in body.paths]
-    one = head_text + (" " + ", ".join(paths) if paths else "") + tail
-    if not wrap or len(paths) < 2 or indent_width + len(one) <= MAX_WIDTH:
+    if not wrap:
+        return [head_text + (" " + ", ".join(paths) if paths else "") + tail]
+    return _wrap(head_text, paths, tail, indent_width)
+
+
+def _wrap(head: str, items: list[str], tail: str, indent_width: int) -> list[str]:
+    """`head a, b, c tail` on one line if it fits in MAX_WIDTH (or has one item), else the
+    head alone and one item per line."""
+    one = head + (" " + ", ".join(items) if items else "") + tail
+    if len(items) < 2 or indent_width + len(one) <= MAX_WIDTH:
         return [one]
-    return [head_text] + [p + "," for p in paths[:-1]] + [paths[-1] + tail]
+    return [head] + [x + "," for x in items[:-1]] + [items[-1] + tail]
 
 
 __all__ = ["format_text", "format_tree", "shape", "MAX_WIDTH"]

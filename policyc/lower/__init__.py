@@ -18,7 +18,7 @@ from ..ir import syntax as S
 from ..ir.vocab import FAMILIES, PROTOCOLS
 from ..parse import parse_file
 from ..span import Span
-from .globs import parse_glob
+from .globs import is_absolute, parse_glob
 
 MAX_INCLUDE_DEPTH = 32
 _VAR = re.compile(r"\$\{([^}]*)\}")
@@ -193,12 +193,17 @@ class _Loader:
         if r is None:
             return None
         text, offset_map = r
-        if not text.startswith("/"):
+        if not text.startswith(("/", "{")):
             self.diags.error("P018", s.span, f"{what} `{text}` is not an absolute path",
-                             hints=(f"write `/{text}`" if text and not text.startswith(("*", "{")) else
+                             hints=(f"write `/{text}`" if text and not text.startswith("*") else
                                     "paths start with `/`",))
             return None
-        return parse_glob(text, s.span, self.diags, offset_map)
+        g = parse_glob(text, s.span, self.diags, offset_map)
+        if g is not None and not is_absolute(g.parts):
+            self.diags.error("P018", s.span, f"{what} `{text}` is not an absolute path",
+                             hints=("every alternative of a leading `{...}` must start with `/`",))
+            return None
+        return g
 
 
 def load_program(paths: list[str], diags: Diagnostics) -> M.Program | None:

@@ -104,6 +104,26 @@ def _merge(parts) -> tuple:
     return tuple(out)
 
 
+def is_absolute(parts) -> bool:
+    """Every path the glob matches starts with `/` (a leading `{...}` counts when each of
+    its alternatives does).
+
+    >>> from policyc.span import Span
+    >>> from policyc.diagnostics import Diagnostics
+    >>> absolute = lambda t: is_absolute(parse_glob(t, Span("f", 1, 1, 1, 1), Diagnostics()).parts)
+    >>> absolute("{/tmp,/var/tmp}/**"), absolute("{/tmp,tmp}/**"), absolute("{,/a}/b"), absolute("**")
+    (True, False, True, False)
+    """
+    if not parts:
+        return False
+    first, rest = parts[0], tuple(parts[1:])
+    if isinstance(first, Lit):
+        return first.text.startswith("/")
+    if isinstance(first, Alt):
+        return all(is_absolute(tuple(opt) + rest) for opt in first.options)
+    return False
+
+
 def expansions(parts, limit: int = MAX_EXPANSIONS):
     """The brace-free globs a glob stands for (`{a,b}c` -> `ac`, `bc`), at most `limit`."""
     results: list[tuple] = [()]
