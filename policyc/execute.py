@@ -1,76 +1,142 @@
-"""`policyc exec`: run one command, and all it starts, under a policy as its subject.
+"""Running commands under a loaded policy as its subject: `policyc exec`, `policyc test
+--kernel` and the kernel test suite all go through `Session`.
 
-The policy is built, loaded under a private name, the child is marked PENDING through its
-pidfd before it execs (so the command's own exec starts the subject and everything after is
-decided), events are printed as they come, and the policy is unloaded when the command ends.
+How a command becomes the subject: it is started through a tiny `sh` trampoline that waits
+on a pipe; meanwhile the task's storage in the policy's `subjects` map is set to PENDING
+through its pidfd; the trampoline then execs the command, and that exec (not itself decided)
+turns PENDING into GOVERNED. Everything the command starts inherits it (task_alloc).
+A long-running process can also be governed from now on (`govern(pid)`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import struct
-import sys
-import tempfile
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import runtime
 
 from . import deploy
-from .audit.event import decode, describe, format_text
+from .audit.event import RawEvent, decode, describe, format_text
 
+SUBJECT_GOVERNED = 1
 SUBJECT_PENDING = 2
+_TRAMPOLINE = 'read -r _ <&3; exec 3<&-; exec "$@"'
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    events: list[RawEvent] = field(default_factory=list)
+
+
+class Session:
+    """One policy loaded under a private name for as long as the session lives."""
+
+    def __init__(self, manifest_path: Path, name: str | None = None,
+                 on_event: Callable[[RawEvent, dict], None] | None = None):
+        self.manifest = deploy.read_manifest(manifest_path)
+        self.name = name or f"{self.manifest['policy']}-exec-{os.getpid()}"
+        self.loaded = deploy.load_manifest(manifest_path, name=self.name)
+        self.events: list[RawEvent] = []
+        self._on_event = on_event
+        try:
+            self.reader = runtime.RingBufferReader([self.loaded.maps["events"]], self._collect)
+        except Exception:
+            deploy.unload(self.name)
+            raise
+
+    def _collect(self, data: bytes) -> None:
+        ev = decode(data)
+        self.events.append(ev)
+        if self._on_event is not None:
+            self._on_event(ev, self.manifest)
+
+    def drain(self) -> list[RawEvent]:
+        """Every event sent so far (and forget them)."""
+        self.reader.consume()
+        out, self.events = self.events, []
+        return out
+
+    def govern(self, pid: int, state: int = SUBJECT_GOVERNED) -> None:
+        try:
+            runtime.mark_task(pid, self.loaded.maps["subjects"], struct.pack("<I", state))
+        except runtime.BpfError as e:
+            raise deploy.DeployError(f"could not make pid {pid} a subject of `{self.manifest['policy']}`: {e.message}")
+
+    def spawn(self, argv: list[str], **popen_kwargs) -> subprocess.Popen:
+        """Start `argv` as the policy's subject (see the module docstring)."""
+        go_r, go_w = os.pipe()
+
+        def child_setup() -> None:
+            os.dup2(go_r, 3)
+
+        try:
+            proc = subprocess.Popen(["/bin/sh", "-c", _TRAMPOLINE, "policyc-exec", *argv],
+                                    pass_fds=(go_r,), preexec_fn=child_setup, **popen_kwargs)
+        finally:
+            os.close(go_r)
+        try:
+            self.govern(proc.pid, SUBJECT_PENDING)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            os.close(go_w)
+            raise
+        os.write(go_w, b"go\n")
+        os.close(go_w)
+        return proc
+
+    def run(self, argv: list[str], timeout: float = 120, **kwargs) -> Result:
+        """Run to completion, capturing output and the events it caused."""
+        self.drain()
+        proc = self.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, **kwargs)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        return Result(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), self.drain())
+
+    def close(self) -> None:
+        try:
+            self.reader.close()
+        finally:
+            deploy.unload(self.name)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def run_command(manifest_path: Path, argv: list[str], err, json_events: bool = False) -> int:
-    manifest = deploy.read_manifest(manifest_path)
-    name = f"{manifest['policy']}-exec-{os.getpid()}"
-    deploy.check_kernel()
-    loaded = deploy.load_manifest(manifest_path, name=name)
-    reader = None
-    try:
-        def on_event(data: bytes) -> None:
-            try:
-                rec = describe(decode(data), manifest)
-            except ValueError as e:
-                err.write(f"policyc: unreadable event: {e}\n")
-                return
-            if json_events:
-                import json
-                err.write(json.dumps(rec, sort_keys=True) + "\n")
-            else:
-                err.write("policyc: " + format_text(rec) + "\n")
-            err.flush()
+    """`policyc exec`: stdin/stdout/stderr pass through; events go to `err` as they come."""
 
-        reader = runtime.RingBufferReader([loaded.maps["events"]], on_event)
-        go_r, go_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: wait until marked, then become the command
-            os.close(go_w)
+    def show(ev: RawEvent, manifest: dict) -> None:
+        rec = describe(ev, manifest)
+        err.write((json.dumps(rec, sort_keys=True) if json_events else "policyc: " + format_text(rec)) + "\n")
+        err.flush()
+
+    deploy.check_kernel()
+    with Session(manifest_path, on_event=show) as session:
+        proc = session.spawn(argv)
+        while True:
+            session.reader.poll(100)
             try:
-                os.read(go_r, 1)
-                os.execvp(argv[0], argv)
-            except OSError as e:
-                os.write(2, f"policyc exec: {argv[0]}: {e.strerror}\n".encode())
-                os._exit(127)
-        os.close(go_r)
-        try:
-            runtime.mark_task(pid, loaded.maps["subjects"], struct.pack("<I", SUBJECT_PENDING))
-        except runtime.BpfError as e:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise deploy.DeployError(f"could not mark the command as the policy's subject: {e.message}")
-        os.write(go_w, b"g")
-        os.close(go_w)
-        status = None
-        while status is None:
-            reader.poll(100)
-            wpid, wstatus = os.waitpid(pid, os.WNOHANG)
-            if wpid == pid:
-                status = wstatus
-        reader.consume()
-        return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 128 + os.WTERMSIG(status)
-    finally:
-        if reader is not None:
-            reader.close()
-        deploy.unload(name)
+                rc = proc.wait(timeout=0)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+            except KeyboardInterrupt:
+                proc.send_signal(signal.SIGINT)
+        session.reader.consume()
+        return rc if rc >= 0 else 128 - rc

@@ -125,26 +125,55 @@ def _libbpf_include() -> str:
                      hint="install them with `scripts/setup.sh` (Debian: `apt-get install libbpf-dev`)")
 
 
+def _cache_dir() -> Path:
+    base = os.environ.get("POLICYC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "policyc")
+    return Path(base) / "objects"
+
+
 def compile_c(c_source: str, name: str) -> bytes:
+    """Compile, or take the object from the cache: rules are map data, so the C (and so the
+    object) depends only on which hook families a policy needs; a rule change recompiles
+    nothing. The cache key covers the C, the headers and the compiler."""
     clang = find_clang()
     inc = _libbpf_include()
+    key = hashlib.sha256()
+    key.update(c_source.encode())
+    for h in sorted((TEMPLATES / "common").glob("*.h")):
+        key.update(h.name.encode() + h.read_bytes())
+    key.update(clang.encode() + str(os.stat(clang).st_mtime_ns).encode())
+    cached = _cache_dir() / f"{key.hexdigest()}.o"
+    if cached.is_file():
+        return cached.read_bytes()
+    obj = _compile(clang, inc, c_source, name)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(obj)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only cache (the VM guest) only costs time
+    return obj
+
+
+def _compile(clang: str, inc: str, c_source: str, name: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="policyc-build-") as tmp:
         for h in (TEMPLATES / "common").glob("*.h"):
             shutil.copy(h, os.path.join(tmp, h.name))
-        src = os.path.join(tmp, f"{name}.bpf.c")
+        # one fixed file name: the object then depends on the hook families alone
+        src = os.path.join(tmp, "policy.bpf.c")
         Path(src).write_text(c_source)
         cmd = [
             clang, "-target", "bpf", "-O2", "-g", "-D__TARGET_ARCH_x86",
             "-Wall", "-Wno-unused-function", "-Wno-visibility", "-Wno-missing-declarations",
             "-I.", "-isystem", inc,
             f"-ffile-prefix-map={tmp}=.", "-fdebug-compilation-dir=.",
-            "-c", f"{name}.bpf.c", "-o", f"{name}.bpf.o",
+            "-c", "policy.bpf.c", "-o", "policy.bpf.o",
         ]
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         if proc.returncode != 0:
             raise BuildError(f"clang failed to compile the BPF program for `{name}`", detail=proc.stderr.strip(),
                              hint="this is a bug in policyc's templates, please report it with --emit-c output")
-        return Path(os.path.join(tmp, f"{name}.bpf.o")).read_bytes()
+        return Path(os.path.join(tmp, "policy.bpf.o")).read_bytes()
 
 
 def _sha256(data: bytes) -> str:
