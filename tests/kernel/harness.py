@@ -1,0 +1,126 @@
+"""Shared machinery of the kernel suite: build a policy from text, load it for a test, run
+commands or a worker as its subject, and read the events it sent. Runs inside the VM only."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from policyc.codegen import build_policy
+from policyc.diagnostics import Diagnostics
+from policyc.execute import Session
+from policyc.lower import load_program
+
+WORKER = Path(__file__).with_name("worker.py")
+
+# The guest cannot write the host's object cache (~/.cache/policyc is read-only there): use a
+# guest cache seeded from it, so an object the host built is not compiled again under TCG.
+_HOST_CACHE = Path(os.path.expanduser("~")) / ".cache" / "policyc" / "objects"
+if "POLICYC_CACHE" not in os.environ:
+    os.environ["POLICYC_CACHE"] = "/tmp/policyc-cache"
+    _guest = Path("/tmp/policyc-cache/objects")
+    _guest.mkdir(parents=True, exist_ok=True)
+    if _HOST_CACHE.is_dir():
+        for _o in _HOST_CACHE.glob("*.o"):
+            if not (_guest / _o.name).exists():
+                (_guest / _o.name).write_bytes(_o.read_bytes())
+BUILD_ROOT = Path("/tmp/policyc-kernel-tests")
+_counter = itertools.count()
+
+
+def build(text: str, name_hint: str = "t"):
+    """Build policy source `text` (one policy) and return (program, policy, manifest path)."""
+    n = next(_counter)
+    d = BUILD_ROOT / f"{name_hint}-{n}"
+    d.mkdir(parents=True, exist_ok=True)
+    src = d / "test.policy"
+    src.write_text(text)
+    diags = Diagnostics()
+    program = load_program([str(src)], diags)
+    assert program is not None, [str(x) for x in diags.items]
+    (policy,) = program.policies
+    res = build_policy(program, policy, d / "out")
+    return program, policy, res.manifest_path
+
+
+class Loaded:
+    """A policy loaded for a test: `run` commands as its subject, `worker()` for many ops."""
+
+    def __init__(self, text: str, name_hint: str = "t"):
+        self.program, self.policy, self.manifest_path = build(text, name_hint)
+        self.session = Session(self.manifest_path, name=f"kt{os.getpid()}-{next(_counter)}")
+
+    def run(self, argv, **kw):
+        return self.session.run(list(argv), **kw)
+
+    def worker(self, governed: bool = True, preopen=()) -> "Worker":
+        w = Worker()
+        for p in preopen:
+            w.op("preopen", p)
+        if governed:
+            self.session.govern(w.pid)
+        return w
+
+    def drain(self):
+        return self.session.drain()
+
+    def rule_line(self, rule_id: int) -> str:
+        for r in self.policy.rules:
+            if r.id == rule_id:
+                return str(r.span)
+        raise KeyError(rule_id)
+
+    def rule_id_of(self, text_fragment: str) -> int:
+        for r in self.policy.rules:
+            if text_fragment in r.text:
+                return r.id
+        raise KeyError(text_fragment)
+
+    def close(self):
+        self.session.close()
+
+
+class Worker:
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        hello = json.loads(self.proc.stdout.readline())
+        assert hello.get("ready"), hello
+        self.pid = hello["pid"]
+
+    def op(self, op: str, path: str | None = None, **kw) -> dict:
+        req = {"op": op, **({"path": path} if path is not None else {}), **kw}
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"worker died during {req}"
+        return json.loads(line)
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(timeout=30)
+
+
+def tree(root: str, files: dict[str, str | None]) -> None:
+    """Make files (content) and directories (None) under root, as the ungoverned test."""
+    for rel, content in files.items():
+        p = Path(root) / rel
+        if content is None:
+            p.mkdir(parents=True, exist_ok=True)
+        else:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(content)
+
+
+def copy_true(dest: str) -> None:
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    data = Path("/bin/true").read_bytes()
+    Path(dest).write_bytes(data)
+    os.chmod(dest, 0o755)

@@ -1,0 +1,177 @@
+"""The kernel against the reference evaluator: random policies (globs, ops, decisions,
+defaults, modes, net rules), 1,000+ generated events, each decided by both and compared on
+the decision and the rule. A disagreement is shrunk to a minimal policy and printed."""
+
+import ipaddress
+import os
+import random
+import shutil
+
+import pytest
+
+from policyc.evaluate import decide_policy
+from policyc.ir.model import Event
+
+from .harness import Loaded, copy_true
+
+ROOT = "/tmp/dt"
+SIDE = "/tmp/dtx"   # where renames and links land: always allowed (rule 1)
+FILES = ["a/x", "a/y.txt", "a/b/x", "a/b/c/zz", "b/x", "b/yy.conf", "c/x.txt", "c/d/e/x", "ü/x"]
+COMPONENTS = ["a", "b", "c", "x", "y.txt", "zz", "d", "e", "x.txt", "yy.conf", "ü", "*", "**", "?", "{a,b}",
+              "{x,y.txt}", "*.txt", "y?txt", "{c,ü}"]
+FILE_OPS = ["read", "write", "append", "delete", "rename", "link", "chmod", "chown", "exec-map"]
+NETS = ["10.0.0.0/8", "10.1.2.0/24", "192.0.2.0/24", "169.254.169.254", "127.0.0.1", "fd00::/8", "::1"]
+ADDRS = ["10.1.2.3", "10.9.9.9", "192.0.2.5", "169.254.169.254", "127.0.0.1", "fd00::5", "::1",
+         "::ffff:10.1.2.3"]
+PORTS = [53, 80, 443, 8080]
+N_POLICIES = 24
+EVENTS_PER_POLICY = 48
+
+
+def random_glob(rng: random.Random) -> str:
+    n = rng.randint(1, 4)
+    parts = [rng.choice(COMPONENTS) for _ in range(n)]
+    return ROOT + "/" + "/".join(parts)
+
+
+def random_rule(rng: random.Random) -> str:
+    decision = rng.choice(["allow", "deny", "deny", "audit"])
+    kind = rng.random()
+    if kind < 0.6:
+        ops = rng.sample(FILE_OPS, rng.randint(1, 3))
+        if rng.random() < 0.1:
+            ops = []
+        globs = ", ".join(f'"{random_glob(rng)}"' for _ in range(rng.randint(1, 2)))
+        return f"{decision} file {', '.join(ops)} {globs}".replace("file  ", "file ")
+    if kind < 0.8:
+        return f'{decision} exec "{random_glob(rng)}"'
+    proto = rng.choice(["tcp", "udp", "any"])
+    net = rng.choice(NETS + [""])
+    ports = ""
+    if rng.random() < 0.4:
+        lo = rng.choice(PORTS)
+        ports = f" port {lo}" if rng.random() < 0.5 else f" port {lo}-{lo + 500}"
+    return f"{decision} net connect {proto} {net}{ports}".rstrip()
+
+
+def random_policy(rng: random.Random, idx: int, rules: list[str] | None = None) -> tuple[str, list[str]]:
+    default = rng.choice(["allow", "deny"])
+    mode = "audit" if rng.random() < 0.15 else "enforce"
+    rules = rules if rules is not None else [random_rule(rng) for _ in range(rng.randint(1, 8))]
+    text = (f"policy diff{idx} {{\n    subject exe \"/nonexistent/diff\"\n    mode {mode}\n"
+            f"    default {default}\n    allow file create, delete \"{SIDE}/**\"\n"
+            + "".join(f"    {r}\n" for r in rules) + "}\n")
+    return text, rules
+
+
+def random_event(rng: random.Random) -> Event:
+    k = rng.random()
+    if k < 0.7:
+        return Event("/nonexistent/diff", "file." + rng.choice(FILE_OPS), path=f"{ROOT}/{rng.choice(FILES)}")
+    if k < 0.85:
+        return Event("/nonexistent/diff", "exec", path=f"{ROOT}/{rng.choice(FILES)}")
+    return Event("/nonexistent/diff", "net.connect", addr=rng.choice(ADDRS), port=rng.choice(PORTS),
+                 proto=rng.choice(["tcp", "udp"]))
+
+
+def reset_tree() -> None:
+    shutil.rmtree(ROOT, ignore_errors=True)
+    shutil.rmtree(SIDE, ignore_errors=True)
+    os.makedirs(SIDE)
+    for f in FILES:
+        copy_true(f"{ROOT}/{f}")
+
+
+def norm_addr(a: str):
+    ip = ipaddress.ip_address(a)
+    return getattr(ip, "ipv4_mapped", None) or ip
+
+
+def kernel_decide(pol: Loaded, w, ev: Event, n: int) -> tuple[str, int | None]:
+    """Perform the event in the governed worker; (decision, rule id or None for allow)."""
+    fam, _, op = ev.op.partition(".")
+    pol.drain()
+    if fam == "net":
+        ans = w.op("connect", addr=ev.addr, port=ev.port, proto=ev.proto)
+        want = norm_addr(ev.addr)
+        match = lambda e: e.family == "net" and e.port == ev.port and norm_addr(e.addr) == want
+        ev_op = "connect"
+    else:
+        kw = {}
+        if op in ("rename", "link"):
+            kw["dest"] = f"{SIDE}/{n}"
+        ans = w.op(op or "exec", ev.path, **kw)
+        if ans.get("ok"):
+            if op == "delete":
+                os.link(f"{ROOT}-keep/{ev.path[len(ROOT) + 1:]}", ev.path)
+            elif op == "rename":
+                os.rename(kw["dest"], ev.path)
+            elif op == "link":
+                os.unlink(kw["dest"])
+        ev_op = op or "exec"
+        match = lambda e: e.path == ev.path and e.op == ev_op
+    evs = [e for e in pol.drain() if match(e)]
+    if ans.get("errno") == "EPERM":
+        assert evs, f"EPERM without an event for {ev}"
+        return "deny", evs[0].rule_id or None
+    if evs:
+        return evs[0].decision, evs[0].rule_id or None
+    return "allow", None
+
+
+def expected(policy, ev: Event) -> tuple[str, int | None]:
+    d = decide_policy(policy, ev)
+    return d.action, (d.rule.id if d.rule else None) if d.action != "allow" else None
+
+
+def run_policy(text: str, events: list[Event], name: str):
+    pol = Loaded(text, name)
+    try:
+        (policy,) = pol.program.policies
+        w = pol.worker(preopen=[f"{ROOT}/{f}" for f in FILES])
+        out = []
+        for n, ev in enumerate(events):
+            out.append((ev, expected(policy, ev), kernel_decide(pol, w, ev, n)))
+        w.close()
+        return out
+    finally:
+        pol.close()
+
+
+def shrink(rng_seed: int, idx: int, rules: list[str], ev: Event) -> str:
+    """Drop rules one at a time while the kernel and the evaluator still disagree."""
+    rng = random.Random(rng_seed)
+    text, _ = random_policy(rng, idx, rules)
+    i = 0
+    while i < len(rules):
+        trial = rules[:i] + rules[i + 1:]
+        rng = random.Random(rng_seed)
+        t, _ = random_policy(rng, idx, trial)
+        ((_, exp, got),) = run_policy(t, [ev], f"shrink{idx}")
+        if exp != got:
+            rules, text = trial, t
+        else:
+            i += 1
+    return text
+
+
+def test_kernel_agrees_with_the_reference_evaluator():
+    reset_tree()
+    shutil.copytree(ROOT, ROOT + "-keep", copy_function=os.link, dirs_exist_ok=True)
+    total = 0
+    failures = []
+    for idx in range(N_POLICIES):
+        seed = 1000 + idx
+        rng = random.Random(seed)
+        text, rules = random_policy(rng, idx)
+        events = [random_event(rng) for _ in range(EVENTS_PER_POLICY)]
+        for ev, exp, got in run_policy(text, events, f"diff{idx}"):
+            total += 1
+            if exp != got:
+                failures.append((seed, idx, rules, ev, exp, got))
+    assert total >= 1000
+    if failures:
+        seed, idx, rules, ev, exp, got = failures[0]
+        minimal = shrink(seed, idx, rules, ev)
+        pytest.fail(f"{len(failures)} of {total} events disagree. First, minimised:\n{minimal}\n"
+                    f"event: {ev}\nevaluator: {exp}\nkernel:    {got}")
