@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..diagnostics import Diagnostics
 from ..ir.model import Program
+from ..lower import paused_gc
 from . import (
     contradictory_rules,
     duplicate_rules,
@@ -40,8 +41,9 @@ PIPELINE = [
 
 
 def run_checks(program: Program, diags: Diagnostics) -> None:
-    for check in PIPELINE:
-        check.run(program, diags)
+    with paused_gc():
+        for check in PIPELINE:
+            check.run(program, diags)
 
 
 __all__ = ["PIPELINE", "run_checks"]

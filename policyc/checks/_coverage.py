@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ..ir.model import Glob, Policy, Rule
 from ..lower.globs import expansions
 from ._globs import includes, literal_prefix
-from ._rules import RANK, net_covers, objects_key, rule_key, target_covers
+from ._rules import RANK, Keys, net_covers, target_covers
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,10 @@ class _Index:
         self.anypath: dict = defaultdict(list)      # (family, op) -> rules without paths
         self.nets: dict = defaultdict(lambda: defaultdict(list))   # (fam, op) -> (len, int) -> rules
         self.netlens: dict = defaultdict(set)
-        self.anynet: dict = defaultdict(list)
+        # (fam, op) -> rules for any address: with no ports, by port (narrow ranges), wide ranges
+        self.anyport: dict = defaultdict(list)
+        self.byport: dict = defaultdict(lambda: defaultdict(list))
+        self.wideports: dict = defaultdict(list)
         for r in rules:
             for op in r.ops or (None,):
                 key = (r.family, op)
@@ -72,7 +75,14 @@ class _Index:
                         self.nets[key][(n.prefixlen, int(n.network_address))].append(r)
                         self.netlens[key].add(n.prefixlen)
                 elif r.net is not None:
-                    self.anynet[key].append(r)
+                    if not r.net.ports:
+                        self.anyport[key].append(r)
+                    elif sum(hi - lo + 1 for lo, hi in r.net.ports) <= 256:
+                        for lo, hi in r.net.ports:
+                            for port in range(lo, hi + 1):
+                                self.byport[key][port].append(r)
+                    else:
+                        self.wideports[key].append(r)
                 else:
                     self.anypath[key].append(r)
 
@@ -93,8 +103,15 @@ class _Index:
                             yield a, g
                     i = p.find("/", i + 1)
         elif b.net is not None:
-            for a in self.anynet.get(key, ()):
+            # A rule for any address covers `b` only if it has no ports or contains b's first.
+            for a in self.anyport.get(key, ()):
                 yield a, None
+            if b.net.ports:
+                lo = b.net.ports[0][0]
+                for a in self.byport.get(key, {}).get(lo, ()):
+                    yield a, None
+                for a in self.wideports.get(key, ()):
+                    yield a, None
             if b.net.nets:
                 n = b.net.nets[0]
                 table = self.nets.get(key, {})
@@ -108,10 +125,11 @@ class _Index:
 def _analyse(policy: Policy) -> list[Covered]:
     rules = policy.rules
     index = _Index(rules)
+    keys = Keys.of(policy)
     first_of_key: dict = {}
     duplicates: set[int] = set()
     for r in rules:
-        k = rule_key(r)
+        k = keys.rules[r.id]
         if k in first_of_key:
             duplicates.add(r.id)
         else:
@@ -125,7 +143,7 @@ def _analyse(policy: Policy) -> list[Covered]:
         for item in items:
             chosen = []
             for op in b.ops or (None,):
-                a = _best(index, b, item, op)
+                a = _best(index, keys, b, item, op)
                 if a is None:
                     break
                 chosen.append(a)
@@ -150,17 +168,17 @@ def _unique(rules) -> tuple[Rule, ...]:
     return tuple(seen.values())
 
 
-def _best(index: _Index, b: Rule, item: Glob | None, op) -> Rule | None:
+def _best(index: _Index, keys: Keys, b: Rule, item: Glob | None, op) -> Rule | None:
     """A rule covering `item` of `b` for `op`: a more severe one if any, else one of the same
     decision."""
     same = None
     rb = RANK[b.decision]
-    bkey = objects_key(b)
+    bkey = keys.objects[b.id]
     for a, g in index.candidates(b, item, op):
         ra = RANK[a.decision]
         if a.id == b.id or ra < rb:
             continue
-        if ra > rb and same is None and objects_key(a) == bkey:
+        if ra > rb and keys.objects[a.id] == bkey:
             continue   # W106 says it
         if ra == rb and same is not None:
             continue
@@ -169,7 +187,7 @@ def _best(index: _Index, b: Rule, item: Glob | None, op) -> Rule | None:
         if not _covers(a, g, b, item):
             continue
         if ra == rb:
-            if rule_key(a) == rule_key(b):
+            if keys.rules[a.id] == keys.rules[b.id]:
                 continue   # a duplicate: W101 says it
             if _survivor(b) > _survivor(a) and _covers(b, item, a, g):
                 continue   # equal here: one of the two must stay (see _survivor)

@@ -11,7 +11,7 @@ RANK = {"allow": 0, "audit": 1, "deny": 2}
 def net_key(net: NetSpec | None):
     if net is None:
         return None
-    return (net.proto, frozenset(net.nets), frozenset(net.ports))
+    return (net.proto, frozenset((int(n.network_address), n.prefixlen) for n in net.nets), frozenset(net.ports))
 
 
 def target_key(t: Target | None):
@@ -27,6 +27,27 @@ def objects_key(r: Rule):
 
 def rule_key(r: Rule):
     return (r.decision, frozenset(r.ops), objects_key(r))
+
+
+class Keys:
+    """`objects_key` and `rule_key` of every rule of a policy, computed once."""
+
+    _cache: dict = {}
+
+    def __init__(self, policy):
+        self.objects = {r.id: objects_key(r) for r in policy.rules}
+        self.rules = {r.id: (r.decision, frozenset(r.ops), self.objects[r.id]) for r in policy.rules}
+
+    @classmethod
+    def of(cls, policy) -> "Keys":
+        hit = cls._cache.get(id(policy))
+        if hit is not None and hit[0] is policy:
+            return hit[1]
+        if len(cls._cache) > 64:
+            cls._cache.clear()
+        keys = cls(policy)
+        cls._cache[id(policy)] = (policy, keys)
+        return keys
 
 
 def from_ruleset(r: Rule) -> bool:

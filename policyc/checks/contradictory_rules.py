@@ -14,15 +14,16 @@ from collections import defaultdict
 
 from ..diagnostics import Diagnostics, Note
 from ..ir.model import Program
-from ._rules import RANK, from_ruleset, objects_key, what
+from ._rules import RANK, Keys, from_ruleset, what
 
 
 def run(program: Program, diags: Diagnostics) -> None:
     seen: set = set()
     for policy in program.policies:
         groups = defaultdict(list)
+        keys = Keys.of(policy).objects
         for r in policy.rules:
-            groups[objects_key(r)].append(r)
+            groups[keys[r.id]].append(r)
         for rules in groups.values():
             if len(rules) < 2 or len({r.decision for r in rules}) < 2:
                 continue

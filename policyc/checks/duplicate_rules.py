@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from ..diagnostics import Diagnostics, Note
 from ..ir.model import Program
-from ._rules import from_ruleset, rule_key
+from ._rules import Keys, from_ruleset
 
 
 def run(program: Program, diags: Diagnostics) -> None:
     seen_spans: set = set()
     for policy in program.policies:
         first: dict = {}
+        keys = Keys.of(policy).rules
         for r in policy.rules:
-            k = rule_key(r)
+            k = keys[r.id]
             a = first.get(k)
             if a is None:
                 first[k] = r

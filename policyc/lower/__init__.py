@@ -6,6 +6,8 @@ files they include), and returns a `Program`, or None when anything was an error
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import ipaddress
 import os
 import re
@@ -206,8 +208,27 @@ class _Loader:
         return g
 
 
+@contextlib.contextmanager
+def paused_gc():
+    """The cyclic garbage collector paused: parsing and lowering allocate hundreds of
+    thousands of small acyclic objects, and full collections over them used to take half
+    the time of `check` on 10,000 rules. Reference counting still frees everything."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def load_program(paths: list[str], diags: Diagnostics) -> M.Program | None:
     """Read, resolve and lower `paths`; None when there were errors (all in `diags`)."""
+    with paused_gc():
+        return _load_program(paths, diags)
+
+
+def _load_program(paths: list[str], diags: Diagnostics) -> M.Program | None:
     loader = _Loader(diags)
     for p in expand_paths(paths, diags):
         loader.load(p)
