@@ -10,8 +10,9 @@ a rule spliced from a ruleset covered by a rule outside that ruleset (overriding
 ruleset is what policies do); of rules equal on a path, the one `_survivor` keeps.
 
 Fast on 10,000 rules: candidates come from an index by operation and by the directory part
-of each glob's literal prefix (a glob can only cover paths that start with its own prefix),
-networks by (prefix length, address); only candidates get the exact test.
+of each glob's literal prefix (a glob can only cover paths that start with its own prefix;
+literal globs by their text), networks by (prefix length, address), any-address rules by
+port; only candidates get the exact test.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..ir.model import Glob, Policy, Rule
+from ..ir.model import Glob, Lit, Policy, Rule
 from ..lower.globs import expansions
 from ._globs import includes, literal_prefix
 from ._rules import RANK, Keys, net_covers, target_covers
@@ -56,6 +57,7 @@ class _Index:
     def __init__(self, rules: tuple[Rule, ...]):
         # (family, op) -> directory prefix -> [(rule, glob, literal prefix)]
         self.paths: dict = defaultdict(lambda: defaultdict(list))
+        self.literal: dict = defaultdict(lambda: defaultdict(list))   # (fam, op) -> text -> [(rule, glob)]
         self.anypath: dict = defaultdict(list)      # (family, op) -> rules without paths
         self.nets: dict = defaultdict(lambda: defaultdict(list))   # (fam, op) -> (len, int) -> rules
         self.netlens: dict = defaultdict(set)
@@ -68,6 +70,9 @@ class _Index:
                 key = (r.family, op)
                 if r.paths:
                     for g in r.paths:
+                        if g.is_literal:
+                            self.literal[key][g.text].append((r, g))
+                            continue
                         p = literal_prefix(g.parts)
                         self.paths[key][_dir_prefix(p)].append((r, g, p))
                 elif r.net is not None and r.net.nets:
@@ -94,6 +99,10 @@ class _Index:
         if item is not None:
             first = expansions(item.parts, 1)[0]
             p = literal_prefix(first)
+            if len(first) == 1 and isinstance(first[0], Lit):
+                # A literal glob covers only itself.
+                for a, g in self.literal.get(key, {}).get(p, ()):
+                    yield a, g
             by_dir = self.paths.get(key)
             if by_dir:
                 i = p.find("/")
