@@ -122,15 +122,16 @@ class _Loader:
             return
         table[name] = (item, key)
 
-    def _define_let(self, table, item: S.Let, scope_lets) -> None:
+    def _define_let(self, table, item: S.Let, scope_lets) -> bool:
         name = item.name.value
         if name in table:
             self.diags.error("P015", item.name.span, f"`{name}` is already defined",
                              notes=(Note(table[name][1], "first defined here"),))
-            return
+            return False
         value = self.interpolate(item.value, scope_lets)
         if value is not None:
             table[name] = (value[0], item.name.span)
+        return True
 
     def visible_lets(self, key: str) -> dict[str, tuple[str, Span]]:
         """A file sees its own lets and those of the files it includes (transitively)."""
@@ -287,8 +288,8 @@ class _Lowering:
         raw_rules: list[tuple[S.Rule, tuple[Span, ...], dict]] = []
         for item in pol.items:
             if isinstance(item, S.Let):
-                self.l._define_let(lets, item, lets)
-                self.all_lets.append((item.name.value, item.name.span))
+                if self.l._define_let(lets, item, lets):
+                    self.all_lets.append((item.name.value, item.name.span))
             elif isinstance(item, S.Subject):
                 for spec in item.specs:
                     subj = self.subject(spec, lets)
@@ -362,8 +363,8 @@ class _Lowering:
         out = []
         for item in rs.items:
             if isinstance(item, S.Let):
-                self.l._define_let(scope, item, scope)
-                self.all_lets.append((item.name.value, item.name.span))
+                if self.l._define_let(scope, item, scope):
+                    self.all_lets.append((item.name.value, item.name.span))
             elif isinstance(item, S.Rule):
                 out.append((item, chain + (use.span,), scope))
             elif isinstance(item, S.Use):

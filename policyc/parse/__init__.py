@@ -126,6 +126,13 @@ def parse_text(path: str, text: str, diags: Diagnostics) -> S.File | None:
         else:
             tok = e.token
             width = max(len(str(tok)), 1)
+            if tok.type == "$END":   # point just past the last character of the file
+                body = text.rstrip()
+                line = body.count("\n") + 1
+                col = len(body) - (body.rfind("\n") + 1) + 1
+                if line != e.line and line in error_lines:
+                    return False   # that line already has its error
+                error_lines.add(line)
             diags.error(
                 "P001",
                 Span(path, line, col, line, col + width),
