@@ -1,0 +1,31 @@
+"""policyc runtime: load, attach, pin and read BPF objects through the system libbpf (cffi).
+
+It deals in files and bytes and never imports `policyc`. See docs/design.md, "Runtime API".
+"""
+
+from .errors import BpfError
+from .loader import (DEFAULT_PIN_ROOT, LoadedPolicy, MapFill, ensure_bpffs, list_loaded, load,
+                     unload)
+from .lsm import LsmStatus, check_bpf_lsm
+from .maps import map_info, mark_task, read_map
+from .ringbuf import RingBufferReader
+from .stats import enable_stats, prog_stats
+
+__all__ = [
+    "BpfError",
+    "DEFAULT_PIN_ROOT",
+    "LoadedPolicy",
+    "LsmStatus",
+    "MapFill",
+    "RingBufferReader",
+    "check_bpf_lsm",
+    "enable_stats",
+    "ensure_bpffs",
+    "list_loaded",
+    "load",
+    "map_info",
+    "mark_task",
+    "prog_stats",
+    "read_map",
+    "unload",
+]

@@ -24,9 +24,7 @@ import threading
 
 from cffi import FFI
 
-ffi = FFI()
-ffi.cdef(
-    """
+CDEF = """
 typedef uint8_t  __u8;
 typedef int16_t  __s16;
 typedef uint16_t __u16;
@@ -51,7 +49,8 @@ libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn);
 struct bpf_object *bpf_object__open_file(const char *path, const struct bpf_object_open_opts *opts);
 int bpf_object__load(struct bpf_object *obj);
 void bpf_object__close(struct bpf_object *obj);
-struct bpf_program *bpf_object__next_program(const struct bpf_object *obj, struct bpf_program *prog);
+struct bpf_program *bpf_object__next_program(const struct bpf_object *obj,
+                                             struct bpf_program *prog);
 struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct bpf_map *map);
 struct bpf_map *bpf_object__find_map_by_name(const struct bpf_object *obj, const char *name);
 
@@ -86,7 +85,8 @@ void btf__free(struct btf *btf);
 typedef int (*ring_buffer_sample_fn)(void *ctx, void *data, size_t size);
 struct ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn sample_cb, void *ctx,
                                      const struct ring_buffer_opts *opts);
-int ring_buffer__add(struct ring_buffer *rb, int map_fd, ring_buffer_sample_fn sample_cb, void *ctx);
+int ring_buffer__add(struct ring_buffer *rb, int map_fd, ring_buffer_sample_fn sample_cb,
+                     void *ctx);
 int ring_buffer__poll(struct ring_buffer *rb, int timeout_ms);
 int ring_buffer__consume(struct ring_buffer *rb);
 int ring_buffer__epoll_fd(const struct ring_buffer *rb);
@@ -139,6 +139,8 @@ int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int bpf_obj_pin(int fd, const char *pathname);
 int bpf_obj_get(const char *pathname);
 int bpf_prog_get_fd_by_id(__u32 id);
+int bpf_link_get_fd_by_id(__u32 id);
+int bpf_prog_get_next_id(__u32 start_id, __u32 *next_id);
 int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);
 int bpf_enable_stats(int type);
 
@@ -211,13 +213,16 @@ struct bpf_link_info {                /* prefix: the union after prog_id is left
     __u32 _union[9];
 };
 
-/* ---- libc ---- */
+/* ---- libc (LIBC_FUNCTIONS) ---- */
 int vasprintf(char **strp, const char *fmt, void *ap);
 void free(void *ptr);
 int mount(const char *source, const char *target, const char *fstype,
           unsigned long flags, const void *data);
 """
-)
+ffi = FFI()
+ffi.cdef(CDEF)
+
+LIBC_FUNCTIONS = frozenset({"vasprintf", "free", "mount"})
 
 # linux/bpf.h constants (checked against the headers in tests/unit/test_runtime_abi.py)
 BPF_ANY = 0
@@ -265,16 +270,22 @@ def libc():
     return _libc
 
 
+# Names the kernel's documentation uses where Python's errno table picks an alias (95 is
+# ENOTSUP there), plus the kernel-internal ENOTSUPP that BPF commands can leak to user space.
+_ERRNAMES = {_errno.EOPNOTSUPP: "EOPNOTSUPP", 524: "ENOTSUPP"}
+
+
 def errname(err: int) -> str:
     """`EPERM` for 1 or -1; `errno 4242` for an unknown number."""
     err = abs(err)
-    return _errno.errorcode.get(err, f"errno {err}")
+    return _ERRNAMES.get(err) or _errno.errorcode.get(err, f"errno {err}")
 
 
 def describe(err: int) -> str:
     """`EPERM (Operation not permitted)`."""
     err = abs(err)
-    return f"{errname(err)} ({os.strerror(err)})"
+    text = "Operation not supported" if err == 524 else os.strerror(err)
+    return f"{errname(err)} ({text})"
 
 
 def possible_cpus() -> int:

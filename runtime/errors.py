@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
+_PROG_LOG = re.compile(r"-- BEGIN PROG LOAD LOG --\n.*?-- END PROG LOAD LOG --", re.DOTALL)
+
 
 class BpfError(Exception):
     """A failed BPF operation.
 
     `message` says what failed, with the errno name (`... failed: EPERM (Operation not
-    permitted)`); `log` is everything libbpf printed meanwhile, the verifier log included.
+    permitted)`); `log` is everything libbpf printed meanwhile, at every level, the verifier
+    log included. str() is the message plus the verifier log(s) found in `log`, if any.
     """
 
     def __init__(self, message: str, log: str = "") -> None:
@@ -15,7 +20,11 @@ class BpfError(Exception):
         self.message = message
         self.log = log
 
+    @property
+    def verifier_log(self) -> str:
+        """The BEGIN/END PROG LOAD LOG blocks libbpf printed, or ''."""
+        return "\n".join(m.group(0) for m in _PROG_LOG.finditer(self.log))
+
     def __str__(self) -> str:
-        if not self.log:
-            return self.message
-        return f"{self.message}\n--- libbpf log ---\n{self.log.rstrip()}"
+        v = self.verifier_log
+        return f"{self.message}\n{v}" if v else self.message
