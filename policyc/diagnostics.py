@@ -110,6 +110,7 @@ CODES: dict[str, tuple[str, str]] = {
     "P023": ("test-needs-exe", "a test of a policy with a pattern subject names no program"),
     "P024": ("bad-expectation", "an expectation that does not name exactly one event"),
     "P030": ("host-wide-deny", "a `subject all` policy in enforce mode denies what every system needs"),
+    "P040": ("not-enforced", "`policyc build`: a rule family the kernel backend does not enforce yet"),
     "P090": ("fmt-failed", "the formatter could not keep a file's meaning (a policyc bug)"),
     "W101": ("duplicate-rule", "a rule written twice"),
     "W102": ("shadowed-rule", "a rule (or one of its paths) already covered by a broader rule of the same decision"),
