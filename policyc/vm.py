@@ -3,7 +3,7 @@
 The host kernel refuses BPF LSM programs, so everything that loads one runs in a guest:
 
     img = resolve_kernel("6.1")             # or "6.12", or a path to DIR/boot/vmlinuz-V
-    res = run_in_vm(["bpftool", "prog"], kernel=img, stream=True)
+    res = run_in_vm(["bpftool", "prog"], kernel=img, stream=sys.stdout)
     res.returncode, res.output
 
 Kernels come from Debian's archive (`apt-get download`), are unpacked with `dpkg-deb -x` into
@@ -17,6 +17,7 @@ without the marker is retried once. Stdlib only: nothing here imports the rest o
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -92,12 +93,15 @@ def cache_dir() -> Path:
     return Path(base).absolute()
 
 
-def check_guest_visible(path: Path, what: str) -> None:
+CACHE_HINT = "set POLICYC_CACHE to a directory elsewhere (default ~/.cache/policyc)"
+
+
+def check_guest_visible(path: Path, what: str, hint: str = CACHE_HINT) -> None:
     for hidden in GUEST_HIDDEN_DIRS:
         if path == Path(hidden) or Path(hidden) in path.parents:
             raise VmError(
                 f"{what} {path} is under {hidden}, which the guest replaces with an empty "
-                "tmpfs: set POLICYC_CACHE to a directory elsewhere (default ~/.cache/policyc)"
+                f"tmpfs: {hint}"
             )
 
 
@@ -129,7 +133,10 @@ def image_in_tree(root: Path, spec: str, package: str | None) -> KernelImage:
     return kernel_from_path(images[0], spec=spec, package=package)
 
 
-def kernel_from_path(vmlinuz: Path, spec: str | None = None, package=None) -> KernelImage:
+def kernel_from_path(
+    vmlinuz: Path, spec: str | None = None, package: str | None = None
+) -> KernelImage:
+    """The kernel at DIR/boot/vmlinuz-VERSION, checked to have DIR/lib/modules/VERSION."""
     vmlinuz = vmlinuz.absolute()
     if not vmlinuz.is_file():
         raise VmError(f"kernel image {vmlinuz} does not exist")
@@ -143,11 +150,12 @@ def kernel_from_path(vmlinuz: Path, spec: str | None = None, package=None) -> Ke
             "(the layout of `dpkg-deb -x linux-image-....deb DIR`): without them the "
             "guest has no 9p and never starts"
         )
-    check_guest_visible(root, "kernel tree")
+    check_guest_visible(root, "kernel tree", "move the extracted package elsewhere")
     return KernelImage(str(spec or vmlinuz), version, vmlinuz, root, package)
 
 
 def run_tool(argv: Sequence[str], cwd: Path | None = None) -> str:
+    """stdout of a host tool (apt-cache, apt-get, dpkg-deb); VmError with its stderr."""
     try:
         proc = subprocess.run(
             list(argv), cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True
@@ -156,7 +164,9 @@ def run_tool(argv: Sequence[str], cwd: Path | None = None) -> str:
         raise VmError(f"{argv[0]} not found: policyc fetches kernels on Debian with apt") from None
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise VmError(f"`{shlex.join(argv)}` failed (exit {proc.returncode}): " + " / ".join(detail))
+        raise VmError(
+            f"`{shlex.join(argv)}` failed (exit {proc.returncode}): " + " / ".join(detail)
+        )
     return proc.stdout
 
 
@@ -244,9 +254,7 @@ def guest_path(env: Mapping[str, str] | None = None) -> str:
     return path
 
 
-def guest_script(
-    argv: Sequence[str], env: Mapping[str, str], cwd: str, marker: str
-) -> str:
+def guest_script(argv: Sequence[str], env: Mapping[str, str], cwd: str, marker: str) -> str:
     """The sh script the guest runs: bpffs, cwd, `env K=V ... CMD`, then the marker line.
 
     `env` must already hold PATH. stderr joins stdout so the output keeps its order.
@@ -325,12 +333,14 @@ def vng_command(
     extra_qemu_opts: str | Sequence[str] | None = None,
     rwdirs: Iterable[str] = (),
 ) -> list[str]:
+    """The vng command line that boots `image` and runs `sh script` in it."""
     cmd = [vng, "-r", str(image.vmlinuz), "--disable-kvm", "--force-9p", "--memory", memory]
     if cpus is not None:
         cmd += ["--cpus", str(cpus)]
     if extra_qemu_opts:
-        opts = extra_qemu_opts if isinstance(extra_qemu_opts, str) else shlex.join(extra_qemu_opts)
-        cmd.append(f"--qemu-opts={opts}")
+        if not isinstance(extra_qemu_opts, str):
+            extra_qemu_opts = shlex.join(extra_qemu_opts)
+        cmd.append(f"--qemu-opts={extra_qemu_opts}")
     for rwdir in rwdirs:
         if not rwdir or any(c.isspace() for c in str(rwdir)):
             raise VmError(f"--rwdir {rwdir!r}: vng cannot pass an empty path or one with spaces")
@@ -342,7 +352,7 @@ def host_env() -> dict[str, str]:
     """Our environment with the venv's bin dir first (vng execs virtme-run from it)."""
     bindir = os.path.dirname(sys.executable)
     env = dict(os.environ)
-    env["PATH"] = ":".join([bindir, env.get("PATH", ""), SYSTEM_PATH]).replace("::", ":")
+    env["PATH"] = ":".join(p for p in (bindir, env.get("PATH"), SYSTEM_PATH) if p)
     return env
 
 
@@ -360,20 +370,34 @@ def check_host(env: Mapping[str, str]) -> str:
     return vng
 
 
-def boot_once(cmd: list[str], cwd: str, env: Mapping[str, str], timeout: float,
-              stream_filter: MarkerFilter | None) -> tuple[int, str]:
-    """Run vng until it exits; (its exit code, all its output). VmError on timeout."""
+def boot_once(
+    cmd: list[str],
+    cwd: str,
+    env: Mapping[str, str],
+    timeout: float,
+    stream: TextIO | None,
+    marker_filter: MarkerFilter,
+) -> tuple[int, str]:
+    """Run vng until it exits: (its exit code, all its output). VmError on timeout.
+
+    With `stream`, the output also goes there as it comes, without the marker line.
+    """
     proc = subprocess.Popen(
-        cmd, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        cmd,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,  # open: vng crashes on a closed stdin
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so a timeout can kill qemu too
     )
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     chunks: list[str] = []
 
     def show(text: str) -> None:
-        if stream_filter is not None and text:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+        if stream is not None and text:
+            stream.write(text)
+            stream.flush()
 
     deadline = time.monotonic() + timeout
     try:
@@ -381,7 +405,9 @@ def boot_once(cmd: list[str], cwd: str, env: Mapping[str, str], timeout: float,
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise VmError(f"the guest command did not finish within {timeout:g} s", "".join(chunks))
+                raise VmError(
+                    f"the guest command did not finish within {timeout:g} s", "".join(chunks)
+                )
             if not select.select([fd], [], [], min(remaining, 1.0))[0]:
                 continue
             data = os.read(fd, 65536)
@@ -389,11 +415,10 @@ def boot_once(cmd: list[str], cwd: str, env: Mapping[str, str], timeout: float,
                 break
             text = decoder.decode(data)
             chunks.append(text)
-            show(stream_filter.feed(text) if stream_filter else "")
+            show(marker_filter.feed(text))
         text = decoder.decode(b"", final=True)
         chunks.append(text)
-        if stream_filter is not None:
-            show(stream_filter.feed(text) + stream_filter.flush())
+        show(marker_filter.feed(text) + marker_filter.flush())
         try:
             returncode = proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
         except subprocess.TimeoutExpired:
@@ -420,6 +445,26 @@ def stop(proc: subprocess.Popen) -> None:
             pass
 
 
+@contextlib.contextmanager
+def one_vm_at_a_time():
+    """Host-wide lock: two TCG guests on this machine take twice as long each."""
+    path = cache_dir() / "vm.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            progress(f"waiting for the VM of {holder} to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} ({shlex.join(sys.argv)[:150]})")
+        lock.flush()
+        yield
+
+
 def run_in_vm(
     argv: Sequence[str],
     kernel: str | KernelImage = "6.1",
@@ -429,20 +474,21 @@ def run_in_vm(
     timeout: float = 900,
     extra_qemu_opts: str | Sequence[str] | None = None,
     rwdirs: Iterable[str] = (),
-    stream: bool = False,
+    stream: TextIO | None = None,
     cwd: str | None = None,
 ) -> VmResult:
     """Boot `kernel` and run `argv` as root in the guest, in `cwd` (default: ours).
 
     The guest gets only `env` plus a PATH holding this Python's bin dir (unless env sets
-    PATH). Output (guest stdout and stderr merged, plus vng's messages) is returned and, with
-    `stream`, also written to our stdout as it comes. `timeout` bounds each boot; a boot
-    whose guest never reports the exit code is retried once. Raises VmError when the VM
-    cannot be set up, times out, or never reports.
+    PATH). Output (guest stdout and stderr merged, plus vng's messages) is returned and, when
+    `stream` is a file (e.g. sys.stdout), also written to it as it comes. `timeout` bounds
+    each boot; a boot whose guest never reports the exit code is retried once. One VM at a
+    time on this host: a second caller waits for the first. Raises VmError when the VM cannot
+    be set up, times out, or never reports.
     """
     image = kernel if isinstance(kernel, KernelImage) else resolve_kernel(kernel)
     cwd = os.path.abspath(cwd or os.getcwd())
-    check_guest_visible(Path(cwd), "working directory")
+    check_guest_visible(Path(cwd), "working directory", "run from a directory elsewhere")
     henv = host_env()
     vng = check_host(henv)
     genv = {**(env or {}), "PATH": guest_path(env)}
@@ -454,19 +500,18 @@ def run_in_vm(
     script.write_text(guest_script(list(argv), genv, cwd, marker))
     cmd = vng_command(vng, image, str(script), cpus, memory, extra_qemu_opts, rwdirs)
     try:
-        for boot in (1, 2):
-            progress(f"booting {image.version} under qemu (TCG, ~20-30 s)")
-            start = time.monotonic()
-            vng_rc, output = boot_once(
-                cmd, cwd, henv, timeout, MarkerFilter(marker) if stream else None
-            )
-            seconds = time.monotonic() - start
-            code, output = split_marker(output, marker)
-            if code is not None:
-                progress(f"guest command exited {code} after {seconds:.1f} s")
-                return VmResult(code, output, seconds, boot)
-            if boot == 1:
-                progress(f"the guest never reported (vng exit {vng_rc}); booting once more")
+        with one_vm_at_a_time():
+            for boot in (1, 2):
+                progress(f"booting {image.version} under qemu (TCG, ~20-30 s)")
+                start = time.monotonic()
+                vng_rc, output = boot_once(cmd, cwd, henv, timeout, stream, MarkerFilter(marker))
+                seconds = time.monotonic() - start
+                code, output = split_marker(output, marker)
+                if code is not None:
+                    progress(f"guest command exited {code} after {seconds:.1f} s")
+                    return VmResult(code, output, seconds, boot)
+                if boot == 1:
+                    progress(f"the guest never reported (vng exit {vng_rc}); booting once more")
     finally:
         script.unlink(missing_ok=True)
     tail = "\n".join(output.strip().splitlines()[-15:])

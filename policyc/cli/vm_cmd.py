@@ -1,0 +1,20 @@
+"""`policyc vm`: run a command as root in a Debian kernel booted under qemu (virtme-ng)."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from policyc.vm import VmError, run_in_vm
+
+
+def run_vm(kernel: str, argv: list[str], out: TextIO, err: TextIO) -> int:
+    """Run `argv` in a VM of `kernel` ("6.1", "6.12" or a vmlinuz path), streaming its output
+    to `out`; returns the guest command's exit code, or 2 when the VM could not run it."""
+    if not argv:
+        print("error: no command to run in the vm", file=err)
+        return 2
+    try:
+        return run_in_vm(argv, kernel=kernel, stream=out).returncode
+    except VmError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
