@@ -11,11 +11,14 @@
 
 from __future__ import annotations
 
+import re
+
 from ..diagnostics import Diagnostics
 from ..ir.model import Alt, AnyChar, DoubleStar, Glob, Lit, Star
 from ..span import Span
 
 MAX_ALT_DEPTH = 16
+_SPECIAL = re.compile(r"[*?{},]")
 MAX_EXPANSIONS = 4096
 
 
@@ -87,8 +90,14 @@ def _seq(text: str, i: int, depth: int, in_alt: bool = False):
         elif ch == "}" and not in_alt:
             raise _GlobError(i, "unmatched `}`")
         else:
-            lit.append(ch)
-            i += 1
+            # A run of plain characters at once (a `,` is plain outside braces).
+            m = _SPECIAL.search(text, i + 1)
+            j = m.start() if m else len(text)
+            while not in_alt and j < len(text) and text[j] == ",":
+                m = _SPECIAL.search(text, j + 1)
+                j = m.start() if m else len(text)
+            lit.append(text[i:j])
+            i = j
     flush()
     return parts, i
 
