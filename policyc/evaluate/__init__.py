@@ -209,7 +209,8 @@ def decide_policy(policy: Policy, event: Event) -> Decision:
 
 def decide(policies: Program | tuple[Policy, ...] | list[Policy], event: Event) -> Decision:
     """The decision for `event` under every policy that governs its process: the most severe
-    wins (deny, then audit, then allow); among equals the first policy (load order) speaks."""
+    wins (deny, then audit, then allow); among equally severe decisions one made by a rule
+    speaks before one made by a default (it says more), then the first policy (load order)."""
     if isinstance(policies, Program):
         policies = policies.policies
     result: Decision | None = None
@@ -217,7 +218,8 @@ def decide(policies: Program | tuple[Policy, ...] | list[Policy], event: Event) 
         if not governs(p, event):
             continue
         d = decide_policy(p, event)
-        if result is None or _RANK[d.action] > _RANK[result.action]:
+        if result is None or _RANK[d.action] > _RANK[result.action] or \
+                (d.action == result.action and d.rule is not None and result.rule is None):
             result = d
     return result or Decision("allow", None, None, "ungoverned")
 

@@ -111,6 +111,13 @@ def test_equal_decisions_first_policy_speaks(tmp_path):
     assert decide(prog, Event("/x", "bpf")).policy.name == "a"
 
 
+def test_equal_decisions_a_rule_speaks_before_a_default(tmp_path):
+    prog = two(tmp_path, 'policy a {\n    subject all\n    default deny\n}\n',
+               'policy b {\n    subject exe "/x"\n    deny bpf\n}\n')
+    d = decide(prog, Event("/x", "bpf"))
+    assert (d.action, d.policy.name, d.rule.span.line) == ("deny", "b", 7)
+
+
 def test_audit_mode_turns_deny_into_audit(tmp_path):
     prog = two(tmp_path, 'policy a {\n    subject exe "/x"\n    mode audit\n    default deny\n    deny bpf\n}\n', "")
     assert decide(prog, Event("/x", "bpf")).action == "audit"
