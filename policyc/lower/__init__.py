@@ -209,6 +209,22 @@ class _Loader:
         return g
 
 
+def _without_comment(line: str) -> str:
+    """A source line without its `# comment` (a `#` inside a string is text)."""
+    in_str = False
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if in_str and ch == "\\":
+            i += 1
+        elif ch == '"':
+            in_str = not in_str
+        elif ch == "#" and not in_str:
+            return line[:i]
+        i += 1
+    return line
+
+
 @contextlib.contextmanager
 def paused_gc():
     """The cyclic garbage collector paused: parsing and lowering allocate hundreds of
@@ -274,7 +290,8 @@ class _Lowering:
         first = lines[span.line - 1][span.col - 1:]
         rest = lines[span.line: span.end_line - 1]
         last = lines[span.end_line - 1][: span.end_col - 1]
-        return " ".join(x.strip() for x in [first, *rest, last])
+        parts = (_without_comment(x).strip() for x in [first, *rest, last])
+        return " ".join(p for p in parts if p)
 
     # --- policies ---------------------------------------------------------------------------
     def policy(self, pol: S.Policy, key: str) -> M.Policy | None:

@@ -87,6 +87,8 @@ def read_source(path: str, diags: Diagnostics) -> str | None:
 
 
 def decode_source(path: str, data: bytes, diags: Diagnostics) -> str | None:
+    if data.startswith(b"\xef\xbb\xbf"):   # a UTF-8 byte order mark: not part of the text
+        data = data[3:]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

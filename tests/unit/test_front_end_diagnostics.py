@@ -133,3 +133,20 @@ def test_unreadable_paths(tmp_path):
     diags = Diagnostics()
     assert load_program([str(tmp_path / "missing.policy"), str(tmp_path)], diags) is None
     assert [d.code for d in diags.items] == ["P006", "P006"]
+
+
+def test_rule_text_of_a_multi_line_rule_leaves_comments_out(tmp_path):
+    program, diags = load(tmp_path, P + '    deny file read "/a#b",  # why\n        "/c"  # end\n}\n')
+    assert program is not None, diags.items
+    assert program.policies[0].rules[0].text == 'deny file read "/a#b", "/c"'
+
+
+def test_byte_order_mark_is_ignored(tmp_path):
+    from policyc.diagnostics import Diagnostics
+    from policyc.lower import load_program
+
+    p = tmp_path / "bom.policy"
+    p.write_bytes(b"\xef\xbb\xbf" + P.encode() + b"    deny bpf\n}\n")
+    diags = Diagnostics()
+    program = load_program([str(p)], diags)
+    assert program is not None and program.policies[0].rules[0].span.col == 5
