@@ -68,7 +68,14 @@ def cgroup_id(path: str) -> int:
 
 
 def map_fills(manifest: dict) -> dict[str, runtime.MapFill]:
-    fills = {name: runtime.MapFill(spec["max_entries"], _entries(spec)) for name, spec in manifest["maps"].items()}
+    entries = {name: _entries(spec) for name, spec in manifest["maps"].items()}
+    for fix in manifest.get("cgroup_fixups", ()):
+        # a `to cgroup` target: its id exists only on the machine that loads the policy
+        key, value = entries[fix["map"]][fix["index"]]
+        off = fix["offset"]
+        value = value[:off] + struct.pack("<Q", cgroup_id(fix["cgroup"])) + value[off + 8:]
+        entries[fix["map"]][fix["index"]] = (key, value)
+    fills = {name: runtime.MapFill(spec["max_entries"], entries[name]) for name, spec in manifest["maps"].items()}
     cg_entries = []
     for s in manifest.get("subjects", ()):
         if s["kind"] == "cgroup":

@@ -1,8 +1,8 @@
 """Running commands under a loaded policy as its subject: `policyc exec`, `policyc test
 --kernel` and the kernel test suite all go through `Session`.
 
-How a command becomes the subject: it is started through a tiny `sh` trampoline that waits
-on a pipe; meanwhile the task's storage in the policy's `subjects` map is set to PENDING
+How a command becomes the subject: it is started through a tiny `sh` trampoline that stops
+itself (SIGSTOP); meanwhile the task's storage in the policy's `subjects` map is set to PENDING
 through its pidfd; the trampoline then execs the command, and that exec (not itself decided)
 turns PENDING into GOVERNED. Everything the command starts inherits it (task_alloc).
 A long-running process can also be governed from now on (`govern(pid)`).
@@ -26,7 +26,7 @@ from .audit.event import RawEvent, decode, describe, format_text
 
 SUBJECT_GOVERNED = 1
 SUBJECT_PENDING = 2
-_TRAMPOLINE = 'read -r _ <&3; exec 3<&-; exec "$@"'
+_TRAMPOLINE = 'kill -STOP $$; exec "$@"'
 
 
 @dataclass
@@ -73,25 +73,18 @@ class Session:
 
     def spawn(self, argv: list[str], **popen_kwargs) -> subprocess.Popen:
         """Start `argv` as the policy's subject (see the module docstring)."""
-        go_r, go_w = os.pipe()
-
-        def child_setup() -> None:
-            os.dup2(go_r, 3)
-
+        proc = subprocess.Popen(["/bin/sh", "-c", _TRAMPOLINE, "policyc-exec", *argv], **popen_kwargs)
         try:
-            proc = subprocess.Popen(["/bin/sh", "-c", _TRAMPOLINE, "policyc-exec", *argv],
-                                    pass_fds=(go_r,), preexec_fn=child_setup, **popen_kwargs)
-        finally:
-            os.close(go_r)
-        try:
+            # wait until the trampoline has stopped itself (WUNTRACED reports, never reaps)
+            _, status = os.waitpid(proc.pid, os.WUNTRACED)
+            if not os.WIFSTOPPED(status):
+                raise deploy.DeployError(f"`{argv[0]}` could not be started as the subject")
             self.govern(proc.pid, SUBJECT_PENDING)
         except BaseException:
             proc.kill()
             proc.wait()
-            os.close(go_w)
             raise
-        os.write(go_w, b"go\n")
-        os.close(go_w)
+        os.kill(proc.pid, signal.SIGCONT)
         return proc
 
     def run(self, argv: list[str], timeout: float = 120, **kwargs) -> Result:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 from ..codegen.tables import NET_OP_INDEX, OP_NAMES
 
-HEADER = struct.Struct("<QQIIIIIIIHHBBBBBBBB16s16s")
+HEADER = struct.Struct("<QQIIIIIIIIHHBBBBBBBB16s16s")
 HEADER_SIZE = HEADER.size  # offsetof(struct policyc_event, path)
 
 DECISIONS = {0: "allow", 1: "audit", 2: "deny"}
-FAMILIES = {1: "file", 2: "exec", 3: "net", 4: "mount"}
+FAMILIES = {1: "file", 2: "exec", 3: "net", 4: "mount", 5: "capability", 6: "signal", 7: "ptrace",
+            8: "module", 9: "bpf"}
 NET_OPS = {v: k for k, v in NET_OP_INDEX.items()}
 PROTOS = {1: "tcp", 2: "udp", 4: "icmp", 8: "raw", 16: "packet", 32: "other"}
 REASONS = {
@@ -36,7 +37,9 @@ HOOKS = [
     "file_open", "path_mknod", "path_mkdir", "path_symlink", "path_unlink", "path_rmdir",
     "path_rename", "path_link", "path_chmod", "path_chown", "path_truncate", "mmap_file",
     "file_mprotect", "bprm_check_security", "task_alloc", "socket_connect", "socket_bind",
-    "socket_sendmsg", "sb_mount", "move_mount",
+    "socket_sendmsg", "sb_mount", "move_mount", "capable", "task_kill", "ptrace_access_check",
+    "ptrace_traceme", "kernel_read_file", "kernel_load_data", "kernel_module_request", "bpf",
+    "socket_create",
 ]
 
 
@@ -51,6 +54,7 @@ class RawEvent:
     gid: int
     rule_id: int
     aux: int
+    target_pid: int
     path: str
     port: int
     decision: str
@@ -68,20 +72,24 @@ class RawEvent:
 def decode(data: bytes) -> RawEvent:
     if len(data) < HEADER_SIZE:
         raise ValueError(f"event of {len(data)} bytes is shorter than its {HEADER_SIZE}-byte header")
-    (ts, cg, pid, tgid, ppid, uid, gid, rule_id, aux, path_len, port, decision, hook, op, reason,
-     family, proto, mode, _flags, addr, comm) = HEADER.unpack_from(data)
+    (ts, cg, pid, tgid, ppid, uid, gid, rule_id, aux, target_pid, path_len, port, decision, hook, op,
+     reason, family, proto, mode, _flags, addr, comm) = HEADER.unpack_from(data)
     path = data[HEADER_SIZE:HEADER_SIZE + path_len].decode("utf-8", "surrogateescape")
     fam = FAMILIES.get(family, str(family))
     if fam == "net":
         op_name = NET_OPS.get(op, str(op))
         ip = ipaddress.IPv6Address(addr)
         addr_text = str(ip.ipv4_mapped) if ip.ipv4_mapped else str(ip)
+    elif fam in ("capability", "signal", "ptrace", "bpf"):
+        op_name, addr_text = fam, None
+    elif fam == "module":
+        op_name, addr_text = "load", None
     else:
         op_name = OP_NAMES.get(op, str(op))
         addr_text = None
     return RawEvent(
         ts_boot_ns=ts, cgroup_id=cg, pid=pid, tgid=tgid, ppid=ppid, uid=uid, gid=gid,
-        rule_id=rule_id, aux=aux, path=path, port=port,
+        rule_id=rule_id, aux=aux, target_pid=target_pid, path=path, port=port,
         decision=DECISIONS.get(decision, str(decision)),
         hook=HOOKS[hook] if hook < len(HOOKS) else str(hook),
         family=fam, op=op_name, reason=REASONS.get(reason, str(reason)), reason_code=reason,
@@ -102,8 +110,19 @@ def rule_location(manifest: dict, rule_id: int) -> dict | None:
 def describe(ev: RawEvent, manifest: dict) -> dict:
     """The event as one JSON-able record naming its policy, rule and source line."""
     rule = rule_location(manifest, ev.rule_id) if ev.rule_id else None
+    from ..ir.vocab import CAPABILITIES, SIGNALS
+
     if ev.family == "net":
         obj = {"addr": ev.addr, "port": ev.port, "proto": ev.proto}
+    elif ev.family == "capability":
+        obj = {"capability": CAPABILITIES[ev.aux] if ev.aux < len(CAPABILITIES) else str(ev.aux)}
+    elif ev.family in ("signal", "ptrace"):
+        names = {v: k for k, v in SIGNALS.items()}
+        obj = {"target_pid": ev.target_pid, "target_exe": ev.path or None}
+        if ev.family == "signal":
+            obj["signal"] = names.get(ev.aux, str(ev.aux))
+    elif ev.family == "bpf":
+        obj = {}
     else:
         obj = {"path": ev.path}
     location = rule["location"] if rule else (manifest.get("default_location") if ev.reason == "default" else None)
@@ -141,6 +160,10 @@ def format_text(rec: dict) -> str:
     obj = rec.get("path") or ""
     if rec["family"] == "net":
         obj = f"{rec['proto']} {rec['addr']} port {rec['port']}"
+    elif rec["family"] == "capability":
+        obj = rec["capability"]
+    elif rec["family"] in ("signal", "ptrace"):
+        obj = (rec.get("signal", "") + f" to pid {rec['target_pid']} ({rec.get('target_exe') or '?'})").strip()
     where = rec["rule"] or "-"
     why = rec["rule_text"] or rec.get("reason_text") or ("default " + rec["decision"] if rec["reason"] == "default" else rec["reason"])
     return (f"{rec['decision'].upper()} policy={rec['policy']} {op} {obj} pid={rec['pid']} comm={rec['comm']} "

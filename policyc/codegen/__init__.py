@@ -21,7 +21,8 @@ import jinja2
 from .. import __version__
 from ..ir.model import Policy, Program
 from .dfa import DfaTooLarge
-from .tables import config_map, dfa_maps, net_maps, policy_dfa
+from .tables import (MAX_TARGET_PATTERNS, MAX_TASK_RULES, config_map, dfa_maps, net_maps, policy_dfa,
+                     simple_maps, target_rules, task_maps)
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 MANIFEST_FORMAT = 1
@@ -33,10 +34,14 @@ HOOKS = {
     "file": ["file_open", "path_mknod", "path_mkdir", "path_symlink", "path_unlink", "path_rmdir",
              "path_chmod", "path_chown", "path_truncate", "path_rename", "path_link"],
     "execmap": ["mmap_file", "file_mprotect"],
-    "net": ["socket_connect", "socket_bind", "socket_sendmsg"],
+    "net": ["socket_connect", "socket_bind", "socket_sendmsg", "socket_create"],
     "mount": ["sb_mount", "move_mount"],
+    "capability": ["capable"],
+    "task": ["task_kill", "ptrace_access_check", "ptrace_traceme"],
+    "module": ["kernel_read_file", "kernel_load_data", "kernel_module_request"],
+    "bpf": ["bpf"],
 }
-ENFORCED_FAMILIES = ("file", "exec", "net", "mount")
+ENFORCED_FAMILIES = ("file", "exec", "net", "mount", "capability", "signal", "ptrace", "module", "bpf")
 
 
 class BuildError(Exception):
@@ -85,10 +90,26 @@ def template_families(policy: Policy) -> list[str]:
         fams.append("net")
     if needed("mount"):
         fams.append("mount")
+    if needed("capability"):
+        fams.append("capability")
+    if needed("signal") or needed("ptrace"):
+        fams.append("task")
+    if needed("module"):
+        fams.append("module")
+    if needed("bpf"):
+        fams.append("bpf")
     return fams
 
 
-def render_c(policy: Policy, families: list[str]) -> str:
+def template_flags(policy: Policy) -> dict:
+    """What, beside the families, the C depends on."""
+    return {
+        "has_exe_subjects": any(s.kind == "exe" for s in policy.subjects),
+        "has_exe_exceptions": any(s.kind == "exe" for s in policy.exceptions),
+    }
+
+
+def render_c(families: list[str], has_exe_subjects: bool, has_exe_exceptions: bool) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
@@ -96,14 +117,27 @@ def render_c(policy: Policy, families: list[str]) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    simple = [f for f in families if f in ("module", "bpf")]
+    files = [f for f in families if f not in ("module", "bpf")] + (["module"] if simple else [])
     return env.get_template("policy.bpf.c.j2").render(
         version=__version__,
-        policy=policy.name,
-        source=str(policy.span),
-        families=families,
-        has_exe_subjects=any(s.kind == "exe" for s in policy.subjects),
-        has_exe_exceptions=any(s.kind == "exe" for s in policy.exceptions),
+        families=files,
+        simple_families=simple,
+        has_exe_subjects=has_exe_subjects,
+        has_exe_exceptions=has_exe_exceptions,
     )
+
+
+def all_variants():
+    """Every (families, flags) combination a policy can need: `tests/kernel/prebuild.py`
+    compiles them all on the host so a VM guest never runs clang under emulation."""
+    import itertools
+
+    optional = ["file", "execmap", "net", "mount", "capability", "task", "module", "bpf"]
+    for n in range(len(optional) + 1):
+        for fams in itertools.combinations(optional, n):
+            for subj, exc in itertools.product((False, True), repeat=2):
+                yield ["subject", *fams], subj, exc
 
 
 def find_clang() -> str:
@@ -222,14 +256,25 @@ def manifest_for(program: Program, policy: Policy, families: list[str], obj: byt
 def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool = False,
                  ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES) -> BuildResult:
     families = template_families(policy)
+    if len(target_rules(policy)) > MAX_TARGET_PATTERNS:
+        raise BuildError(f"policy `{policy.name}` has more than {MAX_TARGET_PATTERNS} signal/ptrace rules "
+                         "with `to exe` targets", hint="merge targets into one glob: `to exe \"/usr/sbin/{a,b}\"`")
+    if sum(1 for r in policy.rules if r.family in ("signal", "ptrace")) > MAX_TASK_RULES:
+        raise BuildError(f"policy `{policy.name}` has more than {MAX_TASK_RULES} signal/ptrace rules")
     try:
         dfa = policy_dfa(policy)
     except DfaTooLarge as e:
         raise BuildError(str(e), hint="split the policy, or use `**` prefixes instead of many mid-path globs")
     maps = {"config": config_map(policy), **dfa_maps(dfa)}
+    fixups: list[dict] = []
     if "net" in families:
         maps.update(net_maps(policy))
-    c_source = render_c(policy, families)
+    if "capability" in families or "module" in families or "bpf" in families:
+        maps.update(simple_maps(policy))
+    if "task" in families:
+        task, fixups = task_maps(policy)
+        maps.update(task)
+    c_source = render_c(families, **template_flags(policy))
     obj = compile_c(c_source, policy.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     obj_path = out_dir / f"{policy.name}.bpf.o"
@@ -239,6 +284,7 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
         c_path = out_dir / f"{policy.name}.bpf.c"
         c_path.write_text(c_source)
     manifest = manifest_for(program, policy, families, obj, maps, ringbuf_bytes)
+    manifest["cgroup_fixups"] = fixups
     manifest_path = out_dir / f"{policy.name}.manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return BuildResult(policy.name, obj_path, manifest_path, c_path,

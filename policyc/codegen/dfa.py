@@ -77,8 +77,9 @@ class Pattern:
     atoms: tuple[int, ...] | list
     ops_mask: int        # which operations this pattern's rule covers
     rule_id: int
-    rank: int            # 0 allow, 1 audit, 2 deny (the decision, after the policy's mode)
+    rank: int            # 0 allow, 1 audit, 2 deny
     protects: bool = False   # a deny rule: renaming/linking what it covers is refused
+    target_bit: int = -1     # a `to exe` target pattern: sets this bit of the verdict's mask
 
 
 @dataclass
@@ -87,7 +88,8 @@ class Dfa:
     # per state: (next_slash, next_cont, next_other, verdict index, protect rule id)
     states: list[tuple[int, int, int, int, int]] = field(default_factory=list)
     edges: dict[int, int] = field(default_factory=dict)          # state << 8 | byte -> next
-    verdicts: list[tuple[tuple[int, int], ...]] = field(default_factory=list)  # per op (rank, rule)
+    # per op (rank, rule), then the target-pattern bit mask as the last element
+    verdicts: list[tuple] = field(default_factory=list)
 
     def step(self, state: int, b: int) -> int:
         nxt = self.edges.get(state << 8 | b)
@@ -228,7 +230,7 @@ def build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int
                 edges[sid << 8 | b] = tid
 
     # --- verdicts ----------------------------------------------------------------------------
-    default_vec = tuple(defaults)
+    default_vec = tuple(defaults) + (0,)
     verdict_ids: dict[tuple, int] = {default_vec: 0}
     verdicts: list[tuple] = [default_vec]
     deny_here: list[int] = []
@@ -237,10 +239,13 @@ def build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int
         best = list(defaults)
         found = [False] * n_ops
         deny_min = 0
+        targets = 0
         for p in S:
             if kind[p] != _ACCEPT:
                 continue
             pat = patterns[owner[p]]
+            if pat.target_bit >= 0:
+                targets |= 1 << pat.target_bit
             if pat.protects and (deny_min == 0 or pat.rule_id < deny_min):
                 deny_min = pat.rule_id
             m = pat.ops_mask
@@ -254,7 +259,7 @@ def build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int
                         found[op] = True
                 m >>= 1
                 op += 1
-        vec = tuple(best)
+        vec = tuple(best) + (targets,)
         vi = verdict_ids.get(vec)
         if vi is None:
             vi = len(verdicts)

@@ -31,10 +31,17 @@ CFG_SUBJECT_ALL, CFG_SUBJECT_CGROUP, CFG_MODE_AUDIT, CFG_EXCEPT_CGROUP = 0x1, 0x
 CGROUP_LEVELS = 31
 
 # struct layouts (little-endian: x86-64 and the BPF target agree)
-CONFIG = struct.Struct("<IIB7x")
+CONFIG = struct.Struct("<IIIB3x")
 DFA_STATE = struct.Struct("<IIIII")
 U32 = struct.Struct("<I")
-VERDICT = struct.Struct(f"<{N_OPS}I{N_OPS}B")
+VERDICT = struct.Struct(f"<{N_OPS}I{N_OPS}BQ")
+SIMPLE_VERDICT = struct.Struct("<IB3x")
+TASK_RULE = struct.Struct("<QQIIBBB5x")
+SIMPLE_MODULE_LOAD, SIMPLE_BPF = 0, 1
+TASK_SIGNAL, TASK_PTRACE = 0, 1
+TARGET_ANY, TARGET_EXE, TARGET_CGROUP = 0, 1, 2
+MAX_TARGET_PATTERNS = 64
+MAX_TASK_RULES = 256
 NET_KEY = struct.Struct("<IB16s")
 NET_SLICE = struct.Struct("<II")
 NET_ENTRY = struct.Struct("<IHHBB2x")
@@ -86,11 +93,20 @@ def path_patterns(policy: Policy) -> list[Pattern]:
         if subj.kind == "exe":
             for atoms in glob_atoms(subj.exe.parts):
                 pats.append(Pattern(atoms, 1 << OP_SUBJECT, i + 1, 1))
+    for bit, rule in enumerate(target_rules(policy)):
+        for atoms in glob_atoms(rule.target.exe.parts):
+            pats.append(Pattern(atoms, 0, rule.id, 0, target_bit=bit))
     for i, exc in enumerate(policy.exceptions):
         if exc.kind == "exe":
             for atoms in glob_atoms(exc.exe.parts):
                 pats.append(Pattern(atoms, 1 << OP_EXCEPT, i + 1, 1))
     return pats
+
+
+def target_rules(policy: Policy):
+    """Signal and ptrace rules with a `to exe` target: bit i of a verdict's target mask."""
+    return [r for r in policy.rules if r.family in ("signal", "ptrace") and r.target is not None
+            and r.target.kind == "exe"]
 
 
 def policy_dfa(policy: Policy) -> Dfa:
@@ -107,9 +123,10 @@ def dfa_maps(dfa: Dfa) -> dict[str, MapData]:
     edges = tuple((U32.pack(k), U32.pack(v)) for k, v in sorted(dfa.edges.items()))
     verdicts = []
     for i, vec in enumerate(dfa.verdicts):
-        rules = [rule for _, rule in vec]
-        decisions = [rank for rank, _ in vec]
-        verdicts.append((U32.pack(i), VERDICT.pack(*rules, *decisions)))
+        ops, targets = vec[:-1], vec[-1]
+        rules = [rule for _, rule in ops]
+        decisions = [rank for rank, _ in ops]
+        verdicts.append((U32.pack(i), VERDICT.pack(*rules, *decisions, targets)))
     return {
         "dfa_states": MapData("array", 4, DFA_STATE.size, max(1, len(states)), states),
         "dfa_edges": MapData("hash", 4, 4, max(1, len(edges)), edges),
@@ -149,6 +166,59 @@ def net_maps(policy: Policy) -> dict[str, MapData]:
     }
 
 
+def _simple(policy: Policy, matches) -> tuple[int, int]:
+    """(decision rank, rule id) among rules `matches` accepts: deny, audit, allow; then
+    source order; the default (rule 0) when none does."""
+    best = None
+    for r in policy.rules:
+        if matches(r) and (best is None or RANK[r.decision] > RANK[best.decision]):
+            best = r
+    return (RANK[best.decision], best.id) if best else (RANK[policy.default], 0)
+
+
+def simple_maps(policy: Policy) -> dict[str, MapData]:
+    """Capabilities (one verdict per number), module load and bpf (one verdict each)."""
+    from ..ir.vocab import CAPABILITIES
+
+    caps = []
+    for num in range(64):
+        name = CAPABILITIES[num] if num < len(CAPABILITIES) else None
+        rank, rule = _simple(policy, lambda r: r.family == "capability" and name in r.ops)
+        caps.append((U32.pack(num), SIMPLE_VERDICT.pack(rule, rank)))
+    simple = []
+    for idx, fam in ((SIMPLE_MODULE_LOAD, "module"), (SIMPLE_BPF, "bpf")):
+        rank, rule = _simple(policy, lambda r: r.family == fam)
+        simple.append((U32.pack(idx), SIMPLE_VERDICT.pack(rule, rank)))
+    return {
+        "cap_verdicts": MapData("array", 4, SIMPLE_VERDICT.size, 64, tuple(caps)),
+        "simple_verdicts": MapData("array", 4, SIMPLE_VERDICT.size, 2, tuple(simple)),
+    }
+
+
+def task_maps(policy: Policy) -> tuple[dict[str, MapData], list[dict]]:
+    """Signal and ptrace rules in precedence order, and the cgroup ids to fill at load."""
+    from ..ir.vocab import SIGNALS
+
+    bits = {r.id: i for i, r in enumerate(target_rules(policy))}
+    rules = [r for r in policy.rules if r.family in ("signal", "ptrace")]
+    rules.sort(key=lambda r: (-RANK[r.decision], r.id))
+    entries, fixups = [], []
+    for i, r in enumerate(rules):
+        mask = 0
+        if r.family == "signal":
+            for name in r.ops:
+                mask |= 1 << (SIGNALS[name] - 1)
+        kind = TARGET_ANY
+        if r.target is not None:
+            kind = TARGET_EXE if r.target.kind == "exe" else TARGET_CGROUP
+        if kind == TARGET_CGROUP:
+            fixups.append({"map": "task_rules", "index": i, "offset": 8, "cgroup": r.target.cgroup})
+        entries.append((U32.pack(i), TASK_RULE.pack(
+            mask, 0, r.id, bits.get(r.id, 0), TASK_SIGNAL if r.family == "signal" else TASK_PTRACE,
+            RANK[r.decision], kind)))
+    return {"task_rules": MapData("array", 4, TASK_RULE.size, max(1, len(entries)), tuple(entries))}, fixups
+
+
 def config_map(policy: Policy) -> MapData:
     flags = 0
     if any(s.kind == "all" for s in policy.subjects):
@@ -159,5 +229,6 @@ def config_map(policy: Policy) -> MapData:
         flags |= CFG_MODE_AUDIT
     if any(s.kind == "cgroup" for s in policy.exceptions):
         flags |= CFG_EXCEPT_CGROUP
-    value = CONFIG.pack(flags, CGROUP_LEVELS, RANK[policy.default])
+    n_task_rules = sum(1 for r in policy.rules if r.family in ("signal", "ptrace"))
+    value = CONFIG.pack(flags, CGROUP_LEVELS, n_task_rules, RANK[policy.default])
     return MapData("array", 4, CONFIG.size, 1, ((U32.pack(0), value),))

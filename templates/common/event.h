@@ -16,7 +16,8 @@ struct policyc_event {
 	__u32 uid;
 	__u32 gid;
 	__u32 rule_id;         /* 0: the policy's default decided, or a fail-closed reason */
-	__u32 aux;             /* op-specific: capability number, signal, target pid */
+	__u32 aux;             /* op-specific: capability number, signal number */
+	__u32 target_pid;      /* signal and ptrace: the other process (its exe is `path`) */
 	__u16 path_len;
 	__u16 port;            /* host order */
 	__u8 decision;         /* 1 audit, 2 deny */
@@ -36,7 +37,10 @@ struct policyc_event {
 
 enum policyc_decision { DECISION_ALLOW = 0, DECISION_AUDIT = 1, DECISION_DENY = 2 };
 
-enum policyc_family { FAMILY_FILE = 1, FAMILY_EXEC = 2, FAMILY_NET = 3, FAMILY_MOUNT = 4 };
+enum policyc_family {
+	FAMILY_FILE = 1, FAMILY_EXEC = 2, FAMILY_NET = 3, FAMILY_MOUNT = 4, FAMILY_CAPABILITY = 5,
+	FAMILY_SIGNAL = 6, FAMILY_PTRACE = 7, FAMILY_MODULE = 8, FAMILY_BPF = 9,
+};
 
 /* Path operations: the columns of a DFA verdict vector. */
 enum policyc_op {
@@ -68,7 +72,10 @@ enum policyc_hook {
 	HOOK_PATH_RMDIR, HOOK_PATH_RENAME, HOOK_PATH_LINK, HOOK_PATH_CHMOD, HOOK_PATH_CHOWN,
 	HOOK_PATH_TRUNCATE, HOOK_MMAP_FILE, HOOK_FILE_MPROTECT, HOOK_BPRM_CHECK, HOOK_TASK_ALLOC,
 	HOOK_SOCKET_CONNECT, HOOK_SOCKET_BIND, HOOK_SOCKET_SENDMSG, HOOK_SB_MOUNT, HOOK_MOVE_MOUNT,
-	POLICYC_N_HOOKS = 24,
+	HOOK_CAPABLE, HOOK_TASK_KILL, HOOK_PTRACE_ACCESS_CHECK, HOOK_PTRACE_TRACEME,
+	HOOK_KERNEL_READ_FILE, HOOK_KERNEL_LOAD_DATA, HOOK_KERNEL_MODULE_REQUEST, HOOK_BPF,
+	HOOK_SOCKET_CREATE,
+	POLICYC_N_HOOKS = 32,
 };
 
 /* Per-hook counters (per-CPU array indexed by hook), read by `policyc status`. */

@@ -22,11 +22,14 @@
 #define FMODE_READ 0x1
 #define FMODE_WRITE 0x2
 #define FMODE_EXEC 0x20
+#define __FMODE_EXEC 0x20   /* the open flag execve and uselib open with */
 #define O_TRUNC 01000
 #define O_APPEND 02000
 #define PROT_EXEC 0x4
 #define VM_EXEC 0x4
 #define MNT_INTERNAL 0x4000
+#define FMODE_NOACCOUNT 0x20000000  /* kernel-internal opens (overlayfs' real files) */
+#define MNT_NS_INTERNAL ((struct mnt_namespace *)-22)  /* ERR_PTR(-EINVAL) */
 
 /* Longest walk: a 4,096-byte path has at most 2,048 components; mounts crossed come on top. */
 #define MAX_COMPONENTS 2048
@@ -51,8 +54,9 @@
 struct policyc_config {
 	__u32 flags;
 	__u32 cgroup_levels;     /* how many ancestor levels to test against subject_cgroups */
-	__u8 net_default;        /* decision when no net entry matches */
-	__u8 pad[7];
+	__u32 task_rules;        /* entries in task_rules */
+	__u8 default_decision;   /* the policy's default, for what no rule matches */
+	__u8 pad[3];
 };
 
 struct dfa_state {
@@ -64,6 +68,7 @@ struct dfa_state {
 struct verdict {
 	__u32 rule[POLICYC_N_OPS];
 	__u8 decision[POLICYC_N_OPS];
+	__u64 targets;           /* bit i: target pattern i (signal/ptrace `to exe`) matches */
 };
 
 struct net_key {
@@ -85,6 +90,18 @@ struct net_entry {
 	__u8 decision;
 	__u8 pad[2];
 };
+
+/* A decision that depends on nothing but the family (module load, bpf) or a number
+ * (capability): precomputed at build time. */
+struct simple_verdict {
+	__u32 rule_id;
+	__u8 decision;
+	__u8 pad[3];
+};
+
+#define SIMPLE_MODULE_LOAD 0
+#define SIMPLE_BPF 1
+#define SIMPLE_NET_UNUSED 2
 
 struct subject_state {
 	__u32 state;
@@ -131,6 +148,13 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } subject_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct simple_verdict);
+} simple_verdicts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -215,7 +239,10 @@ static __always_inline int governed(struct policyc_config *cfg)
 
 /* ---- paths -------------------------------------------------------------------------------- */
 
-enum walk_status { WALK_OK = 0, WALK_PSEUDO, WALK_TOO_LONG, WALK_DETACHED, WALK_FAULT };
+/* WALK_INTERNAL: the object lives on a kernel-private clone of a mount (overlayfs opens its
+ * real directories and files that way, after the hook already decided the overlay path):
+ * not the process's doing, and not decided again. */
+enum walk_status { WALK_OK = 0, WALK_PSEUDO, WALK_TOO_LONG, WALK_DETACHED, WALK_FAULT, WALK_INTERNAL };
 
 struct walk_ctx {
 	struct dentry *dentry;
@@ -335,9 +362,14 @@ static __always_inline int resolve_path(struct scratch *s, struct dentry *dentry
 			 * (open_tree(OPEN_TREE_CLONE)) or an internal mount. Internal mounts hold
 			 * pseudo files; anything else cannot be named and fails closed. */
 			struct vfsmount *root_vfs = mount_vfs(w.mnt);
+			struct mount *root_mnt = w.mnt;
 			int flags = BPF_CORE_READ(root_vfs, mnt_flags);
-			if (!(flags & MNT_INTERNAL))
+			struct mnt_namespace *ns = BPF_CORE_READ(root_mnt, mnt_ns);
+			if (!(flags & MNT_INTERNAL)) {
+				if (ns == MNT_NS_INTERNAL)
+					return WALK_INTERNAL;
 				return WALK_DETACHED;
+			}
 			w.status = WALK_PSEUDO;
 		}
 	}
@@ -433,13 +465,27 @@ static __always_inline void event_subject(struct scratch *s, __u8 hook, __u8 fam
 	ev->hook = hook;
 	ev->family = family;
 	ev->op = op;
+	ev->aux = 0;
+	ev->target_pid = 0;
+	ev->port = 0;
+	ev->proto = 0;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 }
 
 /* Turn a decision into a return code, sending the event for deny and audit. `decision` is
  * already folded with the policy's mode for rule verdicts; fail-closed reasons fold here. */
+static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *s, __u8 decision,
+				    __u32 rule_id, __u8 reason, int quiet);
+
 static __always_inline int apply(struct policyc_config *cfg, struct scratch *s, __u8 decision,
 				 __u32 rule_id, __u8 reason)
+{
+	return apply_ex(cfg, s, decision, rule_id, reason, 0);
+}
+
+/* `quiet`: decide and count, but send no event (capability probes marked NOAUDIT). */
+static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *s, __u8 decision,
+				    __u32 rule_id, __u8 reason, int quiet)
 {
 	struct policyc_event *ev = &s->ev;
 	__u32 hook = ev->hook;
@@ -455,7 +501,7 @@ static __always_inline int apply(struct policyc_config *cfg, struct scratch *s, 
 	ev->reason = reason;
 	ev->mode = audit_mode ? 1 : 0;
 	__u64 size = POLICYC_EVENT_HEADER_SIZE + (ev->path_len & (POLICYC_PATH_MAX - 1)) + 1;
-	if (bpf_ringbuf_output(&events, ev, size, 0))
+	if (!quiet && bpf_ringbuf_output(&events, ev, size, 0))
 		count(hook, 4);
 	count(hook, decision == DECISION_DENY ? 1 : 2);
 	return decision == DECISION_DENY ? -EPERM : 0;
@@ -490,6 +536,8 @@ static __always_inline int check_path_op(struct policyc_config *cfg, struct scra
 	event_subject(s, hook, family, op);
 	count(hook, 0);
 	int status = resolve_path(s, dentry, mnt);
+	if (status == WALK_INTERNAL)
+		return 0;
 	if (status != WALK_OK && status != WALK_PSEUDO)
 		return apply(cfg, s, DECISION_DENY, 0, walk_reason(status));
 	if (status == WALK_PSEUDO && (op == OP_EXEC || op == OP_EXEC_MAP))
@@ -500,6 +548,23 @@ static __always_inline int check_path_op(struct policyc_config *cfg, struct scra
 	__u32 o = op & (POLICYC_N_OPS - 1);
 	__u32 rule = v->rule[o];
 	return apply(cfg, s, v->decision[o], rule, rule ? REASON_RULE : REASON_DEFAULT);
+}
+
+
+/* A decision from simple_verdicts (module load, bpf), with its event. */
+static __always_inline int check_simple(struct policyc_config *cfg, struct scratch *s, __u32 which,
+					__u8 hook, __u8 family)
+{
+	struct simple_verdict *v = bpf_map_lookup_elem(&simple_verdicts, &which);
+	if (!v)
+		return 0;
+	if (v->decision == DECISION_ALLOW)
+		return 0;
+	event_subject(s, hook, family, 0);
+	count(hook, 0);
+	s->ev.path_len = 0;
+	s->ev.path[0] = 0;
+	return apply(cfg, s, v->decision, v->rule_id, v->rule_id ? REASON_RULE : REASON_DEFAULT);
 }
 
 #endif

@@ -49,6 +49,12 @@ enum {
 	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
 };
 
+/* Types hooks take but programs never look into. */
+struct cred;
+struct user_namespace;
+struct kernel_siginfo;
+union bpf_attr;
+
 #pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
 
 struct qstr {
@@ -122,12 +128,32 @@ struct mm_struct {
 	struct file *exe_file;
 };
 
+struct kernfs_node {
+	u64 id;
+};
+
+struct cgroup;
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+	struct cgroup_subsys_state *parent;
+};
+
+struct cgroup {
+	struct cgroup_subsys_state self;
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+};
+
 struct task_struct {
 	int pid;
 	int tgid;
 	struct task_struct *real_parent;
 	struct nsproxy *nsproxy;
 	struct mm_struct *mm;
+	struct css_set *cgroups;
 };
 
 struct sock_common {

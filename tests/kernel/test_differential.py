@@ -110,9 +110,10 @@ def kernel_decide(pol: Loaded, w, ev: Event, n: int) -> tuple[str, int | None]:
                 os.unlink(kw["dest"])
         ev_op = op or "exec"
         match = lambda e: e.path == ev.path and e.op == ev_op
-    evs = [e for e in pol.drain() if match(e)]
+    drained = pol.drain()
+    evs = [e for e in drained if match(e)]
     if ans.get("errno") == "EPERM":
-        assert evs, f"EPERM without an event for {ev}"
+        assert evs, f"EPERM without an event for {ev}: {drained}"
         return "deny", evs[0].rule_id or None
     if evs:
         return evs[0].decision, evs[0].rule_id or None

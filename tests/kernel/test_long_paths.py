@@ -13,8 +13,8 @@ NAME = "n" * 200
 
 
 def long_dir() -> str:
-    # /tmp/pk-long + 19 * "/" + 200 chars = 3,8xx bytes, then the file
-    return R + "".join("/" + NAME for _ in range(19))
+    # /tmp/pk-long + 20 * ("/" + 200 chars) = 4,032 bytes, then the file
+    return R + "".join("/" + NAME for _ in range(20))
 
 
 def deep_dir() -> str:
