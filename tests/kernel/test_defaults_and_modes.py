@@ -17,13 +17,39 @@ def files():
     yield
 
 
-def test_default_deny_denies_what_no_rule_allows():
-    pol = Loaded(f"""
+STRICT = f"""
 policy strict {{
     subject exe "/nonexistent/strict"
     default deny
     allow file read "{R}/allowed"
-}}""", "strict")
+}}"""
+
+LAX = f"""
+policy lax {{
+    subject exe "/nonexistent/lax"
+    default allow
+    deny file read "{R}/denied"
+}}"""
+
+TRIAL = f"""
+policy trial {{
+    subject exe "/nonexistent/trial"
+    mode audit
+    default deny
+    allow file read "{R}/allowed"
+    deny file read "{R}/denied"
+}}"""
+
+APP = f"""
+policy app {{
+    subject exe "{R}/bin/appsh"
+    default allow
+    deny file read "{R}/denied"
+}}"""
+
+
+def test_default_deny_denies_what_no_rule_allows():
+    pol = Loaded(STRICT, "strict")
     try:
         w = pol.worker()
         pol.drain()
@@ -39,12 +65,7 @@ policy strict {{
 
 
 def test_default_allow_allows_what_no_rule_denies():
-    pol = Loaded(f"""
-policy lax {{
-    subject exe "/nonexistent/lax"
-    default allow
-    deny file read "{R}/denied"
-}}""", "lax")
+    pol = Loaded(LAX, "lax")
     try:
         w = pol.worker()
         pol.drain()
@@ -57,14 +78,7 @@ policy lax {{
 
 
 def test_audit_mode_allows_and_logs_what_it_would_deny():
-    pol = Loaded(f"""
-policy trial {{
-    subject exe "/nonexistent/trial"
-    mode audit
-    default deny
-    allow file read "{R}/allowed"
-    deny file read "{R}/denied"
-}}""", "trial")
+    pol = Loaded(TRIAL, "trial")
     try:
         w = pol.worker()
         pol.drain()
@@ -87,12 +101,7 @@ def test_exe_subject_is_marked_at_exec_and_inherited():
     from pathlib import Path
     Path(f"{R}/bin/appsh").write_bytes(Path("/bin/dash").read_bytes() if os.path.exists("/bin/dash") else Path("/bin/sh").read_bytes())
     os.chmod(f"{R}/bin/appsh", 0o755)
-    pol = Loaded(f"""
-policy app {{
-    subject exe "{R}/bin/appsh"
-    default allow
-    deny file read "{R}/denied"
-}}""", "app")
+    pol = Loaded(APP, "app")
     try:
         import subprocess
         # an ungoverned shell is untouched...

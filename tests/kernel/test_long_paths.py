@@ -21,6 +21,15 @@ def deep_dir() -> str:
     return R + "/deep" + "/d" * 100
 
 
+POLICY = f"""
+policy longpaths {{
+    subject exe "/nonexistent/longpaths"
+    default allow
+    deny file read "{R}/**/target"
+    deny file write "{long_dir()}/other"
+}}"""
+
+
 @pytest.fixture(scope="module")
 def pol():
     shutil.rmtree(R, ignore_errors=True)
@@ -28,13 +37,7 @@ def pol():
     os.makedirs(deep_dir())
     for d in (long_dir(), deep_dir()):
         tree(d, {"target": "t\n", "other": "o\n"})
-    p = Loaded(f"""
-policy longpaths {{
-    subject exe "/nonexistent/longpaths"
-    default allow
-    deny file read "{R}/**/target"
-    deny file write "{long_dir()}/other"
-}}""", "long")
+    p = Loaded(POLICY, "long")
     yield p
     p.close()
 
