@@ -67,22 +67,35 @@ def cgroup_id(path: str) -> int:
                           hint="create the cgroup (or start its service) before loading the policy")
 
 
-def map_fills(manifest: dict) -> dict[str, runtime.MapFill]:
+def map_fills(manifest: dict, missing_cgroups: list[str] | None = None) -> dict[str, runtime.MapFill]:
+    """The runtime's map contents. Cgroup paths become ids here. With `missing_cgroups` (a
+    list), a cgroup that does not exist is left out (its path appended to the list) instead of
+    failing: `policyc exec` makes its command the subject whatever the policy's subjects."""
+
+    def cg(path: str) -> int | None:
+        try:
+            return cgroup_id(path)
+        except DeployError:
+            if missing_cgroups is None:
+                raise
+            missing_cgroups.append(path)
+            return None
+
     entries = {name: _entries(spec) for name, spec in manifest["maps"].items()}
     for fix in manifest.get("cgroup_fixups", ()):
         # a `to cgroup` target: its id exists only on the machine that loads the policy
         key, value = entries[fix["map"]][fix["index"]]
         off = fix["offset"]
-        value = value[:off] + struct.pack("<Q", cgroup_id(fix["cgroup"])) + value[off + 8:]
+        value = value[:off] + struct.pack("<Q", cg(fix["cgroup"]) or 0) + value[off + 8:]
         entries[fix["map"]][fix["index"]] = (key, value)
     fills = {name: runtime.MapFill(spec["max_entries"], entries[name]) for name, spec in manifest["maps"].items()}
     cg_entries = []
-    for s in manifest.get("subjects", ()):
-        if s["kind"] == "cgroup":
-            cg_entries.append((struct.pack("<Q", cgroup_id(s["cgroup"])), b"\x01"))
-    for s in manifest.get("exceptions", ()):
-        if s["kind"] == "cgroup":
-            cg_entries.append((struct.pack("<Q", cgroup_id(s["cgroup"])), b"\x02"))
+    for kinds, value in (("subjects", b"\x01"), ("exceptions", b"\x02")):
+        for s in manifest.get(kinds, ()):
+            if s["kind"] == "cgroup":
+                ident = cg(s["cgroup"])
+                if ident is not None:
+                    cg_entries.append((struct.pack("<Q", ident), value))
     fills["subject_cgroups"] = runtime.MapFill(max(1, len(cg_entries)), cg_entries)
     fills["events"] = runtime.MapFill(manifest.get("ringbuf_bytes", 1 << 22), [])
     return fills
@@ -94,13 +107,15 @@ def check_kernel() -> None:
         raise DeployError(f"BPF LSM is not usable on this kernel: {status.reason}", hint=status.hint)
 
 
-def load_manifest(manifest_path: Path, replace: bool = False, name: str | None = None) -> runtime.LoadedPolicy:
+def load_manifest(manifest_path: Path, replace: bool = False, name: str | None = None,
+                  missing_cgroups: list[str] | None = None) -> runtime.LoadedPolicy:
     m = read_manifest(manifest_path)
     obj = manifest_path.parent / m["object"]
     if not obj.is_file():
         raise DeployError(f"object `{obj}` named by `{manifest_path}` is missing")
+    fills = map_fills(m, missing_cgroups)
     try:
-        loaded = runtime.load(str(obj), name or m["policy"], map_fills(m), pin_root=PIN_ROOT, replace=replace)
+        loaded = runtime.load(str(obj), name or m["policy"], fills, pin_root=PIN_ROOT, replace=replace)
     except runtime.BpfError as e:
         raise DeployError(f"loading policy `{m['policy']}` failed: {e.message}", detail=e.log)
     # keep the manifest beside the pins' owner so audit readers can name rules later

@@ -44,7 +44,10 @@ class Session:
                  on_event: Callable[[RawEvent, dict], None] | None = None):
         self.manifest = deploy.read_manifest(manifest_path)
         self.name = name or f"{self.manifest['policy']}-exec-{os.getpid()}"
-        self.loaded = deploy.load_manifest(manifest_path, name=self.name)
+        # the session's commands are the subject: cgroups of this policy that do not exist
+        # here only narrow `to cgroup` targets (left out, and said)
+        self.missing_cgroups: list[str] = []
+        self.loaded = deploy.load_manifest(manifest_path, name=self.name, missing_cgroups=self.missing_cgroups)
         self.events: list[RawEvent] = []
         self._on_event = on_event
         try:
@@ -121,6 +124,8 @@ def run_command(manifest_path: Path, argv: list[str], err, json_events: bool = F
 
     deploy.check_kernel()
     with Session(manifest_path, on_event=show) as session:
+        for cg in session.missing_cgroups:
+            err.write(f"policyc: note: cgroup `{cg}` does not exist here: rules naming it match nothing\n")
         proc = session.spawn(argv)
         while True:
             session.reader.poll(100)
