@@ -8,7 +8,7 @@ from typing import Iterator
 
 from . import _libbpf as B
 from .errors import BpfError
-from .loader import DEFAULT_PIN_ROOT, _link_prog_id, _obj_get, _prog_fd_by_id
+from .loader import _link_prog_id, _obj_get, _prog_fd_by_id
 
 
 def _prog_info(fd: int):
@@ -20,7 +20,7 @@ def _prog_info(fd: int):
     return info
 
 
-def prog_stats(pin_root: str = DEFAULT_PIN_ROOT, name: str = "") -> list[dict]:
+def prog_stats(pin_root: str, name: str) -> list[dict]:
     """[{name, id, run_time_ns, run_cnt}] per pinned link of policy NAME, by program name.
 
     run_time_ns and run_cnt stay 0 unless statistics are on (`enable_stats()` or
