@@ -10,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from policyc import probe
 from policyc.codegen import build_policy
 from policyc.diagnostics import Diagnostics
 from policyc.execute import Session
 from policyc.lower import load_program
 
-WORKER = Path(__file__).with_name("worker.py")
+WORKER = Path(probe.__file__)
 
 # The guest cannot write the host's object cache (~/.cache/policyc is read-only there): use a
 # guest cache seeded from it, so an object the host built is not compiled again under TCG.

@@ -1,4 +1,4 @@
-"""A process that performs file, exec and network operations on request and reports the
+"""A process that performs file, exec, network and other operations on request and reports the
 errno of each: the kernel suite's hands inside a governed process.
 
 Protocol: one JSON request per line on stdin, one JSON answer per line on stdout:
@@ -153,8 +153,101 @@ def do(req: dict):
             os.close(fd)
     elif op == "pid":
         return {"pid": os.getpid()}
+    elif op == "signal":
+        os.kill(req["pid"], req["sig"])
+    elif op == "ptrace":
+        if libc.ptrace(16, req["pid"], 0, 0) != 0:  # PTRACE_ATTACH
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        os.waitpid(req["pid"], 0)
+        libc.ptrace(17, req["pid"], 0, 0)  # PTRACE_DETACH
+    elif op == "module-load":
+        buf = b"not a module" * 8  # init_module: the LSM hook runs before the image is parsed
+        if libc.syscall(175, buf, len(buf), b"") != 0:
+            e = ctypes.get_errno()
+            if e == errno.EPERM:
+                raise OSError(e, os.strerror(e))
+            return {"other_errno": errno.errorcode.get(e, str(e))}
+    elif op == "bpf":
+        attr = (ctypes.c_uint32 * 16)(1, 4, 4, 1)  # BPF_MAP_CREATE: array, 4-byte key/value
+        fd = libc.syscall(321, 0, attr, 64)
+        if fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        os.close(fd)
+    elif op == "mount":
+        if libc.mount(b"none", p.encode(), b"tmpfs", 0, None) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        libc.umount2(p.encode(), 0)
+    elif op == "net-create":
+        proto = req["proto"]
+        if proto == "packet":
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        elif proto == "raw":
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        elif proto == "icmp":
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+        else:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+        s.close()
+    elif op == "cap":
+        return capability(req["name"], req.get("path"))
     else:
         raise ValueError(f"unknown op {op}")
+    return {}
+
+
+def _in_child(fn) -> None:
+    """Run a state-changing trigger (setuid...) in a child; its errno comes back."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fn()
+        except OSError as e:
+            os._exit(100 + e.errno)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 100:
+        raise OSError(code - 100, os.strerror(code - 100))
+
+
+def capability(name: str, scratch: str | None):
+    """Make the kernel check capability `name` (we run as root: the check passes unless an
+    LSM denies it). A denied capability surfaces as EPERM or EACCES."""
+    if name == "net_raw":
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+    elif name == "net_bind_service":
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", 80))
+        finally:
+            s.close()
+    elif name == "setuid":
+        _in_child(lambda: os.setuid(12345))
+    elif name == "setgid":
+        _in_child(lambda: os.setgid(12345))
+    elif name == "chown":
+        _in_child(lambda: os.chown(scratch, 12345, 12345))
+    elif name == "sys_chroot":
+        _in_child(lambda: os.chroot("/"))
+    elif name == "sys_admin":
+        host = socket.gethostname().encode()
+        if libc.sethostname(host, len(host)) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+    elif name == "sys_module":
+        buf = b"x" * 64
+        if libc.syscall(175, buf, len(buf), b"") != 0 and ctypes.get_errno() == errno.EPERM:
+            raise OSError(errno.EPERM, "init_module")
+    elif name == "mknod":
+        _in_child(lambda: os.mknod(scratch, 0o600 | 0o020000, os.makedev(1, 3)))
+    elif name == "dac_override":
+        os.chmod(scratch, 0)
+        os.close(os.open(scratch, os.O_RDONLY))
+    else:
+        return {"unsupported": f"policyc does not know how to make the kernel check `{name}`"}
     return {}
 
 
@@ -169,6 +262,8 @@ def main() -> None:
             ans = {"ok": True, "errno": None, **extra}
         except OSError as e:
             ans = {"ok": False, "errno": _errno(e)}
+        except Exception as e:  # noqa: BLE001 - a probe that cannot run says so
+            ans = {"ok": False, "errno": None, "error": f"{type(e).__name__}: {e}"}
         out.write(json.dumps(ans) + "\n")
         out.flush()
 

@@ -1,0 +1,256 @@
+"""`policyc test PATH... --kernel VERSION`: a policy's test blocks run against a real kernel
+as well as the reference evaluator, and any disagreement is reported.
+
+On the host, `run_kernel_tests` boots the kernel (policyc.vm) and runs this module inside it
+(`python -m policyc.kernel_test PATH...`). In the guest each test block's policy is built
+and loaded, and each expectation is performed for real by a probe process (policyc/probe.py)
+that is governed when the evaluator says the event's process is: files and executables the
+event needs are created first (the guest's filesystem is a throwaway copy-on-write view).
+The guest prints one JSON line per expectation; the host prints the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TextIO
+
+MARK = "policyc-kernel-test:"
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+# --- host ----------------------------------------------------------------------------------
+def run_kernel_tests(program, kernel: str, out: TextIO, err: TextIO) -> int:
+    from .vm import VmError, run_in_vm
+
+    files = [f for f in program.files if not f.endswith(".test")] or list(program.files)
+    if not program.tests:
+        out.write("no test blocks\n")
+        return EXIT_OK
+    _prebuild(program, err)
+    try:
+        res = run_in_vm([sys.executable, "-m", "policyc.kernel_test", *files], kernel=kernel)
+    except VmError as e:
+        err.write(f"policyc: error: {e}\n")
+        return EXIT_BAD_INPUT
+    rows = [json.loads(line[len(MARK):]) for line in res.output.splitlines() if line.startswith(MARK)]
+    if not rows:
+        err.write(res.output[-4000:])
+        err.write(f"policyc: error: the kernel test run in {kernel} reported nothing (exit {res.returncode})\n")
+        return EXIT_BAD_INPUT
+    return report(rows, kernel, out)
+
+
+def _prebuild(program, err: TextIO) -> None:
+    """Compile the objects on the host (clang under emulation is slow); the guest reads the
+    host's object cache."""
+    from .codegen import compile_c, render_c, template_families, template_flags
+
+    for p in program.policies:
+        compile_c(render_c(template_families(p), **template_flags(p)), "policy")
+
+
+def report(rows: list[dict], kernel: str, out: TextIO) -> int:
+    failed = unsupported = disagree = 0
+    for r in rows:
+        if r["status"] == "unsupported":
+            unsupported += 1
+            out.write(f"{r['location']}: SKIP (kernel {kernel}) {r['text']}: {r['reason']}\n")
+            continue
+        if r["kernel"] != r["evaluator"]:
+            disagree += 1
+            out.write(f"{r['location']}: DISAGREE {r['text']}: kernel {kernel} says {r['kernel']}, "
+                      f"the reference evaluator says {r['evaluator']}\n")
+        if r["kernel"] != r["expected"]:
+            failed += 1
+            out.write(f"{r['location']}: FAIL (kernel {kernel}) {r['text']}: got {r['kernel']}"
+                      + (f" ({r['detail']})" if r.get("detail") else "") + "\n")
+    ran = len(rows) - unsupported
+    out.write(f"kernel {kernel}: PASS: {ran - failed}/{ran}"
+              + (f", {unsupported} not performable in a VM" if unsupported else "")
+              + (f", {disagree} disagreements with the reference evaluator" if disagree else "") + "\n")
+    return EXIT_FAIL if failed or disagree else EXIT_OK
+
+
+# --- guest ---------------------------------------------------------------------------------
+class _Unsupported(Exception):
+    pass
+
+
+def _ensure_file(path: str, executable: bool = False) -> None:
+    p = Path(path)
+    if p.exists():
+        return
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if executable:
+            shutil.copy("/bin/true", p)
+        else:
+            p.write_text("policyc kernel test\n")
+    except OSError as e:
+        raise _Unsupported(f"cannot create `{path}` in the VM ({e.strerror})")
+
+
+def _ensure_absent(path: str) -> None:
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    except OSError as e:
+        raise _Unsupported(f"cannot prepare `{path}` in the VM ({e.strerror})")
+
+
+def _target_process(exe: str | None) -> subprocess.Popen:
+    """A process to signal or trace: `exe` itself when it is a copy of sleep we made."""
+    path = exe or "/usr/bin/sleep"
+    if exe and not Path(exe).exists():
+        try:
+            Path(exe).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy("/usr/bin/sleep", exe)
+        except OSError as e:
+            raise _Unsupported(f"cannot create `{exe}` in the VM ({e.strerror})")
+    elif exe and Path(exe).read_bytes()[:4096] != Path("/usr/bin/sleep").read_bytes()[:4096]:
+        raise _Unsupported(f"`{exe}` exists in the VM and is not ours to start")
+    return subprocess.Popen([path, "30"])
+
+
+def _perform(session, policy, ev, governed: bool) -> tuple[str, str]:
+    """Do the event; (decision the kernel made, detail)."""
+    from .probe import __file__ as probe_file
+
+    fam, _, op = ev.op.partition(".")
+    req: dict = {}
+    cleanup = None
+    if fam == "file":
+        if op == "create":
+            _ensure_absent(ev.path)
+        else:
+            _ensure_file(ev.path, executable=(op == "exec-map"))
+        req = {"op": op, "path": ev.path}
+        if op in ("rename", "link"):
+            dest = tempfile.mktemp(prefix="policyc-kt-", dir="/tmp")
+            req["dest"] = dest
+    elif fam == "exec":
+        _ensure_file(ev.path, executable=True)
+        req = {"op": "exec", "path": ev.path}
+    elif fam == "net":
+        if op == "create":
+            req = {"op": "net-create", "proto": ev.proto or "tcp"}
+        elif ev.addr is None:
+            raise _Unsupported("a network expectation needs an address to be performed")
+        else:
+            req = {"op": "connect" if op == "connect" else "bind", "addr": ev.addr, "port": ev.port or 80,
+                   "proto": ev.proto or "tcp"}
+    elif fam == "capability":
+        scratch = tempfile.mktemp(prefix="policyc-kt-", dir="/tmp")
+        Path(scratch).write_text("x")
+        req = {"op": "cap", "name": ev.cap, "path": scratch}
+    elif fam in ("signal", "ptrace"):
+        if ev.target_cgroup:
+            raise _Unsupported("`to cgroup` targets are not performed in the VM")
+        target = _target_process(ev.target_exe)
+        cleanup = target
+        from .ir.vocab import SIGNALS
+
+        req = {"op": "signal", "pid": target.pid, "sig": SIGNALS[ev.signal]} if fam == "signal" else \
+            {"op": "ptrace", "pid": target.pid}
+    elif fam == "module":
+        req = {"op": "module-load"}
+    elif fam == "bpf":
+        req = {"op": "bpf"}
+    elif fam == "mount":
+        path = ev.path or tempfile.mkdtemp(prefix="policyc-kt-mnt-", dir="/tmp")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        req = {"op": "mount", "path": path}
+    else:
+        raise _Unsupported(f"`{ev.op}` cannot be performed")
+    worker = subprocess.Popen([sys.executable, probe_file], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, bufsize=1)
+    try:
+        hello = json.loads(worker.stdout.readline())
+        if op == "exec-map":
+            _ask(worker, {"op": "preopen", "path": ev.path})
+        if governed:
+            session.govern(hello["pid"])
+        session.drain()
+        ans = _ask(worker, req)
+    finally:
+        worker.stdin.close()
+        worker.wait(timeout=30)
+        if cleanup is not None:
+            cleanup.kill()
+            cleanup.wait()
+    if ans.get("unsupported"):
+        raise _Unsupported(ans["unsupported"])
+    if ans.get("error"):
+        raise _Unsupported(ans["error"])
+    events = [e for e in session.drain() if _matches(e, ev)]
+    if ans.get("errno") in ("EPERM", "EACCES") and (fam == "capability" or events):
+        return "deny", (f"rule {events[0].rule_id}" if events and events[0].rule_id else "")
+    if ans.get("errno") not in (None, "EPERM", "EACCES") and not ans.get("ok"):
+        if fam not in ("net",):
+            return "allow", f"the operation failed otherwise: {ans['errno']}"
+    if any(e.decision == "audit" for e in events):
+        return "audit", ""
+    if ans.get("errno") in ("EPERM", "EACCES"):
+        return "deny", "EPERM without an event"
+    return "allow", ""
+
+
+def _ask(worker, req: dict) -> dict:
+    worker.stdin.write(json.dumps(req) + "\n")
+    worker.stdin.flush()
+    return json.loads(worker.stdout.readline())
+
+
+def _matches(e, ev) -> bool:
+    fam, _, op = ev.op.partition(".")
+    if fam == "file":
+        return e.family == "file" and e.path == ev.path and (e.op == op or op in ("rename", "link"))
+    if fam == "exec":
+        return e.op == "exec" and e.path == ev.path
+    return e.family == fam
+
+
+def guest_main(paths: list[str]) -> int:
+    from .codegen import build_policy
+    from .diagnostics import Diagnostics
+    from .evaluate import decide_policy, governs
+    from .execute import Session
+    from .lower import load_program
+
+    diags = Diagnostics()
+    program = load_program(paths, diags)
+    if program is None:
+        print(MARK + json.dumps({"status": "unsupported", "location": "-", "text": "-",
+                                 "reason": "the policies do not load in the VM"}))
+        return EXIT_BAD_INPUT
+    out_dir = Path(tempfile.mkdtemp(prefix="policyc-kt-build-"))
+    for case in program.tests:
+        policy = program.policy(case.policy)
+        res = build_policy(program, policy, out_dir)
+        with Session(res.manifest_path, name=f"kt-{policy.name}"[:60]) as session:
+            for x in case.expectations:
+                ev = x.event
+                evaluator = decide_policy(policy, ev).action if governs(policy, ev) else "allow"
+                row = {"location": f"{x.span.file}:{x.span.line}", "text": x.text, "expected": x.decision,
+                       "evaluator": evaluator}
+                try:
+                    kernel, detail = _perform(session, policy, ev, governs(policy, ev))
+                    row.update(status="ran", kernel=kernel, detail=detail)
+                except _Unsupported as e:
+                    row.update(status="unsupported", reason=str(e))
+                print(MARK + json.dumps(row), flush=True)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(guest_main(sys.argv[1:]))
