@@ -14,6 +14,7 @@ from pathlib import Path
 import runtime
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+STATE_MAPS = ("subjects", "events", "counters")
 PIN_ROOT = os.environ.get("POLICYC_PIN_ROOT", runtime.DEFAULT_PIN_ROOT)
 
 
@@ -114,6 +115,22 @@ def load_manifest(manifest_path: Path, replace: bool = False, name: str | None =
     if not obj.is_file():
         raise DeployError(f"object `{obj}` named by `{manifest_path}` is missing")
     fills = map_fills(m, missing_cgroups)
+    pinned = os.path.join(PIN_ROOT, name or m["policy"], "maps")
+    if replace and os.path.isdir(pinned):
+        # a reload keeps the state of the running version: which tasks are governed, the
+        # ring buffer a reader may hold (when its size is unchanged), the counters
+        for state in STATE_MAPS:
+            pin = os.path.join(pinned, state)
+            if not os.path.exists(pin):
+                continue
+            fill = fills.setdefault(state, runtime.MapFill())
+            if state == "events":
+                try:
+                    if runtime.map_info(pin).get("max_entries") != fill.max_entries:
+                        continue
+                except runtime.BpfError:
+                    continue
+            fills[state] = runtime.MapFill(reuse_pin=pin)
     try:
         loaded = runtime.load(str(obj), name or m["policy"], fills, pin_root=PIN_ROOT, replace=replace)
     except runtime.BpfError as e:

@@ -71,6 +71,7 @@ int bpf_map__type(const struct bpf_map *map);
 bool bpf_map__is_internal(const struct bpf_map *map);
 __u32 bpf_map__max_entries(const struct bpf_map *map);
 int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
+int bpf_map__reuse_fd(struct bpf_map *map, int fd);
 __u32 bpf_map__key_size(const struct bpf_map *map);
 __u32 bpf_map__value_size(const struct bpf_map *map);
 int bpf_map__set_pin_path(struct bpf_map *map, const char *path);

@@ -43,6 +43,9 @@ class MapFill:
 
     max_entries: int | None = None
     entries: list[tuple[bytes, bytes | list[bytes]]] = field(default_factory=list)
+    # Use the map pinned at this path instead of creating one (bpf_map__reuse_fd): state that
+    # must survive a reload (which tasks are governed, the ring buffer a reader holds).
+    reuse_pin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,19 @@ class _Object:
             # An object may ask libbpf to pin maps by name under /sys/fs/bpf: we pin ourselves.
             lib.bpf_map__set_pin_path(m, B.ffi.NULL)
             fill = maps.get(mname)
+            if fill is not None and fill.reuse_pin is not None:
+                try:
+                    fd = _obj_get(fill.reuse_pin)
+                except OSError as e:
+                    raise BpfError(f"map `{mname}`: cannot reuse `{fill.reuse_pin}`: "
+                                   f"{B.describe(e.errno)}") from None
+                try:
+                    rc = lib.bpf_map__reuse_fd(m, fd)
+                finally:
+                    os.close(fd)  # reuse_fd keeps its own duplicate
+                if rc < 0:
+                    raise BpfError(f"map `{mname}`: reusing `{fill.reuse_pin}` failed: {B.describe(rc)}")
+                continue
             if fill is not None and fill.max_entries is not None:
                 rc = lib.bpf_map__set_max_entries(m, fill.max_entries)
                 if rc < 0:

@@ -1,0 +1,107 @@
+"""Reload without a gap: a governed process repeats a denied open in a tight loop while the
+policy is reloaded 50 times (other rules change each time, the denial stays): it never
+succeeds once, and it stays governed. A reload that fails leaves the old version enforcing."""
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import runtime
+from policyc import deploy
+
+from .harness import build, tree
+
+R = "/tmp/pk-reload"
+NAME = "reloadtest"
+
+LOOPER = f"""
+import os, json
+while not os.path.exists("{R}/go"):
+    pass
+ok = denied = 0
+while not os.path.exists("{R}/stop"):
+    try:
+        os.close(os.open("{R}/secret", os.O_RDONLY))
+        ok += 1
+    except PermissionError:
+        denied += 1
+print(json.dumps({{"ok": ok, "denied": denied}}))
+"""
+
+
+def version(n: int) -> str:
+    extra = "".join(f'    deny file write "{R}/other-{n}-{i}"\n' for i in range(n % 7))
+    return (f"policy {NAME} {{\n    subject exe \"/nonexistent/reload\"\n    default allow\n"
+            f"    allow file read \"{R}/public-{n}/**\"\n{extra}    deny file read \"{R}/secret\"\n}}\n")
+
+
+@pytest.fixture
+def files():
+    shutil.rmtree(R, ignore_errors=True)
+    tree(R, {"secret": "s\n"})
+    yield
+    try:
+        deploy.unload(NAME)
+    except deploy.DeployError:
+        pass
+
+
+def start_looper():
+    proc = subprocess.Popen([sys.executable, "-c", LOOPER], stdout=subprocess.PIPE, text=True)
+    subjects = os.path.join(deploy.PIN_ROOT, NAME, "maps", "subjects")
+    runtime.mark_task(proc.pid, subjects, struct.pack("<I", 1))
+    Path(f"{R}/go").touch()
+    return proc
+
+
+def stop_looper(proc) -> dict:
+    Path(f"{R}/stop").touch()
+    out, _ = proc.communicate(timeout=60)
+    return json.loads(out)
+
+
+def test_50_reloads_under_fire_never_let_the_denied_open_through(files):
+    manifests = [build(version(n), "reload")[2] for n in range(51)]
+    deploy.load_manifest(manifests[0])
+    proc = start_looper()
+    time.sleep(0.2)
+    for m in manifests[1:]:
+        loaded = deploy.load_manifest(m, replace=True)
+        assert loaded.replaced
+    time.sleep(0.2)
+    counts = stop_looper(proc)
+    assert counts["ok"] == 0, counts
+    assert counts["denied"] > 50, counts
+
+
+def test_a_failed_reload_leaves_the_old_version_enforcing(files):
+    _, _, good = build(version(0), "reload")
+    deploy.load_manifest(good)
+    before = {p["name"]: p for p in runtime.prog_stats(deploy.PIN_ROOT, NAME)}
+    # a broken object
+    _, _, bad = build(version(1), "reload-bad")
+    obj = bad.parent / json.loads(bad.read_text())["object"]
+    obj.write_bytes(b"\x7fELF garbage")
+    with pytest.raises(deploy.DeployError):
+        deploy.load_manifest(bad, replace=True)
+    # map contents the programs cannot take (a verdict row of the wrong size)
+    _, _, worse = build(version(2), "reload-worse")
+    man = json.loads(worse.read_text())
+    man["maps"]["verdicts"]["value_size"] -= 8
+    man["maps"]["verdicts"]["data"] = man["maps"]["verdicts"]["data"][:-16]
+    worse.write_text(json.dumps(man))
+    with pytest.raises(deploy.DeployError):
+        deploy.load_manifest(worse, replace=True)
+    after = {p["name"]: p for p in runtime.prog_stats(deploy.PIN_ROOT, NAME)}
+    assert set(after) == set(before)
+    proc = start_looper()
+    time.sleep(0.3)
+    counts = stop_looper(proc)
+    assert counts["ok"] == 0 and counts["denied"] > 0, counts
