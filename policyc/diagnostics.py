@@ -111,6 +111,7 @@ CODES: dict[str, tuple[str, str]] = {
     "P024": ("bad-expectation", "an expectation that does not name exactly one event"),
     "P030": ("host-wide-deny", "a `subject all` policy in enforce mode denies what every system needs"),
     "P040": ("not-enforced", "`policyc build`: a rule family the kernel backend does not enforce yet"),
+    "P050": ("kernel-lacks-hook", "`--kernel`: the target kernel lacks a hook or helper a rule needs"),
     "P090": ("fmt-failed", "the formatter could not keep a file's meaning (a policyc bug)"),
     "W101": ("duplicate-rule", "a rule written twice"),
     "W102": ("shadowed-rule", "a rule (or one of its paths) already covered by a broader rule of the same decision"),

@@ -34,12 +34,20 @@ def select_policies(program: Program, names: list[str] | None, diags: Diagnostic
 
 
 def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, emit_c: bool,
-                    out: TextIO, err: TextIO, quiet: bool = False) -> tuple[int, list]:
+                    out: TextIO, err: TextIO, quiet: bool = False, kernel: str | None = None) -> tuple[int, list]:
     """The front end, the checks and the code generator; (exit code, build results)."""
     diags = Diagnostics()
     program = load(paths, diags)
     if program is not None:
         run_checks(program, diags)
+        if kernel is not None and not diags.has_errors:
+            from ..kernel_facts import FactsError, check_program
+
+            try:
+                check_program(program, kernel, diags)
+            except FactsError as e:
+                err.write(f"policyc: error: {e}\n")
+                return EXIT_BAD_INPUT, []
     policies = select_policies(program, names, diags) if program is not None else []
     for p in policies:
         for r in unenforced_rules(p):
@@ -67,8 +75,9 @@ def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, em
     return EXIT_OK, results
 
 
-def run_build(paths: list[str], out_dir: str, names: list[str] | None, emit_c: bool, out: TextIO, err: TextIO) -> int:
-    code, _ = compile_program(paths, Path(out_dir), names, emit_c, out, err)
+def run_build(paths: list[str], out_dir: str, names: list[str] | None, emit_c: bool, out: TextIO, err: TextIO,
+              kernel: str | None = None) -> int:
+    code, _ = compile_program(paths, Path(out_dir), names, emit_c, out, err, kernel=kernel)
     return code
 
 
@@ -77,6 +86,8 @@ def command(
     out_dir: str = typer.Option(..., "-o", "--output", metavar="DIR", help="where NAME.bpf.o and NAME.manifest.json go"),
     policy: Optional[List[str]] = typer.Option(None, "--policy", "-p", metavar="NAME", help="build only these policies"),
     emit_c: bool = typer.Option(False, "--emit-c", help="also keep the generated C as NAME.bpf.c"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", metavar="6.1|6.12|PATH",
+                                         help="refuse rules this kernel cannot enforce (its hooks and helpers)"),
 ) -> None:
     """Compile policies to BPF LSM objects and manifests (no kernel, no privileges needed)."""
-    guarded(run_build, paths, out_dir, policy, emit_c, out=sys.stdout, err=sys.stderr)
+    guarded(run_build, paths, out_dir, policy, emit_c, out=sys.stdout, err=sys.stderr, kernel=kernel)

@@ -7,7 +7,7 @@ nothing else does.
 
 from __future__ import annotations
 
-from typing import List, TextIO
+from typing import List, Optional, TextIO
 
 import typer
 
@@ -17,7 +17,7 @@ from ..report import FORMATS
 from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load, print_diagnostics
 
 
-def run_check(paths: list[str], fmt: str, out: TextIO, err: TextIO) -> int:
+def run_check(paths: list[str], fmt: str, out: TextIO, err: TextIO, kernel: str | None = None) -> int:
     if fmt not in FORMATS:
         err.write(f"policyc: unknown format `{fmt}` (one of {', '.join(FORMATS)})\n")
         return EXIT_BAD_INPUT
@@ -25,6 +25,14 @@ def run_check(paths: list[str], fmt: str, out: TextIO, err: TextIO) -> int:
     program = load(paths, diags)
     if program is not None:
         run_checks(program, diags)
+        if kernel is not None and not diags.has_errors:
+            from ..kernel_facts import FactsError, check_program
+
+            try:
+                check_program(program, kernel, diags)
+            except FactsError as e:
+                err.write(f"policyc: error: {e}\n")
+                return EXIT_BAD_INPUT
     print_diagnostics(diags, fmt, out, err, program)
     return EXIT_BAD_INPUT if diags.has_errors else EXIT_OK
 
@@ -32,8 +40,10 @@ def run_check(paths: list[str], fmt: str, out: TextIO, err: TextIO) -> int:
 def command(
     paths: List[str] = typer.Argument(..., metavar="PATH...", help="policy files or directories of them"),
     fmt: str = typer.Option("text", "--format", "-f", help="text, json or sarif"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", metavar="6.1|6.12|PATH",
+                                         help="also check every rule against this kernel's hooks and helpers (its BTF)"),
 ) -> None:
     """Check policies: syntax, names, includes, and the checks in docs/diagnostics.md."""
     import sys
 
-    guarded(run_check, paths, fmt, out=sys.stdout, err=sys.stderr)
+    guarded(run_check, paths, fmt, out=sys.stdout, err=sys.stderr, kernel=kernel)

@@ -1,0 +1,130 @@
+"""What a target kernel offers policyc: its BPF LSM hooks and BPF helpers, read from its BTF.
+
+`policyc check --kernel 6.1|6.12|PATH` and `policyc build --kernel ...` hold every rule
+against these facts, so a rule the kernel cannot enforce is reported with its file:line:col
+at build time instead of failing at load time. The facts of the supported kernels ship in
+policyc/kernels/*.json (derived from each kernel's own /sys/kernel/btf/vmlinux, in a VM, by
+`python scripts/derive_kernel_facts.py`); PATH may be a BTF file (read with bpftool) or
+such a JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .codegen import HOOKS, template_families
+from .diagnostics import Diagnostics, Note
+from .ir.model import Policy, Program
+
+SHIPPED = Path(__file__).with_name("kernels")
+
+# What each template family calls beyond its hooks (bpf_helper_defs names, without bpf_).
+HELPERS = {
+    "subject": ["loop", "task_storage_get", "get_current_task_btf", "ringbuf_output", "probe_read_kernel",
+                "ktime_get_boot_ns", "get_current_pid_tgid", "get_current_uid_gid", "get_current_comm",
+                "get_current_cgroup_id", "map_lookup_elem"],
+    "file": [], "execmap": [], "net": [], "mount": [], "capability": [], "task": [], "module": [], "bpf": [],
+}
+CGROUP_HELPERS = ["get_current_ancestor_cgroup_id"]
+# Which template family decides each rule family.
+RULE_TEMPLATES = {
+    "file": ["file"], "exec": ["subject", "execmap"], "net": ["net"], "mount": ["mount"],
+    "capability": ["capability"], "signal": ["task"], "ptrace": ["task"], "module": ["module"],
+    "bpf": ["bpf"],
+}
+
+
+class FactsError(Exception):
+    pass
+
+
+def derive(btf_path: str) -> dict:
+    """LSM hooks (`bpf_lsm_<hook>` functions) and helpers (`enum bpf_func_id`) in a BTF file."""
+    bpftool = shutil.which("bpftool") or ("/usr/sbin/bpftool" if Path("/usr/sbin/bpftool").exists() else None)
+    if bpftool is None:
+        raise FactsError("bpftool is needed to read a BTF file (Debian: `apt-get install bpftool`)")
+    proc = subprocess.run([bpftool, "btf", "dump", "file", btf_path], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise FactsError(f"bpftool could not read `{btf_path}`: {proc.stderr.strip()[:200]}")
+    hooks = sorted(set(re.findall(r"FUNC 'bpf_lsm_([a-z0-9_]+)'", proc.stdout)))
+    helpers = sorted(set(m.lower() for m in re.findall(r"'BPF_FUNC_([a-z0-9_]+)' val=", proc.stdout, re.I)))
+    if not hooks:
+        raise FactsError(f"`{btf_path}` has no bpf_lsm_* functions: not a kernel with BPF LSM")
+    return {"source": btf_path, "lsm_hooks": hooks, "helpers": helpers}
+
+
+def load_facts(spec: str) -> dict:
+    shipped = SHIPPED / f"{spec}.json"
+    if shipped.is_file():
+        return json.loads(shipped.read_text())
+    p = Path(spec)
+    if not p.exists():
+        known = ", ".join(sorted(f.stem for f in SHIPPED.glob("*.json")))
+        raise FactsError(f"unknown kernel `{spec}`: give {known}, or a path to a BTF file "
+                         "(e.g. a copy of /sys/kernel/btf/vmlinux) or a facts .json")
+    if p.suffix == ".json":
+        try:
+            return json.loads(p.read_text())
+        except ValueError as e:
+            raise FactsError(f"`{spec}` is not a facts file: {e}")
+    return derive(str(p))
+
+
+def rule_needs(families: list[str], cgroups: bool) -> tuple[list[str], list[str]]:
+    hooks = [h for f in families for h in HOOKS[f]]
+    helpers = [h for f in families for h in HELPERS.get(f, [])] + (CGROUP_HELPERS if cgroups else [])
+    return hooks, helpers
+
+
+def check_program(program: Program, spec: str, diags: Diagnostics) -> None:
+    """P050 for each rule (or subject) the kernel `spec` lacks a hook or helper for."""
+    facts = load_facts(spec)
+    have_hooks, have_helpers = set(facts["lsm_hooks"]), set(facts["helpers"])
+    for policy in program.policies:
+        used = set(template_families(policy))
+        cgroups = any(s.kind == "cgroup" for s in (*policy.subjects, *policy.exceptions))
+        base_hooks, base_helpers = rule_needs(["subject"], cgroups)
+        _report(diags, spec, policy.subjects[0].span if policy.subjects else policy.span,
+                "the policy's subjects", base_hooks, base_helpers, have_hooks, have_helpers)
+        for rule in policy.rules:
+            fams = [f for f in RULE_TEMPLATES[rule.family] if f in used]
+            hooks, helpers = rule_needs(fams, False)
+            _report(diags, spec, rule.span, f"this `{rule.family}` rule", hooks, helpers, have_hooks, have_helpers)
+        if policy.default == "deny" and policy.default_span is not None:
+            fams = [f for f in used if f != "subject"]
+            hooks, helpers = rule_needs(fams, False)
+            _report(diags, spec, policy.default_span, "`default deny` (it decides every family)", hooks,
+                    helpers, have_hooks, have_helpers)
+
+
+def _report(diags, spec, span, what, hooks, helpers, have_hooks, have_helpers):
+    missing = [f"LSM hook `{h}`" for h in dict.fromkeys(hooks) if h not in have_hooks]
+    missing += [f"BPF helper `bpf_{h}`" for h in dict.fromkeys(helpers) if h not in have_helpers]
+    if not missing:
+        return
+    diags.error("P050", span, f"{what} needs {', '.join(missing)}, which kernel `{spec}` lacks",
+                hints=("the kernel cannot enforce it: remove the rule, or target a newer kernel",),
+                notes=(Note(None, "facts read from the kernel's BTF (policyc/kernel_facts.py)"),))
+
+
+def main(argv: list[str]) -> int:
+    """`python -m policyc.kernel_facts --derive BTF`: print the facts as JSON (run in a VM
+    by scripts/derive_kernel_facts.py)."""
+    if len(argv) == 2 and argv[0] == "--derive":
+        facts = derive(argv[1])
+        import platform
+
+        facts["kernel"] = platform.release()
+        print("policyc-facts:" + json.dumps(facts, sort_keys=True))
+        return 0
+    print(main.__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
