@@ -59,7 +59,7 @@ def random_policy(rng: random.Random, idx: int, rules: list[str] | None = None) 
     mode = "audit" if rng.random() < 0.15 else "enforce"
     rules = rules if rules is not None else [random_rule(rng) for _ in range(rng.randint(1, 8))]
     text = (f"policy diff{idx} {{\n    subject exe \"/nonexistent/diff\"\n    mode {mode}\n"
-            f"    default {default}\n    allow file create, delete \"{SIDE}/**\"\n"
+            f"    default {default}\n    allow file create, delete \"{SIDE}/**\"\n    allow net create\n"
             + "".join(f"    {r}\n" for r in rules) + "}\n")
     return text, rules
 
