@@ -242,7 +242,7 @@ def capability(name: str, scratch: str | None):
         if libc.syscall(175, buf, len(buf), b"") != 0 and ctypes.get_errno() == errno.EPERM:
             raise OSError(errno.EPERM, "init_module")
     elif name == "mknod":
-        _in_child(lambda: os.mknod(scratch, 0o600 | 0o020000, os.makedev(1, 3)))
+        _in_child(lambda: os.mknod(scratch + ".node", 0o600 | 0o020000, os.makedev(1, 3)))
     elif name == "dac_override":
         os.chmod(scratch, 0)
         os.close(os.open(scratch, os.O_RDONLY))

@@ -1,11 +1,13 @@
 """The kernel against the reference evaluator: random policies (globs, ops, decisions,
-defaults, modes, net rules), 1,000+ generated events, each decided by both and compared on
-the decision and the rule. A disagreement is shrunk to a minimal policy and printed."""
+defaults, modes; file, exec, net, capability, signal, module and bpf rules), 1,000+ generated
+events, each decided by both and compared on the decision and the rule. A disagreement is
+shrunk to a minimal policy and printed."""
 
 import ipaddress
 import os
 import random
 import shutil
+import subprocess
 
 import pytest
 
@@ -16,6 +18,13 @@ from .harness import Loaded, copy_true
 
 ROOT = "/tmp/dt"
 SIDE = "/tmp/dtx"   # where renames and links land: always allowed (rule 1)
+CAPDIR = "/tmp/dtcap"  # scratch files of capability triggers: always allowed
+SIGDIR = "/tmp/dtsig"  # the processes signals are sent to
+SIG_TARGETS = [f"{SIGDIR}/a/sleep", f"{SIGDIR}/b/sleep2"]
+SIG_GLOBS = [f"{SIGDIR}/**", f"{SIGDIR}/a/*", f"{SIGDIR}/*/sleep2", f"{SIGDIR}/{{a,c}}/sleep"]
+CAPS = ["net_raw", "setuid", "setgid", "chown", "sys_chroot", "mknod", "sys_admin"]
+RULE_SIGNALS = ["cont", "winch", "urg", "chld", "hup", "term"]
+EVENT_SIGNALS = ["cont", "winch", "urg", "chld"]  # ignored by default: the target lives on
 FILES = ["a/x", "a/y.txt", "a/b/x", "a/b/c/zz", "b/x", "b/yy.conf", "c/x.txt", "c/d/e/x", "ü/x"]
 COMPONENTS = ["a", "b", "c", "x", "y.txt", "zz", "d", "e", "x.txt", "yy.conf", "ü", "*", "**", "?", "{a,b}",
               "{x,y.txt}", "*.txt", "y?txt", "{c,ü}"]
@@ -43,8 +52,16 @@ def random_rule(rng: random.Random) -> str:
             ops = []
         globs = ", ".join(f'"{random_glob(rng)}"' for _ in range(rng.randint(1, 2)))
         return f"{decision} file {', '.join(ops)} {globs}".replace("file  ", "file ")
-    if kind < 0.8:
+    if kind < 0.7:
         return f'{decision} exec "{random_glob(rng)}"'
+    if kind < 0.78:
+        return f"{decision} capability {', '.join(rng.sample(CAPS, rng.randint(1, 3)))}"
+    if kind < 0.86:
+        sigs = ", ".join(rng.sample(RULE_SIGNALS, rng.randint(1, 3)))
+        target = f' to exe "{rng.choice(SIG_GLOBS)}"' if rng.random() < 0.7 else ""
+        return f"{decision} signal {sigs}{target}"
+    if kind < 0.9:
+        return f"{decision} {rng.choice(['module load', 'bpf'])}"
     proto = rng.choice(["tcp", "udp", "any"])
     net = rng.choice(NETS + [""])
     ports = ""
@@ -59,27 +76,46 @@ def random_policy(rng: random.Random, idx: int, rules: list[str] | None = None) 
     mode = "audit" if rng.random() < 0.15 else "enforce"
     rules = rules if rules is not None else [random_rule(rng) for _ in range(rng.randint(1, 8))]
     text = (f"policy diff{idx} {{\n    subject exe \"/nonexistent/diff\"\n    mode {mode}\n"
-            f"    default {default}\n    allow file create, delete \"{SIDE}/**\"\n    allow net create\n"
+            f"    default {default}\n    allow file create, delete \"{SIDE}/**\"\n    allow net create tcp\n"
+            f"    allow net create udp\n    allow net create raw\n"
+            f"    allow file read, write, create, chown \"{CAPDIR}/**\"\n"
+            # what the triggers of module.load and bpf events need before their own hook runs
+            f"    allow capability sys_module, bpf\n"
             + "".join(f"    {r}\n" for r in rules) + "}\n")
     return text, rules
 
 
 def random_event(rng: random.Random) -> Event:
     k = rng.random()
-    if k < 0.7:
+    if k < 0.5:
         return Event("/nonexistent/diff", "file." + rng.choice(FILE_OPS), path=f"{ROOT}/{rng.choice(FILES)}")
-    if k < 0.85:
+    if k < 0.6:
         return Event("/nonexistent/diff", "exec", path=f"{ROOT}/{rng.choice(FILES)}")
+    if k < 0.72:
+        return Event("/nonexistent/diff", "capability", cap=rng.choice(CAPS))
+    if k < 0.84:
+        return Event("/nonexistent/diff", "signal", signal=rng.choice(EVENT_SIGNALS),
+                     target_exe=rng.choice(SIG_TARGETS))
+    if k < 0.9:
+        return Event("/nonexistent/diff", rng.choice(["module.load", "bpf"]))
     return Event("/nonexistent/diff", "net.connect", addr=rng.choice(ADDRS), port=rng.choice(PORTS),
                  proto=rng.choice(["tcp", "udp"]))
 
 
 def reset_tree() -> None:
-    shutil.rmtree(ROOT, ignore_errors=True)
-    shutil.rmtree(SIDE, ignore_errors=True)
+    for d in (ROOT, SIDE, CAPDIR, SIGDIR):
+        shutil.rmtree(d, ignore_errors=True)
     os.makedirs(SIDE)
+    os.makedirs(CAPDIR)
     for f in FILES:
         copy_true(f"{ROOT}/{f}")
+    for t in SIG_TARGETS:
+        os.makedirs(os.path.dirname(t), exist_ok=True)
+        shutil.copy("/usr/bin/sleep", t)
+
+
+CAP_NUMBERS = {"net_raw": 13, "setuid": 7, "setgid": 6, "chown": 0, "sys_chroot": 18, "mknod": 27, "sys_admin": 21}
+SIGNAL_NUMBERS = {"cont": 18, "winch": 28, "urg": 23, "chld": 17}
 
 
 def norm_addr(a: str):
@@ -87,11 +123,31 @@ def norm_addr(a: str):
     return getattr(ip, "ipv4_mapped", None) or ip
 
 
-def kernel_decide(pol: Loaded, w, ev: Event, n: int) -> tuple[str, int | None]:
+def kernel_decide(pol: Loaded, w, ev: Event, n: int, targets: dict) -> tuple[str, int | None]:
     """Perform the event in the governed worker; (decision, rule id or None for allow)."""
     fam, _, op = ev.op.partition(".")
     pol.drain()
-    if fam == "net":
+    if fam == "capability":
+        scratch = f"{CAPDIR}/{n}"
+        with open(scratch, "w") as f:
+            f.write("x")
+        ans = w.op("cap", scratch, name=ev.cap)
+        match = lambda e: e.family == "capability" and e.aux == CAP_NUMBERS[ev.cap]
+        if ans.get("errno") == "EACCES":
+            ans["errno"] = "EPERM"
+        evs = [e for e in pol.drain() if match(e)]
+        if ans.get("errno") == "EPERM":
+            assert evs, f"EPERM without an event for {ev}"
+            return "deny", evs[0].rule_id or None
+        return (evs[0].decision, evs[0].rule_id or None) if evs else ("allow", None)
+    if fam == "signal":
+        pid = targets[ev.target_exe].pid
+        ans = w.op("signal", pid=pid, sig=SIGNAL_NUMBERS[ev.signal])
+        match = lambda e: e.family == "signal" and e.target_pid == pid and e.aux == SIGNAL_NUMBERS[ev.signal]
+    elif fam in ("module", "bpf"):
+        ans = w.op("module-load" if fam == "module" else "bpf")
+        match = lambda e: e.family == fam
+    elif fam == "net":
         ans = w.op("connect", addr=ev.addr, port=ev.port, proto=ev.proto)
         want = norm_addr(ev.addr)
         match = lambda e: e.family == "net" and e.port == ev.port and norm_addr(e.addr) == want
@@ -129,12 +185,18 @@ def run_policy(text: str, events: list[Event], name: str):
     pol = Loaded(text, name)
     try:
         (policy,) = pol.program.policies
+        targets = {t: subprocess.Popen([t, "600"]) for t in SIG_TARGETS}
         w = pol.worker(preopen=[f"{ROOT}/{f}" for f in FILES])
-        out = []
-        for n, ev in enumerate(events):
-            out.append((ev, expected(policy, ev), kernel_decide(pol, w, ev, n)))
-        w.close()
-        return out
+        try:
+            out = []
+            for n, ev in enumerate(events):
+                out.append((ev, expected(policy, ev), kernel_decide(pol, w, ev, n, targets)))
+            return out
+        finally:
+            w.close()
+            for t in targets.values():
+                t.kill()
+                t.wait()
     finally:
         pol.close()
 
