@@ -247,17 +247,6 @@ def test_test_bad_input_exit_2(tmp_path):
     assert r.exit_code == 2 and "P022" in r.stderr
 
 
-def test_test_kernel_not_available(tmp_path, monkeypatch):
-    if importlib.util.find_spec("policyc.kernel_test") is not None:
-        monkeypatch.setitem(sys.modules, "policyc.kernel_test", None)   # find_spec raises on None
-        pytest.skip("this build has kernel test runs")
-    (p,) = write(tmp_path, {"a.policy": TESTED})
-    r = run("test", "--kernel", "6.1", p)
-    assert r.exit_code == 2
-    assert "kernel test runs are not available in this build" in r.stderr
-    assert "PASS" not in r.stdout
-
-
 def test_test_kernel_calls_the_kernel_runner(tmp_path, monkeypatch):
     calls = []
     mod = types.ModuleType("policyc.kernel_test")
