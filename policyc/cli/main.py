@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from . import build, check, exec_cmd, explain, fmt_cmd, load, status, test_cmd, unload
+from . import audit_cmd, report_cmd, suggest_cmd
 from .common import guarded
 
 app = typer.Typer(
@@ -29,6 +30,9 @@ app.command("load")(load.command)
 app.command("unload")(unload.command)
 app.command("status")(status.command)
 app.command("exec", context_settings={"allow_interspersed_args": False})(exec_cmd.command)
+app.command("audit")(audit_cmd.command)
+app.command("report")(report_cmd.command)
+app.command("suggest")(suggest_cmd.command)
 
 
 @app.command("vm", context_settings={"allow_interspersed_args": False})

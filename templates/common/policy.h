@@ -483,6 +483,35 @@ static __always_inline int apply(struct policyc_config *cfg, struct scratch *s, 
 	return apply_ex(cfg, s, decision, rule_id, reason, 0);
 }
 
+/* Events the ring buffer had no room for, per rule id (0: a default or fail-closed decision).
+ * `policyc audit` turns growth into `dropped` records; a rule id that finds the map full is
+ * still counted per hook in `counters` (the reader reports the difference as unattributed). */
+#define RULE_DROPS_MAX 4096
+#define POLICYC_MAP_PERCPU_HASH 5  /* BPF_MAP_TYPE_PERCPU_HASH (not in vmlinux_min.h) */
+#define POLICYC_NOEXIST 1          /* BPF_NOEXIST */
+struct {
+	__uint(type, POLICYC_MAP_PERCPU_HASH);
+	__uint(max_entries, RULE_DROPS_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} rule_drops SEC(".maps");
+
+static __always_inline void count_drop(__u32 rule_id)
+{
+	__u64 one = 1;
+	__u64 *n = bpf_map_lookup_elem(&rule_drops, &rule_id);
+	if (n) {
+		(*n)++;  /* per-CPU value: no other writer */
+		return;
+	}
+	/* first drop of this rule on any CPU: other CPUs' slots start at 0 */
+	if (bpf_map_update_elem(&rule_drops, &rule_id, &one, POLICYC_NOEXIST)) {
+		n = bpf_map_lookup_elem(&rule_drops, &rule_id);  /* created meanwhile elsewhere */
+		if (n)
+			(*n)++;
+	}
+}
+
 /* `quiet`: decide and count, but send no event (capability probes marked NOAUDIT). */
 static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *s, __u8 decision,
 				    __u32 rule_id, __u8 reason, int quiet)
@@ -501,8 +530,10 @@ static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *
 	ev->reason = reason;
 	ev->mode = audit_mode ? 1 : 0;
 	__u64 size = POLICYC_EVENT_HEADER_SIZE + (ev->path_len & (POLICYC_PATH_MAX - 1)) + 1;
-	if (!quiet && bpf_ringbuf_output(&events, ev, size, 0))
+	if (!quiet && bpf_ringbuf_output(&events, ev, size, 0)) {
 		count(hook, 4);
+		count_drop(rule_id);
+	}
 	count(hook, decision == DECISION_DENY ? 1 : 2);
 	return decision == DECISION_DENY ? -EPERM : 0;
 }

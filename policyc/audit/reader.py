@@ -1,0 +1,277 @@
+"""`policyc audit`: read the pinned ring buffers of every loaded policy and turn their events
+into records (schema.py), with exact `dropped` records from the per-rule drop counters.
+
+The reader only consumes: it never touches enforcement, so it can start after the policies
+were loaded, stop and restart. Events sent while no reader runs wait in the ring buffer; what
+found it full was counted by the BPF side (templates/common/policy.h `count_drop`) and is
+reported here. Which drops were already reported is kept per policy instance in
+`deploy.state_dir()/NAME.audit-state.json`, so a restarted reader neither repeats nor loses
+them.
+
+One RingBufferReader per policy (the events carry no policy name: the buffer says whose they
+are); all their epoll fds are waited on at once and drained with ring_buffer__consume, so the
+reader makes no syscall per event beyond the ring buffer's own (the /proc look-ups for exe and
+cgroup are cached per batch and process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import runtime
+
+from .. import deploy
+from .event import decode, rule_location
+from .schema import ProcCache, boot_offset_ns, dropped_record, event_record, hostname
+
+RULE_DROPS_MAX = 4096  # templates/common/policy.h RULE_DROPS_MAX
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+class AuditError(Exception):
+    pass
+
+
+@dataclass
+class DropTracker:
+    """Turns the monotonic drop counters of one policy instance into deltas to report.
+
+    `rules`: rule id -> drops already reported; `unattributed`: drops already reported that no
+    rule entry holds (the per-rule map was full). `map_id` identifies the counters' map: a
+    reload that made a new map starts again from zero."""
+
+    map_id: int | None = None
+    rules: dict[int, int] = field(default_factory=dict)
+    unattributed: int = 0
+
+    def update(self, map_id: int | None, per_rule: dict[int, int], hook_total: int,
+               map_full: bool) -> tuple[dict[int, int], int]:
+        if map_id != self.map_id:
+            self.map_id, self.rules, self.unattributed = map_id, {}, 0
+        delta = {}
+        for rid, n in per_rule.items():
+            d = n - self.rules.get(rid, 0)
+            if d > 0:
+                delta[rid] = d
+                self.rules[rid] = n
+        # only a full per-rule map leaves drops without a rule entry; otherwise a gap between
+        # the two counters is a drop whose rule increment has not landed yet
+        un = 0
+        if map_full or map_id is None:
+            total_un = max(0, hook_total - sum(per_rule.values()))
+            un = max(0, total_un - self.unattributed)
+            self.unattributed += un
+        return delta, un
+
+    def to_json(self) -> dict:
+        return {"map_id": self.map_id, "rules": {str(k): v for k, v in self.rules.items()},
+                "unattributed": self.unattributed}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "DropTracker":
+        return cls(map_id=d.get("map_id"), rules={int(k): int(v) for k, v in d.get("rules", {}).items()},
+                   unattributed=int(d.get("unattributed", 0)))
+
+
+def _sum_percpu(values) -> int:
+    vals = values if isinstance(values, list) else [values]
+    return sum(_U64.unpack_from(v)[0] for v in vals)
+
+
+class Source:
+    """One loaded policy instance: its ring buffer reader and its drop counters."""
+
+    def __init__(self, name: str, manifest: dict, on_raw: Callable):
+        self.name = name
+        self.manifest = manifest
+        self.maps = os.path.join(deploy.PIN_ROOT, name, "maps")
+        self.events_pin = os.path.join(self.maps, "events")
+        self.events_id = runtime.map_info(self.events_pin)["id"]
+        self._on_raw = on_raw
+        self.reader = runtime.RingBufferReader([self.events_pin], lambda data: on_raw(self, data))
+        self.drops = self._load_state()
+
+    # -- drops -------------------------------------------------------------------------------
+    def _state_path(self):
+        return deploy.state_dir() / f"{self.name}.audit-state.json"
+
+    def _load_state(self) -> DropTracker:
+        try:
+            return DropTracker.from_json(json.loads(self._state_path().read_text()))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return DropTracker()
+
+    def _save_state(self) -> None:
+        try:
+            p = self._state_path()
+            tmp = p.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.drops.to_json()))
+            tmp.replace(p)
+        except OSError:
+            pass  # a reader without a writable state dir reports drops again after a restart
+
+    def read_drops(self, host: str) -> dict | None:
+        """A `dropped` record with the drops since the last one, or None."""
+        per_rule: dict[int, int] = {}
+        map_id = None
+        pin = os.path.join(self.maps, "rule_drops")
+        try:
+            map_id = runtime.map_info(pin)["id"]
+            for key, values in runtime.read_map(pin):
+                per_rule[_U32.unpack(key)[0]] = _sum_percpu(values)
+        except runtime.BpfError:
+            map_id = None  # an object built before per-rule drops: only per-hook totals
+        hook_total = sum(c.get("dropped", 0) for c in deploy.hook_counters(self.name).values())
+        delta, un = self.drops.update(map_id, per_rule, hook_total, len(per_rule) >= RULE_DROPS_MAX)
+        if not delta and not un:
+            return None
+        self._save_state()
+        rules = []
+        for rid in sorted(delta):
+            r = rule_location(self.manifest, rid) if rid else None
+            rules.append({"rule_id": rid or None,
+                          "rule": r.get("location") if r else (self.manifest.get("default_location") if not rid else None),
+                          "rule_text": r.get("text") if r else None, "count": delta[rid]})
+        return dropped_record(policy=self.manifest.get("policy", self.name), instance=self.name, host=host,
+                              rules=rules, unattributed=un)
+
+    def still_same(self) -> bool:
+        """Is the pinned ring buffer still the one we read (not unloaded, not replaced)?"""
+        try:
+            return runtime.map_info(self.events_pin)["id"] == self.events_id
+        except runtime.BpfError:
+            return False
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class AuditReader:
+    """Reads every loaded policy; `records()` hands out what was read since the last call."""
+
+    def __init__(self, emit: Callable[[list[dict]], None], warn: Callable[[str], None] = lambda m: None):
+        self.emit = emit
+        self.warn = warn
+        self.host = hostname()
+        self.offset = boot_offset_ns()
+        self.sources: dict[str, Source] = {}
+        self.procs = ProcCache()
+        self._raw: list[tuple[Source, bytes]] = []
+        self.events = 0
+        self.dropped = 0
+        self._failed: set[str] = set()
+
+    def _on_raw(self, src: Source, data: bytes) -> None:
+        self._raw.append((src, data))
+
+    def scan(self) -> None:
+        """Open the policies loaded since the last scan; finish those unloaded or replaced."""
+        try:
+            names = set(deploy.loaded_names())
+        except Exception as e:  # noqa: BLE001 - bpffs missing etc.: nothing loaded
+            raise AuditError(f"cannot list loaded policies under `{deploy.PIN_ROOT}`: {e}")
+        for name in list(self.sources):
+            src = self.sources[name]
+            if name not in names or not src.still_same():
+                self._drain(src)
+                self._flush()
+                self._emit_drops(src)
+                src.close()
+                del self.sources[name]
+        for name in sorted(names - set(self.sources)):
+            manifest = deploy.loaded_manifest(name)
+            if manifest is None:
+                if name not in self._failed:
+                    self.warn(f"policy `{name}` is loaded but its manifest is not in "
+                              f"`{deploy.state_dir()}`: its events cannot name rules; skipped")
+                    self._failed.add(name)
+                continue
+            try:
+                self.sources[name] = Source(name, manifest, self._on_raw)
+                self._failed.discard(name)
+            except runtime.BpfError as e:
+                if name not in self._failed:
+                    self.warn(f"cannot read the events of `{name}`: {e.message}")
+                    self._failed.add(name)
+
+    def _drain(self, src: Source) -> None:
+        try:
+            src.reader.consume()
+        except runtime.BpfError as e:
+            self.warn(f"reading the events of `{src.name}` failed: {e.message}")
+
+    def _flush(self) -> None:
+        if not self._raw:
+            return
+        raw, self._raw = self._raw, []
+        out = []
+        for src, data in raw:
+            try:
+                ev = decode(data)
+            except ValueError as e:
+                self.warn(f"`{src.name}`: undecodable event skipped: {e}")
+                continue
+            out.append(event_record(ev, src.manifest, instance=src.name, host=self.host,
+                                    offset_ns=self.offset, procs=self.procs))
+        self.procs.clear()
+        self.events += len(out)
+        self.emit(out)
+
+    def _emit_drops(self, src: Source) -> None:
+        rec = src.read_drops(self.host)
+        if rec is not None:
+            self.dropped += rec["count"]
+            self.emit([rec])
+
+    def read_once(self) -> None:
+        """Drain every ring buffer now, then report drops (drops after events: a dropped
+        record always follows the events that made it to the buffer before it)."""
+        for src in list(self.sources.values()):
+            self._drain(src)
+        self._flush()
+        for src in list(self.sources.values()):
+            self._emit_drops(src)
+
+    def wait(self, timeout_s: float) -> None:
+        fds = [s.reader.fileno() for s in self.sources.values()]
+        if not fds:
+            time.sleep(timeout_s)
+            return
+        try:
+            select.select(fds, [], [], timeout_s)
+        except InterruptedError:
+            pass
+
+    def run(self, follow: bool, stop: Callable[[], bool], rescan_s: float = 1.0,
+            drops_s: float = 0.5, batch_s: float = 0.05) -> None:
+        self.scan()
+        if not follow:
+            self.read_once()
+            return
+        last_scan = last_drops = time.monotonic()
+        while not stop():
+            self.wait(batch_s)
+            for src in list(self.sources.values()):
+                self._drain(src)
+            self._flush()
+            now = time.monotonic()
+            if now - last_drops >= drops_s:
+                for src in list(self.sources.values()):
+                    self._emit_drops(src)
+                last_drops = now
+            if now - last_scan >= rescan_s:
+                self.scan()
+                last_scan = now
+        self.read_once()
+
+    def close(self) -> None:
+        for src in self.sources.values():
+            src.close()
+        self.sources.clear()

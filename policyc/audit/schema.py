@@ -1,0 +1,180 @@
+"""The audit log's records (schema version 1, docs/audit-log.md): building them from decoded
+ring-buffer events, and their one-line text form.
+
+Two record types share `schema`, `type`, `time_ns`, `time`, `host`, `policy`, `instance`:
+`event` (one deny or audit decision) and `dropped` (events the ring buffer had no room for,
+per rule, exact).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import socket
+import time
+
+from ..ir.vocab import CAPABILITIES, SIGNALS
+from .event import REASON_TEXT, RawEvent, rule_location
+
+SCHEMA_VERSION = 1
+RECORD_TYPES = ("event", "dropped")
+_SIGNAL_NAMES = {v: k for k, v in SIGNALS.items()}
+# reasons that mean "failed closed" (a decision the kernel could not make from rules)
+FAIL_CLOSED = {"path-too-long", "detached-mount", "read-fault", "map-fault", "bad-address"}
+
+
+def boot_offset_ns() -> int:
+    """UTC epoch ns minus CLOCK_BOOTTIME ns: adds to bpf_ktime_get_boot_ns() to give UTC."""
+    # the smallest gap of three tries: the two clocks are read as close together as we can
+    best = None
+    for _ in range(3):
+        a = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        now = time.time_ns()
+        b = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        if best is None or b - a < best[0]:
+            best = (b - a, now - (a + b) // 2)
+    return best[1]
+
+
+def iso_utc(ns: int) -> str:
+    """`2024-05-01T12:00:00.123456789Z`: UTC with all nine digits."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    return _dt.datetime.fromtimestamp(sec, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+class ProcCache:
+    """exe, parent exe and cgroup path of live processes from /proc, cached per reader batch
+    (so a burst from one process costs one readlink, not one per event). None when the
+    process is gone or the file cannot be read."""
+
+    def __init__(self, proc: str = "/proc"):
+        self.proc = proc
+        self._exe: dict[int, str | None] = {}
+        self._cg: dict[int, str | None] = {}
+
+    def clear(self) -> None:
+        self._exe.clear()
+        self._cg.clear()
+
+    def exe(self, tgid: int) -> str | None:
+        if tgid not in self._exe:
+            try:
+                self._exe[tgid] = os.readlink(f"{self.proc}/{tgid}/exe") if tgid > 0 else None
+            except OSError:
+                self._exe[tgid] = None
+        return self._exe[tgid]
+
+    def cgroup(self, tgid: int) -> str | None:
+        if tgid not in self._cg:
+            val = None
+            try:
+                with open(f"{self.proc}/{tgid}/cgroup") as f:
+                    for line in f:
+                        if line.startswith("0::"):
+                            val = line[3:].strip()
+                            break
+            except OSError:
+                pass
+            self._cg[tgid] = val
+        return self._cg[tgid]
+
+
+def _object(ev: RawEvent) -> dict:
+    if ev.family == "net":
+        return {"addr": ev.addr, "port": ev.port, "proto": ev.proto}
+    if ev.family == "capability":
+        return {"capability": CAPABILITIES[ev.aux] if ev.aux < len(CAPABILITIES) else str(ev.aux)}
+    if ev.family == "signal":
+        return {"signal": _SIGNAL_NAMES.get(ev.aux, str(ev.aux)), "target_pid": ev.target_pid,
+                "target_exe": ev.path or None}
+    if ev.family == "ptrace":
+        return {"target_pid": ev.target_pid, "target_exe": ev.path or None}
+    if ev.family == "module":
+        return {"module": ev.path or None}
+    if ev.family == "bpf":
+        return {}
+    return {"path": ev.path}
+
+
+def event_record(ev: RawEvent, manifest: dict, *, instance: str, host: str, offset_ns: int,
+                 procs: ProcCache | None = None) -> dict:
+    """One `event` record. `offset_ns` converts boot time to UTC (boot_offset_ns())."""
+    rule = rule_location(manifest, ev.rule_id) if ev.rule_id else None
+    if rule is not None:
+        location = rule.get("location")
+    elif ev.reason == "default":
+        location = manifest.get("default_location")
+    else:
+        location = None
+    t = ev.ts_boot_ns + offset_ns
+    procs = procs or ProcCache()
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "event",
+        "time_ns": t,
+        "time": iso_utc(t),
+        "host": host,
+        "policy": manifest.get("policy", instance),
+        "instance": instance,
+        "rule_id": ev.rule_id or None,
+        "rule": location,
+        "rule_text": rule.get("text") if rule else None,
+        "decision": ev.decision,
+        "mode": ev.mode,
+        "hook": ev.hook,
+        "family": ev.family,
+        "op": ev.op,
+        "reason": ev.reason,
+        "failed_closed": ev.reason in FAIL_CLOSED,
+        "reason_text": REASON_TEXT.get(ev.reason_code),
+        "subject": {
+            "pid": ev.pid, "tgid": ev.tgid, "ppid": ev.ppid, "uid": ev.uid, "gid": ev.gid,
+            "comm": ev.comm, "exe": procs.exe(ev.tgid), "cgroup_id": ev.cgroup_id,
+            "cgroup": procs.cgroup(ev.tgid), "parent_exe": procs.exe(ev.ppid),
+        },
+        "object": _object(ev),
+        "ts_boot_ns": ev.ts_boot_ns,
+    }
+
+
+def dropped_record(*, policy: str, instance: str, host: str, rules: list[dict], unattributed: int,
+                   now_ns: int | None = None) -> dict:
+    """`rules`: [{"rule_id", "rule", "rule_text", "count"}] with the drops since the last
+    `dropped` record of this policy instance; `unattributed`: drops counted only per hook."""
+    t = time.time_ns() if now_ns is None else now_ns
+    return {
+        "schema": SCHEMA_VERSION, "type": "dropped", "time_ns": t, "time": iso_utc(t), "host": host,
+        "policy": policy, "instance": instance,
+        "count": sum(r["count"] for r in rules) + unattributed,
+        "rules": rules, "unattributed": unattributed,
+    }
+
+
+def format_text(rec: dict) -> str:
+    """One readable line per record."""
+    if rec["type"] == "dropped":
+        per = ", ".join(f"{r['rule'] or 'rule ' + str(r['rule_id'])}: {r['count']}" for r in rec["rules"])
+        if rec["unattributed"]:
+            per += (", " if per else "") + f"unattributed: {rec['unattributed']}"
+        return f"{rec['time']} DROPPED policy={rec['policy']} count={rec['count']} ({per})"
+    fam, o = rec["family"], rec["object"]
+    if fam == "net":
+        obj = f"{o['proto']} {o['addr']} port {o['port']}"
+    elif fam == "capability":
+        obj = o["capability"]
+    elif fam in ("signal", "ptrace"):
+        obj = (o.get("signal", "") + f" to pid {o['target_pid']} ({o.get('target_exe') or '?'})").strip()
+    elif fam == "module":
+        obj = o.get("module") or ""
+    else:
+        obj = o.get("path") or ""
+    op = "exec" if fam == "exec" else f"{fam}.{rec['op']}" if fam in ("file", "net") else rec["op"]
+    s = rec["subject"]
+    why = rec["rule_text"] or rec["reason_text"] or (f"default {rec['decision']}" if rec["reason"] == "default"
+                                                     else rec["reason"])
+    return (f"{rec['time']} {rec['decision'].upper()} policy={rec['policy']} {op} {obj} "
+            f"pid={s['pid']} comm={s['comm']} exe={s['exe'] or '?'} rule={rec['rule'] or '-'} ({why})")

@@ -1,0 +1,126 @@
+"""Where `policyc audit` writes records: a stream, a size-rotated file, the systemd journal.
+
+- File rotation: `concurrent-log-handler` (ConcurrentRotatingFileHandler: size-based, keeps
+  N files, safe when several writers share one file). One batch of records is one write.
+- Journal: `cysystemd` (sd_journal_sendv through a bundled libsystemd; the PyPI index we use
+  has no `systemd-python`). Each record becomes one journal entry with structured fields
+  (POLICYC_POLICY, POLICYC_RULE, ...; docs/audit-log.md lists them), MESSAGE the text line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Callable, TextIO
+
+from .schema import format_text
+
+
+def render(rec: dict, fmt: str) -> str:
+    return json.dumps(rec, sort_keys=True, separators=(",", ":")) if fmt == "json" else format_text(rec)
+
+
+class StreamSink:
+    def __init__(self, stream: TextIO, fmt: str):
+        self.stream, self.fmt = stream, fmt
+
+    def write(self, records: list[dict]) -> None:
+        if records:
+            self.stream.write("".join(render(r, self.fmt) + "\n" for r in records))
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class RotatingFileSink:
+    """Append to PATH; past `max_bytes` the file rotates to PATH.1 ... PATH.`keep`."""
+
+    def __init__(self, path: str, fmt: str, max_bytes: int, keep: int):
+        from concurrent_log_handler import ConcurrentRotatingFileHandler
+
+        self.fmt = fmt
+        open(path, "a").close()  # fail now, not at the first record (the handler opens lazily)
+        self.handler = ConcurrentRotatingFileHandler(path, mode="a", maxBytes=max_bytes, backupCount=keep,
+                                                     encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def write(self, records: list[dict]) -> None:
+        if not records:
+            return
+        # one emit per batch: the handler locks and checks the size once, not per record
+        msg = "\n".join(render(r, self.fmt) for r in records)
+        rec = logging.LogRecord("policyc.audit", logging.INFO, __file__, 0, msg, None, None)
+        self.handler.emit(rec)
+        self.handler.flush()
+
+    def close(self) -> None:
+        self.handler.close()
+
+
+# journal priorities (syslog): deny and drops are warnings, audit-mode hits notices
+_PRIORITY = {"deny": 4, "audit": 5}
+
+
+def journal_fields(rec: dict) -> dict[str, str]:
+    """The structured fields of one record (upper-case names, string values)."""
+    f = {"MESSAGE": format_text(rec), "SYSLOG_IDENTIFIER": "policyc-audit",
+         "POLICYC_SCHEMA": str(rec["schema"]), "POLICYC_TYPE": rec["type"],
+         "POLICYC_POLICY": rec.get("policy") or "", "POLICYC_INSTANCE": rec.get("instance") or "",
+         "POLICYC_TIME_NS": str(rec["time_ns"])}
+    if rec["type"] == "dropped":
+        f["PRIORITY"] = "4"
+        f["POLICYC_DROPPED"] = str(rec["count"])
+        f["POLICYC_JSON"] = json.dumps(rec, sort_keys=True)
+        return f
+    f["PRIORITY"] = str(_PRIORITY.get(rec["decision"], 5))
+    for k in ("decision", "mode", "hook", "family", "op", "rule", "rule_id", "reason"):
+        if rec.get(k) is not None:
+            f[f"POLICYC_{k.upper()}"] = str(rec[k])
+    s = rec["subject"]
+    for k, v in s.items():
+        if v is not None:
+            f[f"POLICYC_SUBJECT_{k.upper()}"] = str(v)
+    for k, v in rec["object"].items():
+        if v is not None:
+            f[f"POLICYC_OBJECT_{k.upper()}"] = str(v)
+    # the journal's own names for the process the entry is about
+    f["OBJECT_PID"] = str(s["tgid"])
+    return f
+
+
+class JournalSink:
+    def __init__(self, send: Callable[..., object] | None = None):
+        if send is None:
+            from cysystemd import journal
+
+            send = journal.send
+        self._send = send
+
+    def write(self, records: list[dict]) -> None:
+        for rec in records:
+            self._send(**journal_fields(rec))
+
+    def close(self) -> None:
+        pass
+
+
+def under_systemd(environ=os.environ) -> bool:
+    """Started by systemd (a service's stdout goes to the journal, or an invocation id is set)
+    with the journal's socket present."""
+    return bool(environ.get("JOURNAL_STREAM") or environ.get("INVOCATION_ID")) and \
+        os.path.exists("/run/systemd/journal/socket")
+
+
+class Fanout:
+    def __init__(self, sinks: list):
+        self.sinks = sinks
+
+    def write(self, records: list[dict]) -> None:
+        for s in self.sinks:
+            s.write(records)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
