@@ -152,7 +152,7 @@ def _analyse(policy: Policy) -> list[Covered]:
         for item in items:
             chosen = []
             for op in b.ops or (None,):
-                a = _best(index, keys, b, item, op)
+                a = _best(index, keys, b, item, op, duplicates)
                 if a is None:
                     break
                 chosen.append(a)
@@ -177,15 +177,15 @@ def _unique(rules) -> tuple[Rule, ...]:
     return tuple(seen.values())
 
 
-def _best(index: _Index, keys: Keys, b: Rule, item: Glob | None, op) -> Rule | None:
+def _best(index: _Index, keys: Keys, b: Rule, item: Glob | None, op, duplicates=frozenset()) -> Rule | None:
     """A rule covering `item` of `b` for `op`: a more severe one if any, else one of the same
-    decision."""
+    decision. A W101 duplicate covers nothing: it is reported for removal itself."""
     same = None
     rb = RANK[b.decision]
     bkey = keys.objects[b.id]
     for a, g in index.candidates(b, item, op):
         ra = RANK[a.decision]
-        if a.id == b.id or ra < rb:
+        if a.id == b.id or ra < rb or a.id in duplicates:
             continue
         if ra > rb and keys.objects[a.id] == bkey:
             continue   # W106 says it
