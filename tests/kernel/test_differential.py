@@ -22,7 +22,10 @@ CAPDIR = "/tmp/dtcap"  # scratch files of capability triggers: always allowed
 SIGDIR = "/tmp/dtsig"  # the processes signals are sent to
 SIG_TARGETS = [f"{SIGDIR}/a/sleep", f"{SIGDIR}/b/sleep2"]
 SIG_GLOBS = [f"{SIGDIR}/**", f"{SIGDIR}/a/*", f"{SIGDIR}/*/sleep2", f"{SIGDIR}/{{a,c}}/sleep"]
-CAPS = ["net_raw", "setuid", "setgid", "chown", "sys_chroot", "mknod", "sys_admin"]
+CAPS = ["net_raw", "setuid", "setgid", "chown", "sys_chroot", "mknod"]
+MNTDIR = "/tmp/dtmnt"
+MOUNT_POINTS = [f"{MNTDIR}/a", f"{MNTDIR}/b/c"]
+MOUNT_GLOBS = [f"{MNTDIR}/**", f"{MNTDIR}/a", f"{MNTDIR}/*/c", f"{MNTDIR}/{{a,b}}"]
 RULE_SIGNALS = ["cont", "winch", "urg", "chld", "hup", "term"]
 EVENT_SIGNALS = ["cont", "winch", "urg", "chld"]  # ignored by default: the target lives on
 FILES = ["a/x", "a/y.txt", "a/b/x", "a/b/c/zz", "b/x", "b/yy.conf", "c/x.txt", "c/d/e/x", "ü/x"]
@@ -62,6 +65,12 @@ def random_rule(rng: random.Random) -> str:
         return f"{decision} signal {sigs}{target}"
     if kind < 0.9:
         return f"{decision} {rng.choice(['module load', 'bpf'])}"
+    if kind < 0.93:
+        target = f' to exe "{rng.choice(SIG_GLOBS)}"' if rng.random() < 0.6 else ""
+        return f"{decision} ptrace{target}"
+    if kind < 0.96:
+        where = f' "{rng.choice(MOUNT_GLOBS)}"' if rng.random() < 0.7 else ""
+        return f"{decision} mount{where}"
     proto = rng.choice(["tcp", "udp", "any"])
     net = rng.choice(NETS + [""])
     ports = ""
@@ -80,7 +89,7 @@ def random_policy(rng: random.Random, idx: int, rules: list[str] | None = None) 
             f"    allow net create udp\n    allow net create raw\n"
             f"    allow file read, write, create, chown \"{CAPDIR}/**\"\n"
             # what the triggers of module.load and bpf events need before their own hook runs
-            f"    allow capability sys_module, bpf\n"
+            f"    allow capability sys_module, bpf, sys_admin\n"
             + "".join(f"    {r}\n" for r in rules) + "}\n")
     return text, rules
 
@@ -96,15 +105,21 @@ def random_event(rng: random.Random) -> Event:
     if k < 0.84:
         return Event("/nonexistent/diff", "signal", signal=rng.choice(EVENT_SIGNALS),
                      target_exe=rng.choice(SIG_TARGETS))
-    if k < 0.9:
+    if k < 0.88:
         return Event("/nonexistent/diff", rng.choice(["module.load", "bpf"]))
+    if k < 0.91:
+        return Event("/nonexistent/diff", "ptrace", target_exe=rng.choice(SIG_TARGETS))
+    if k < 0.94:
+        return Event("/nonexistent/diff", "mount", path=rng.choice(MOUNT_POINTS))
     return Event("/nonexistent/diff", "net.connect", addr=rng.choice(ADDRS), port=rng.choice(PORTS),
                  proto=rng.choice(["tcp", "udp"]))
 
 
 def reset_tree() -> None:
-    for d in (ROOT, SIDE, CAPDIR, SIGDIR):
+    for d in (ROOT, SIDE, CAPDIR, SIGDIR, MNTDIR):
         shutil.rmtree(d, ignore_errors=True)
+    for m in MOUNT_POINTS:
+        os.makedirs(m)
     os.makedirs(SIDE)
     os.makedirs(CAPDIR)
     for f in FILES:
@@ -144,6 +159,13 @@ def kernel_decide(pol: Loaded, w, ev: Event, n: int, targets: dict) -> tuple[str
         pid = targets[ev.target_exe].pid
         ans = w.op("signal", pid=pid, sig=SIGNAL_NUMBERS[ev.signal])
         match = lambda e: e.family == "signal" and e.target_pid == pid and e.aux == SIGNAL_NUMBERS[ev.signal]
+    elif fam == "ptrace":
+        pid = targets[ev.target_exe].pid
+        ans = w.op("ptrace", pid=pid)
+        match = lambda e: e.family == "ptrace" and e.target_pid == pid
+    elif fam == "mount":
+        ans = w.op("mount", ev.path)
+        match = lambda e: e.family == "mount" and e.path == ev.path
     elif fam in ("module", "bpf"):
         ans = w.op("module-load" if fam == "module" else "bpf")
         match = lambda e: e.family == fam
