@@ -44,7 +44,7 @@ else
     say "apt-get update"
     quiet apt-get update
     say "apt-get install ${missing[*]}"
-    quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y \
         "${APT_PACKAGES[@]}"
 fi
 
