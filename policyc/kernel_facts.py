@@ -89,6 +89,8 @@ def check_program(program: Program, spec: str, diags: Diagnostics) -> None:
         used = set(template_families(policy))
         cgroups = any(s.kind == "cgroup" for s in (*policy.subjects, *policy.exceptions))
         base_hooks, base_helpers = rule_needs(["subject"], cgroups)
+        if any(s.kind == "exe" for s in policy.exceptions):
+            base_hooks.append("bprm_creds_for_exec")
         _report(diags, spec, policy.subjects[0].span if policy.subjects else policy.span,
                 "the policy's subjects", base_hooks, base_helpers, have_hooks, have_helpers)
         for rule in policy.rules:

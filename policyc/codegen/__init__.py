@@ -285,7 +285,8 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
         c_path.write_text(c_source)
     manifest = manifest_for(program, policy, families, obj, maps, ringbuf_bytes)
     manifest["cgroup_fixups"] = fixups
+    if template_flags(policy)["has_exe_exceptions"]:
+        manifest["hooks"].append("bprm_creds_for_exec")
     manifest_path = out_dir / f"{policy.name}.manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return BuildResult(policy.name, obj_path, manifest_path, c_path,
-                       tuple(h for f in families for h in HOOKS[f]))
+    return BuildResult(policy.name, obj_path, manifest_path, c_path, tuple(manifest["hooks"]))
