@@ -13,11 +13,10 @@ from typing import List, Optional, TextIO
 
 import typer
 
-from ..checks import run_checks
 from ..codegen import ENFORCED_FAMILIES, BuildError, build_policy, unenforced_rules
 from ..diagnostics import Diagnostics
 from ..ir.model import Program
-from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load, print_diagnostics
+from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load_and_check, print_diagnostics
 
 
 def select_policies(program: Program, names: list[str] | None, diags: Diagnostics):
@@ -37,17 +36,9 @@ def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, em
                     out: TextIO, err: TextIO, quiet: bool = False, kernel: str | None = None) -> tuple[int, list]:
     """The front end, the checks and the code generator; (exit code, build results)."""
     diags = Diagnostics()
-    program = load(paths, diags)
-    if program is not None:
-        run_checks(program, diags)
-        if kernel is not None and not diags.has_errors:
-            from ..kernel_facts import FactsError, check_program
-
-            try:
-                check_program(program, kernel, diags)
-            except FactsError as e:
-                err.write(f"policyc: error: {e}\n")
-                return EXIT_BAD_INPUT, []
+    program, ok = load_and_check(paths, diags, err, kernel)
+    if not ok:
+        return EXIT_BAD_INPUT, []
     policies = select_policies(program, names, diags) if program is not None else []
     for p in policies:
         for r in unenforced_rules(p):

@@ -11,10 +11,9 @@ from typing import List, Optional, TextIO
 
 import typer
 
-from ..checks import run_checks
 from ..diagnostics import Diagnostics
 from ..report import FORMATS
-from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load, print_diagnostics
+from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load_and_check, print_diagnostics
 
 
 def run_check(paths: list[str], fmt: str, out: TextIO, err: TextIO, kernel: str | None = None) -> int:
@@ -22,17 +21,9 @@ def run_check(paths: list[str], fmt: str, out: TextIO, err: TextIO, kernel: str 
         err.write(f"policyc: unknown format `{fmt}` (one of {', '.join(FORMATS)})\n")
         return EXIT_BAD_INPUT
     diags = Diagnostics()
-    program = load(paths, diags)
-    if program is not None:
-        run_checks(program, diags)
-        if kernel is not None and not diags.has_errors:
-            from ..kernel_facts import FactsError, check_program
-
-            try:
-                check_program(program, kernel, diags)
-            except FactsError as e:
-                err.write(f"policyc: error: {e}\n")
-                return EXIT_BAD_INPUT
+    program, ok = load_and_check(paths, diags, err, kernel)
+    if not ok:
+        return EXIT_BAD_INPUT
     print_diagnostics(diags, fmt, out, err, program)
     return EXIT_BAD_INPUT if diags.has_errors else EXIT_OK
 

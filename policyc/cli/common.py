@@ -30,6 +30,27 @@ def load(paths: list[str], diags: Diagnostics) -> Program | None:
         return None
 
 
+def load_and_check(paths: list[str], diags: Diagnostics, err: TextIO,
+                   kernel: str | None = None) -> tuple[Program | None, bool]:
+    """The front end and every check, and with `kernel` the target kernel's facts (P050).
+    Returns (program, ok): ok is False when the kernel's facts could not be read (said)."""
+    from ..checks import run_checks
+
+    program = load(paths, diags)
+    if program is None:
+        return None, True
+    run_checks(program, diags)
+    if kernel is not None and not diags.has_errors:
+        from ..kernel_facts import FactsError, check_program
+
+        try:
+            check_program(program, kernel, diags)
+        except FactsError as e:
+            err.write(f"policyc: error: {e}\n")
+            return program, False
+    return program, True
+
+
 def print_diagnostics(diags: Diagnostics, fmt: str, out: TextIO, err: TextIO,
                       program: Program | None = None) -> None:
     items = diags.sorted()

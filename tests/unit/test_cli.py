@@ -275,12 +275,12 @@ def test_vm_passes_the_command(monkeypatch):
 
 
 def test_internal_error_is_one_line_and_exit_3(tmp_path, monkeypatch):
-    import policyc.cli.check as check
+    import policyc.cli.common as common
 
     def boom(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(check, "run_checks", boom)
+    monkeypatch.setattr(common, "load", boom)
     monkeypatch.delenv("POLICYC_DEBUG", raising=False)
     (p,) = write(tmp_path, {"a.policy": GOOD})
     r = run("check", p)
