@@ -204,6 +204,8 @@ def expected(policy, ev: Event) -> tuple[str, int | None]:
 
 
 def run_policy(text: str, events: list[Event], name: str):
+    for f in FILES:
+        os.chmod(f"{ROOT}/{f}", 0o755)  # executable, whatever an earlier run did
     pol = Loaded(text, name)
     try:
         (policy,) = pol.program.policies
@@ -254,6 +256,9 @@ def test_kernel_agrees_with_the_reference_evaluator():
             total += 1
             if exp != got:
                 failures.append((seed, idx, rules, ev, exp, got))
+    for seed, idx, rules, ev, exp, got in failures[:10]:
+        print(f"DISAGREE policy {idx} {ev.op} {ev.path or ev.cap or ev.signal or ev.addr or ''}: "
+              f"evaluator {exp}, kernel {got}")
     assert total >= 1000
     if failures:
         seed, idx, rules, ev, exp, got = failures[0]

@@ -22,11 +22,12 @@ R = "/tmp/pk-reload"
 NAME = "reloadtest"
 
 LOOPER = f"""
-import os, json
+import os, json, sys
+print("started", flush=True)
 while not os.path.exists("{R}/go"):
     pass
 ok = denied = 0
-while not os.path.exists("{R}/stop"):
+while not os.path.exists("{R}/stop") or ok + denied < 100:
     try:
         os.close(os.open("{R}/secret", os.O_RDONLY))
         ok += 1
@@ -55,6 +56,7 @@ def files():
 
 def start_looper():
     proc = subprocess.Popen([sys.executable, "-c", LOOPER], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
     subjects = os.path.join(deploy.PIN_ROOT, NAME, "maps", "subjects")
     runtime.mark_task(proc.pid, subjects, struct.pack("<I", 1))
     Path(f"{R}/go").touch()
