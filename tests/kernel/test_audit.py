@@ -247,7 +247,7 @@ def test_suggest_from_audit_run_allows_workload_and_keeps_denials(tmp_path):
         again = _run(session, WORKLOAD)
         assert again.returncode == 0 and again.stdout == "a\nb\nc\nd\nx\n", (again, sug.stdout)
         denied = _run(session, FORBIDDEN)
-        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        assert denied.returncode != 0 and "Operation not permitted" in denied.stderr
         evs = session.drain()
         assert [e.path for e in evs if e.decision == "deny"] == [f"{R}/forbidden/secret"], \
             [(e.op, e.path, e.reason) for e in evs]
