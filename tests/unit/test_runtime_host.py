@@ -390,3 +390,16 @@ def wait_gone(prog_id: int, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def test_large_fills_go_in_batches_and_read_back_exactly(objs, pin_root):
+    # more than 64 entries take the BPF_MAP_UPDATE_BATCH path (and more than one batch)
+    n = 9000
+    fill = {"rt_config": runtime.MapFill(n, [(u32(i), u64(i * 7)) for i in range(n)])}
+    loaded = runtime.load(str(objs["trace"]), "batch", fill, pin_root=pin_root)
+    try:
+        rows = dict(runtime.read_map(loaded.maps["rt_config"]))
+        assert len(rows) == n
+        assert all(rows[u32(i)] == u64(i * 7) for i in range(0, n, 97))
+    finally:
+        runtime.unload("batch", pin_root=pin_root)
