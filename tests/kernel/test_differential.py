@@ -36,8 +36,8 @@ NETS = ["10.0.0.0/8", "10.1.2.0/24", "192.0.2.0/24", "169.254.169.254", "127.0.0
 ADDRS = ["10.1.2.3", "10.9.9.9", "192.0.2.5", "169.254.169.254", "127.0.0.1", "fd00::5", "::1",
          "::ffff:10.1.2.3"]
 PORTS = [53, 80, 443, 8080]
-N_POLICIES = 24
-EVENTS_PER_POLICY = 48
+N_POLICIES = 16
+EVENTS_PER_POLICY = 64
 
 
 def random_glob(rng: random.Random) -> str:
