@@ -11,7 +11,8 @@ Kernels come from Debian's archive (`apt-get download`), are unpacked with `dpkg
 `/` read-only over 9p (so the venv of the running Python works by absolute path), gets no
 environment of ours (we pass it with `env K=V ... CMD`), and reports the command's exit code on
 a marker line of its own: vng's exit code 255 also means "the guest never reported". A boot
-without the marker is retried once. Stdlib only: nothing here imports the rest of policyc.
+without the marker is retried once; one VM runs at a time on the host (a lock in the cache).
+Stdlib only: nothing here imports the rest of policyc.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -391,6 +393,11 @@ def boot_once(
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, so a timeout can kill qemu too
     )
+    # SIGTERM (a CI timeout, pkill) must not orphan qemu: turn it into an exit that runs the
+    # `finally` below, which kills the VM's process group.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     chunks: list[str] = []
 
@@ -427,6 +434,8 @@ def boot_once(
     finally:
         stop(proc)
         proc.stdout.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def stop(proc: subprocess.Popen) -> None:
