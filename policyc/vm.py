@@ -439,19 +439,20 @@ def boot_once(
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """Kill vng and the qemu it started (its own process group), if still running."""
-    if proc.poll() is not None:
-        return
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            pass
+    """Kill vng and the qemu it started (its own process group), if still running. vng may
+    exit before its qemu does: the group gets a SIGKILL at the end whatever happened."""
+    try:
+        if proc.poll() is None:
+            for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                os.killpg(proc.pid, sig)
+                try:
+                    proc.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @contextlib.contextmanager
