@@ -21,8 +21,11 @@ from .harness import build, tree
 R = "/tmp/pk-reload"
 NAME = "reloadtest"
 
+# The loop blocks for 20 us between attempts: a task that never blocks (no voluntary context
+# switch) holds up an RCU-tasks grace period, which BPF trampoline updates wait for; under TCG
+# that stalled a reload for minutes. A blocking pause keeps thousands of attempts a second.
 LOOPER = f"""
-import os, json, sys
+import os, json, sys, time
 print("started", flush=True)
 while not os.path.exists("{R}/go"):
     pass
@@ -33,6 +36,7 @@ while not os.path.exists("{R}/stop") or ok + denied < 100:
         ok += 1
     except PermissionError:
         denied += 1
+    time.sleep(0.00002)
 print(json.dumps({{"ok": ok, "denied": denied}}))
 """
 
