@@ -17,6 +17,18 @@ echo "== kernel suite (VM: ${POLICYC_KERNELS:-6.1 6.12}) =="
 # Build the objects the suite needs on the host first: clang under TCG is slow, and the
 # guest reads the host's object cache.
 "$PY" tests/kernel/prebuild.py
-args=()
-for k in ${POLICYC_KERNELS:-6.1 6.12}; do args+=(--kernel "$k"); done
-"$PY" tests/kernel/run_suite.py "${args[@]}"
+# The full suite on 6.1; on 6.12 everything but the two longest tests (the 1,024-event
+# differential run and the 50 reloads under fire), to stay well inside CI's time budget.
+# POLICYC_FULL_612=1 runs the full suite on 6.12 as well.
+status=0
+for k in ${POLICYC_KERNELS:-6.1 6.12}; do
+    if [ "$k" = "6.12" ] && [ "${POLICYC_FULL_612:-0}" != 1 ]; then
+        "$PY" tests/kernel/run_suite.py --kernel "$k" -- tests/kernel \
+            --deselect tests/kernel/test_differential.py::test_kernel_agrees_with_the_reference_evaluator \
+            --deselect tests/kernel/test_reload.py::test_50_reloads_under_fire_never_let_the_denied_open_through \
+            || status=$?
+    else
+        "$PY" tests/kernel/run_suite.py --kernel "$k" || status=$?
+    fi
+done
+exit $status

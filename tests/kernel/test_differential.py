@@ -146,6 +146,8 @@ def kernel_decide(pol: Loaded, w, ev: Event, n: int, targets: dict) -> tuple[str
         scratch = f"{CAPDIR}/{n}"
         with open(scratch, "w") as f:
             f.write("x")
+        if os.path.lexists(scratch + ".node"):
+            os.unlink(scratch + ".node")  # left by an earlier policy: mknod would fail EEXIST first
         ans = w.op("cap", scratch, name=ev.cap)
         match = lambda e: e.family == "capability" and e.aux == CAP_NUMBERS[ev.cap]
         if ans.get("errno") == "EACCES":
