@@ -84,6 +84,20 @@ class Loaded:
     def close(self):
         self.session.close()
 
+    def __enter__(self) -> "Loaded":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def governed_worker(pol: Loaded, preopen=()):
+    """A fixture body: a worker governed by `pol`, its start-up events drained, closed after."""
+    w = pol.worker(preopen=preopen)
+    pol.drain()
+    yield w
+    w.close()
+
 
 class Worker:
     def __init__(self):

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from .harness import Loaded, copy_true, tree
+from .harness import Loaded, governed_worker, copy_true, tree
 
 R = "/tmp/pk-bypass"
 SECRET = f"{R}/secret/key"
@@ -30,17 +30,13 @@ def pol():
     tree(R, {"secret/key": "s3cret\n", "pub/readme": "hello\n", "jail/secret/key": "j\n", "mnt": None})
     copy_true(f"{R}/bin/denied")
     os.symlink(SECRET, f"{R}/pub/link-to-key")
-    p = Loaded(POLICY, "guard")
-    yield p
-    p.close()
+    with Loaded(POLICY, "guard") as p:
+        yield p
 
 
 @pytest.fixture
 def w(pol):
-    w = pol.worker()
-    pol.drain()
-    yield w
-    w.close()
+    yield from governed_worker(pol)
 
 
 def denied_read(pol, path=SECRET, reason="rule"):

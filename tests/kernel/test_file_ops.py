@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Loaded, copy_true, tree
+from .harness import Loaded, governed_worker, copy_true, tree
 
 R = "/tmp/pk-files"
 
@@ -41,17 +41,13 @@ def pol():
     tree(R, {f: "content\n" for f in FILES} | {"new": None, "out": None})
     copy_true(f"{R}/bin/exec-denied")
     copy_true(f"{R}/bin/exec-free")
-    p = Loaded(POLICY, "fileops")
-    yield p
-    p.close()
+    with Loaded(POLICY, "fileops") as p:
+        yield p
 
 
 @pytest.fixture
 def worker(pol):
-    w = pol.worker(preopen=[f"{R}/map-denied", f"{R}/free"])
-    pol.drain()
-    yield w
-    w.close()
+    yield from governed_worker(pol, preopen=[f"{R}/map-denied", f"{R}/free"])
 
 
 def one_event(pol, op, path, decision="deny"):

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from .harness import Loaded, tree
+from .harness import Loaded, governed_worker, tree
 
 R = "/tmp/pk-long"
 NAME = "n" * 200
@@ -37,17 +37,13 @@ def pol():
     os.makedirs(deep_dir())
     for d in (long_dir(), deep_dir()):
         tree(d, {"target": "t\n", "other": "o\n"})
-    p = Loaded(POLICY, "long")
-    yield p
-    p.close()
+    with Loaded(POLICY, "long") as p:
+        yield p
 
 
 @pytest.fixture
 def w(pol):
-    w = pol.worker()
-    pol.drain()
-    yield w
-    w.close()
+    yield from governed_worker(pol)
 
 
 def test_4000_byte_path(pol, w):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from .harness import Loaded
+from .harness import Loaded, governed_worker
 
 POLICY = """
 policy netpol {
@@ -24,17 +24,13 @@ policy netpol {
 
 @pytest.fixture(scope="module")
 def pol():
-    p = Loaded(POLICY, "net")
-    yield p
-    p.close()
+    with Loaded(POLICY, "net") as p:
+        yield p
 
 
 @pytest.fixture
 def w(pol):
-    w = pol.worker()
-    pol.drain()
-    yield w
-    w.close()
+    yield from governed_worker(pol)
 
 
 def ev_for(pol, addr, port):
