@@ -28,7 +28,8 @@ HELPERS = {
     "subject": ["loop", "task_storage_get", "get_current_task_btf", "ringbuf_output", "probe_read_kernel",
                 "ktime_get_boot_ns", "get_current_pid_tgid", "get_current_uid_gid", "get_current_comm",
                 "get_current_cgroup_id", "map_lookup_elem"],
-    "file": [], "execmap": [], "net": [], "mount": [], "capability": [], "task": [], "module": [], "bpf": [],
+    "file": [], "execmap": ["get_func_arg"], "net": [], "mount": [], "capability": [], "task": ["get_func_arg"],
+    "module": [], "bpf": [],
 }
 CGROUP_HELPERS = ["get_current_ancestor_cgroup_id"]
 # Which template family decides each rule family.

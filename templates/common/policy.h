@@ -182,6 +182,18 @@ struct {
 	__type(value, struct scratch);
 } scratch_map SEC(".maps");
 
+/* A hook argument the kernel may pass as NULL, read as a plain number. Since 6.x the verifier
+ * treats an LSM program's pointer arguments as trusted and never NULL, so a NULL test on the
+ * argument itself can be pruned as dead code (6.12 did so to task_kill's `cred`: no signal rule
+ * decided anything there). bpf_get_func_arg hands back a raw value the verifier cannot assume. */
+static __always_inline __u64 raw_arg(void *ctx, __u32 n)
+{
+	__u64 v = 0;
+	if (bpf_get_func_arg(ctx, n, &v))
+		return 0;
+	return v;
+}
+
 static __always_inline struct policyc_config *get_config(void)
 {
 	__u32 zero = 0;

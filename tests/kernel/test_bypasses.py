@@ -139,3 +139,13 @@ def test_memfd_execution_is_denied(pol):
     res = pol.run(["python3", "-c", code])
     assert res.returncode != 0
     assert any(e.op == "exec" and e.reason == "anonymous-exec" for e in res.events), res.events
+
+
+def test_anonymous_executable_memory_is_not_a_file(pol):
+    # A JIT maps anonymous memory PROT_EXEC: mmap_file runs with no file, which no exec rule
+    # decides (6.12's verifier would prune a plain `if (!file)` on the hook argument)
+    code = ("import mmap; m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC); "
+            "print('jit ok')")
+    res = pol.run(["python3", "-c", code])
+    assert res.stdout.strip() == "jit ok", res.stdout + res.stderr
+    assert not [e for e in res.events if e.op == "exec-map"], res.events
