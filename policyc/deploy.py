@@ -14,7 +14,7 @@ from pathlib import Path
 import runtime
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-STATE_MAPS = ("subjects", "events", "counters", "rule_drops")
+STATE_MAPS = ("subjects", "events", "counters", "rule_drops", "rule_suppressed")
 PIN_ROOT = os.environ.get("POLICYC_PIN_ROOT", runtime.DEFAULT_PIN_ROOT)
 
 

@@ -109,6 +109,7 @@ CODES: dict[str, tuple[str, str]] = {
     "P022": ("test-of-unknown-policy", "a test block names a policy that does not exist"),
     "P023": ("test-needs-exe", "a test of a policy with a pattern subject names no program"),
     "P024": ("bad-expectation", "an expectation that does not name exactly one event"),
+    "P025": ("bad-limit", "a `limit` that is not a positive count per s, min or h"),
     "P030": ("host-wide-deny", "a `subject all` policy in enforce mode denies what every system needs"),
     "P040": ("not-enforced", "`policyc build`: a rule family the kernel backend does not enforce yet"),
     "P050": ("kernel-lacks-hook", "`--kernel`: the target kernel lacks a hook or helper a rule needs"),
@@ -122,4 +123,5 @@ CODES: dict[str, tuple[str, str]] = {
     "W107": ("redundant-allow", "an `allow` rule in a `default allow` policy: it changes nothing"),
     "W108": ("subject-matches-everything", "a subject pattern that matches every program"),
     "W109": ("needless-acknowledgement", "`acknowledge host-wide-deny` where nothing needs it"),
+    "W110": ("limit-without-events", "a `limit` on an `allow` rule, which sends no events"),
 }

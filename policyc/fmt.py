@@ -235,7 +235,8 @@ class _Formatter:
         return [f"use {it.name.value}"]
 
     def render_rule(self, it: S.Rule) -> list[str]:
-        return _body_lines(it.decision.value, it.body, self.current_indent_width())
+        limit = f" limit {it.limit.text}" if it.limit is not None else ""
+        return _body_lines(it.decision.value, it.body, self.current_indent_width(), limit=limit)
 
     def render_expect(self, it: S.Expect) -> list[str]:
         return [" ".join(_body_lines(f"expect {it.decision.value}", it.body, 0, wrap=False))]
@@ -271,7 +272,8 @@ def _spec(s: S.SubjectSpec) -> str:
     return s.kind if s.value is None else f"{s.kind} {s.value.raw}"
 
 
-def _body_lines(head: str, body: S.RuleBody, indent_width: int, wrap: bool = True) -> list[str]:
+def _body_lines(head: str, body: S.RuleBody, indent_width: int, wrap: bool = True,
+                limit: str = "") -> list[str]:
     words = [head, body.family.value]
     if body.ops:
         words.append(", ".join(o.value for o in body.ops))
@@ -289,6 +291,7 @@ def _body_lines(head: str, body: S.RuleBody, indent_width: int, wrap: bool = Tru
         head_text += " " + " ".join(parts)
     if body.target is not None:
         tail = f" to {body.target.kind} {body.target.value.raw}"
+    tail += limit
     paths = [p.raw for p in body.paths]
     if not wrap:
         return [head_text + (" " + ", ".join(paths) if paths else "") + tail]

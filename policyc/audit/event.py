@@ -43,7 +43,7 @@ HOOKS = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)   # not frozen: a frozen dataclass's __init__ costs a reader under load
 class RawEvent:
     ts_boot_ns: int
     cgroup_id: int
@@ -100,11 +100,20 @@ def decode(data: bytes) -> RawEvent:
     )
 
 
+# rule id -> rule entry per manifest, built on first use: a reader looks a rule up per event,
+# and a policy may have ten thousand rules (keyed by id(), holding the manifest so the id
+# cannot be reused while the entry lives)
+_RULE_INDEX: dict[int, tuple[dict, dict[int, dict]]] = {}
+
+
 def rule_location(manifest: dict, rule_id: int) -> dict | None:
-    for r in manifest.get("rules", ()):
-        if r["id"] == rule_id:
-            return r
-    return None
+    entry = _RULE_INDEX.get(id(manifest))
+    if entry is None or entry[0] is not manifest:
+        if len(_RULE_INDEX) > 256:
+            _RULE_INDEX.clear()
+        entry = (manifest, {r["id"]: r for r in manifest.get("rules", ())})
+        _RULE_INDEX[id(manifest)] = entry
+    return entry[1].get(rule_id)
 
 
 def describe(ev: RawEvent, manifest: dict) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 from .schema import RECORD_TYPES, SCHEMA_VERSION
 
 _EVENT_KEYS = ("time_ns", "policy", "decision", "mode", "family", "op", "reason", "subject", "object")
-_DROPPED_KEYS = ("time_ns", "policy", "count", "rules")
+_COUNT_KEYS = ("time_ns", "policy", "count", "rules")   # `dropped` and `suppressed`
 
 
 class LogError(Exception):
@@ -42,7 +42,7 @@ def _check(rec, path: str, n: int) -> dict:
     typ = rec.get("type")
     if typ not in RECORD_TYPES:
         raise LogError(path, n, f"unknown record type {typ!r} (known: {', '.join(RECORD_TYPES)})")
-    keys = _EVENT_KEYS if typ == "event" else _DROPPED_KEYS
+    keys = _EVENT_KEYS if typ == "event" else _COUNT_KEYS
     missing = [k for k in keys if k not in rec]
     if missing:
         raise LogError(path, n, f"`{typ}` record lacks `{missing[0]}`")
@@ -52,7 +52,7 @@ def _check(rec, path: str, n: int) -> dict:
         if not isinstance(rec["subject"], dict) or not isinstance(rec["object"], dict):
             raise LogError(path, n, "`subject` and `object` must be JSON objects")
     elif not isinstance(rec["rules"], list) or not isinstance(rec["count"], int):
-        raise LogError(path, n, "`dropped` record: `rules` must be a list and `count` an integer")
+        raise LogError(path, n, f"`{typ}` record: `rules` must be a list and `count` an integer")
     return rec
 
 

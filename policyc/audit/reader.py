@@ -1,12 +1,13 @@
 """`policyc audit`: read the pinned ring buffers of every loaded policy and turn their events
-into records (schema.py), with exact `dropped` records from the per-rule drop counters.
+into records (schema.py), with exact `dropped` records from the per-rule drop counters and
+`suppressed` records from the per-rule counters of events a rule's `limit` held back.
 
 The reader only consumes: it never touches enforcement, so it can start after the policies
 were loaded, stop and restart. Events sent while no reader runs wait in the ring buffer; what
 found it full was counted by the BPF side (templates/common/policy.h `count_drop`) and is
-reported here. Which drops were already reported is kept per policy instance in
-`deploy.state_dir()/NAME.audit-state.json`, so a restarted reader neither repeats nor loses
-them.
+reported here. Which drops (and suppressions) were already reported is kept per policy
+instance in `deploy.state_dir()/NAME.audit-state.json`, so a restarted reader neither repeats
+nor loses them.
 
 One RingBufferReader per policy (the events carry no policy name: the buffer says whose they
 are); all their epoll fds are waited on at once and drained with ring_buffer__consume, so the
@@ -28,7 +29,7 @@ import runtime
 
 from .. import deploy
 from .event import decode, rule_location
-from .schema import ProcCache, boot_offset_ns, dropped_record, event_record, hostname
+from .schema import ProcCache, boot_offset_ns, dropped_record, event_record, hostname, suppressed_record
 
 RULE_DROPS_MAX = 4096  # templates/common/policy.h RULE_DROPS_MAX
 _U32 = struct.Struct("<I")
@@ -98,13 +99,18 @@ class Source:
         self.reader = runtime.RingBufferReader([self.events_pin], lambda data: on_raw(self, data))
         self.drops = self._load_state()
 
-    # -- drops -------------------------------------------------------------------------------
+    # -- drops and suppressions --------------------------------------------------------------
     def _state_path(self):
         return deploy.state_dir() / f"{self.name}.audit-state.json"
 
     def _load_state(self) -> DropTracker:
+        self.suppressed = DropTracker()
         try:
-            return DropTracker.from_json(json.loads(self._state_path().read_text()))
+            state = json.loads(self._state_path().read_text())
+            if "dropped" not in state:   # the first format held only the drop tracker
+                return DropTracker.from_json(state)
+            self.suppressed = DropTracker.from_json(state.get("suppressed", {}))
+            return DropTracker.from_json(state["dropped"])
         except (OSError, ValueError, TypeError, AttributeError):
             return DropTracker()
 
@@ -112,35 +118,59 @@ class Source:
         try:
             p = self._state_path()
             tmp = p.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.drops.to_json()))
+            tmp.write_text(json.dumps({"dropped": self.drops.to_json(), "suppressed": self.suppressed.to_json()}))
             tmp.replace(p)
         except OSError:
             pass  # a reader without a writable state dir reports drops again after a restart
 
-    def read_drops(self, host: str) -> dict | None:
-        """A `dropped` record with the drops since the last one, or None."""
+    def _per_rule(self, map_name: str) -> tuple[int | None, dict[int, int]]:
+        """(map id, rule id -> count) of a per-CPU per-rule counter map; (None, {}) when the
+        loaded object predates that map."""
+        pin = os.path.join(self.maps, map_name)
         per_rule: dict[int, int] = {}
-        map_id = None
-        pin = os.path.join(self.maps, "rule_drops")
         try:
             map_id = runtime.map_info(pin)["id"]
             for key, values in runtime.read_map(pin):
                 per_rule[_U32.unpack(key)[0]] = _sum_percpu(values)
         except runtime.BpfError:
-            map_id = None  # an object built before per-rule drops: only per-hook totals
+            return None, {}
+        return map_id, per_rule
+
+    def _rule_entries(self, delta: dict[int, int], with_limit: bool = False) -> list[dict]:
+        rules = []
+        for rid in sorted(delta):
+            r = rule_location(self.manifest, rid) if rid else None
+            entry = {"rule_id": rid or None,
+                     "rule": r.get("location") if r else (self.manifest.get("default_location") if not rid else None),
+                     "rule_text": r.get("text") if r else None, "count": delta[rid]}
+            if with_limit:
+                entry["limit"] = ((r or {}).get("limit") or {}).get("text")
+            rules.append(entry)
+        return rules
+
+    def read_suppressed(self, host: str) -> dict | None:
+        """A `suppressed` record with what rule limits held back since the last one, or None."""
+        map_id, per_rule = self._per_rule("rule_suppressed")
+        if map_id is None:
+            return None   # an object built before rule limits
+        delta, _ = self.suppressed.update(map_id, per_rule, 0, False)
+        if not delta:
+            return None
+        self._save_state()
+        return suppressed_record(policy=self.manifest.get("policy", self.name), instance=self.name, host=host,
+                                 rules=self._rule_entries(delta, with_limit=True))
+
+    def read_drops(self, host: str) -> dict | None:
+        """A `dropped` record with the drops since the last one, or None."""
+        # an object built before per-rule drops has no map: only per-hook totals (map_id None)
+        map_id, per_rule = self._per_rule("rule_drops")
         hook_total = sum(c.get("dropped", 0) for c in deploy.hook_counters(self.name).values())
         delta, un = self.drops.update(map_id, per_rule, hook_total, len(per_rule) >= RULE_DROPS_MAX)
         if not delta and not un:
             return None
         self._save_state()
-        rules = []
-        for rid in sorted(delta):
-            r = rule_location(self.manifest, rid) if rid else None
-            rules.append({"rule_id": rid or None,
-                          "rule": r.get("location") if r else (self.manifest.get("default_location") if not rid else None),
-                          "rule_text": r.get("text") if r else None, "count": delta[rid]})
         return dropped_record(policy=self.manifest.get("policy", self.name), instance=self.name, host=host,
-                              rules=rules, unattributed=un)
+                              rules=self._rule_entries(delta), unattributed=un)
 
     def still_same(self) -> bool:
         """Is the pinned ring buffer still the one we read (not unloaded, not replaced)?"""
@@ -166,6 +196,7 @@ class AuditReader:
         self._raw: list[tuple[Source, bytes]] = []
         self.events = 0
         self.dropped = 0
+        self.suppressed = 0
         self._failed: set[str] = set()
 
     def _on_raw(self, src: Source, data: bytes) -> None:
@@ -228,6 +259,10 @@ class AuditReader:
         rec = src.read_drops(self.host)
         if rec is not None:
             self.dropped += rec["count"]
+            self.emit([rec])
+        rec = src.read_suppressed(self.host)
+        if rec is not None:
+            self.suppressed += rec["count"]
             self.emit([rec])
 
     def read_once(self) -> None:

@@ -33,6 +33,8 @@ def subject_text(rec: dict) -> str:
 def summarize(records: list[Record], since_ns: int | None = None, top: int = TOP) -> dict:
     events = [r.data for r in records if r.data["type"] == "event" and (since_ns is None or r.data["time_ns"] >= since_ns)]
     drops = [r.data for r in records if r.data["type"] == "dropped" and (since_ns is None or r.data["time_ns"] >= since_ns)]
+    held = [r.data for r in records if r.data["type"] == "suppressed"
+            and (since_ns is None or r.data["time_ns"] >= since_ns)]
     rules: Counter = Counter()
     rule_info: dict = {}
     subjects: Counter = Counter()
@@ -53,11 +55,16 @@ def summarize(records: list[Record], since_ns: int | None = None, top: int = TOP
             dropped_rules[(d["policy"], r.get("rule"))] += int(r.get("count", 0))
         if d.get("unattributed"):
             dropped_rules[(d["policy"], None)] += int(d["unattributed"])
+    suppressed_rules: Counter = Counter()
+    for d in held:
+        for r in d["rules"]:
+            suppressed_rules[(d["policy"], r.get("rule"), r.get("limit"))] += int(r.get("count", 0))
     times = [e["time_ns"] for e in events]
     return {
         "events": len(events),
         "decisions": dict(sorted(decisions.items())),
         "dropped": sum(d["count"] for d in drops),
+        "suppressed": sum(d["count"] for d in held),
         "first": iso_utc(min(times)) if times else None,
         "last": iso_utc(max(times)) if times else None,
         "since": iso_utc(since_ns) if since_ns is not None else None,
@@ -66,6 +73,8 @@ def summarize(records: list[Record], since_ns: int | None = None, top: int = TOP
         "top_objects": [{"family": f, "op": op, "object": o, "count": n} for (f, op, o), n in objects.most_common(top)],
         "per_hour": [{"hour": h, "count": n} for h, n in sorted(hours.items())],
         "dropped_by_rule": [{"policy": p, "rule": loc, "count": n} for (p, loc), n in dropped_rules.most_common()],
+        "suppressed_by_rule": [{"policy": p, "rule": loc, "limit": lim, "count": n}
+                               for (p, loc, lim), n in suppressed_rules.most_common()],
     }
 
 
@@ -75,7 +84,8 @@ def render_tables(summary: dict, console) -> None:
 
     dec = ", ".join(f"{k} {v}" for k, v in summary["decisions"].items()) or "none"
     span = f"{summary['first']} .. {summary['last']}" if summary["first"] else "no events"
-    console.print(f"[bold]{summary['events']} events[/bold] ({dec}), {summary['dropped']} dropped; {span}")
+    console.print(f"[bold]{summary['events']} events[/bold] ({dec}), {summary['dropped']} dropped, "
+                  f"{summary['suppressed']} suppressed by limits; {span}")
 
     def table(title, cols, rows):
         t = Table(title=title, title_justify="left")
@@ -94,3 +104,6 @@ def render_tables(summary: dict, console) -> None:
     if summary["dropped_by_rule"]:
         table("dropped (ring buffer full)", ["count", "policy", "rule"],
               [(r["count"], r["policy"], r["rule"] or "unattributed/default") for r in summary["dropped_by_rule"]])
+    if summary["suppressed_by_rule"]:
+        table("suppressed (over the rule's limit)", ["count", "policy", "rule", "limit"],
+              [(r["count"], r["policy"], r["rule"], r["limit"]) for r in summary["suppressed_by_rule"]])

@@ -1,9 +1,9 @@
 """The audit log's records (schema version 1, docs/audit-log.md): building them from decoded
 ring-buffer events, and their one-line text form.
 
-Two record types share `schema`, `type`, `time_ns`, `time`, `host`, `policy`, `instance`:
-`event` (one deny or audit decision) and `dropped` (events the ring buffer had no room for,
-per rule, exact).
+Three record types share `schema`, `type`, `time_ns`, `time`, `host`, `policy`, `instance`:
+`event` (one deny or audit decision), `dropped` (events the ring buffer had no room for, per
+rule, exact) and `suppressed` (events a rule's `limit` held back, per rule, exact).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..ir.vocab import CAPABILITIES, SIGNALS
 from .event import REASON_TEXT, RawEvent, rule_location
 
 SCHEMA_VERSION = 1
-RECORD_TYPES = ("event", "dropped")
+RECORD_TYPES = ("event", "dropped", "suppressed")
 _SIGNAL_NAMES = {v: k for k, v in SIGNALS.items()}
 # reasons that mean "failed closed" (a decision the kernel could not make from rules)
 FAIL_CLOSED = {"path-too-long", "detached-mount", "read-fault", "map-fault", "bad-address"}
@@ -36,10 +36,16 @@ def boot_offset_ns() -> int:
     return best[1]
 
 
+_last_second: list = [None, ""]   # [second, its text]: events come in bursts of one second
+
+
 def iso_utc(ns: int) -> str:
     """`2024-05-01T12:00:00.123456789Z`: UTC with all nine digits."""
     sec, frac = divmod(ns, 1_000_000_000)
-    return _dt.datetime.fromtimestamp(sec, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+    if _last_second[0] != sec:
+        _last_second[1] = _dt.datetime.fromtimestamp(sec, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second[0] = sec
+    return f"{_last_second[1]}.{frac:09d}Z"
 
 
 def hostname() -> str:
@@ -83,6 +89,24 @@ class ProcCache:
         return self._cg[tgid]
 
 
+_MODULE_SUFFIXES = (".ko.xz", ".ko.zst", ".ko.gz", ".ko")
+
+
+def module_object(path: str) -> dict:
+    """`finit_module` sends the module file's path, a request modprobe would serve (the kernel
+    loading a protocol or filesystem for the process) its name; `init_module` nothing."""
+    if not path:
+        return {"module": None, "path": None}
+    if not path.startswith("/"):
+        return {"module": path, "path": None}
+    name = path.rsplit("/", 1)[-1]
+    for suffix in _MODULE_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return {"module": name, "path": path}
+
+
 def _object(ev: RawEvent) -> dict:
     if ev.family == "net":
         return {"addr": ev.addr, "port": ev.port, "proto": ev.proto}
@@ -94,7 +118,7 @@ def _object(ev: RawEvent) -> dict:
     if ev.family == "ptrace":
         return {"target_pid": ev.target_pid, "target_exe": ev.path or None}
     if ev.family == "module":
-        return {"module": ev.path or None}
+        return module_object(ev.path)
     if ev.family == "bpf":
         return {}
     return {"path": ev.path}
@@ -154,8 +178,23 @@ def dropped_record(*, policy: str, instance: str, host: str, rules: list[dict], 
     }
 
 
+def suppressed_record(*, policy: str, instance: str, host: str, rules: list[dict],
+                      now_ns: int | None = None) -> dict:
+    """`rules`: [{"rule_id", "rule", "rule_text", "limit", "count"}] with the events each
+    rule's `limit` held back since the last `suppressed` record of this policy instance."""
+    t = time.time_ns() if now_ns is None else now_ns
+    return {
+        "schema": SCHEMA_VERSION, "type": "suppressed", "time_ns": t, "time": iso_utc(t), "host": host,
+        "policy": policy, "instance": instance, "count": sum(r["count"] for r in rules), "rules": rules,
+    }
+
+
 def format_text(rec: dict) -> str:
     """One readable line per record."""
+    if rec["type"] == "suppressed":
+        per = ", ".join(f"{r['rule'] or 'rule ' + str(r['rule_id'])} (limit {r.get('limit') or '?'}): {r['count']}"
+                        for r in rec["rules"])
+        return f"{rec['time']} SUPPRESSED policy={rec['policy']} count={rec['count']} ({per})"
     if rec["type"] == "dropped":
         per = ", ".join(f"{r['rule'] or 'rule ' + str(r['rule_id'])}: {r['count']}" for r in rec["rules"])
         if rec["unattributed"]:

@@ -14,6 +14,7 @@ from . import (
     contradictory_rules,
     duplicate_rules,
     host_wide_deny,
+    limit_without_events,
     overridden_rules,
     redundant_allow,
     shadowed_rules,
@@ -37,6 +38,8 @@ PIPELINE = [
     shadowed_rules,
     # W107: `allow` under `default allow`.
     redundant_allow,
+    # W110: `limit` on an `allow` rule (allowed operations send no events).
+    limit_without_events,
 ]
 
 

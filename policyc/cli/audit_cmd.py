@@ -57,9 +57,10 @@ def run_audit(follow: bool, output: str | None, fmt: str, journal: bool | None, 
         sink.close()
         for s, h in old.items():
             signal.signal(s, h)
-    if follow or reader.dropped:
-        err.write(f"policyc: audit: {reader.events} events, {reader.dropped} dropped "
-                  f"(reported in `dropped` records)\n")
+    if follow or reader.dropped or reader.suppressed:
+        err.write(f"policyc: audit: {reader.events} events, {reader.dropped} dropped, "
+                  f"{reader.suppressed} suppressed by rule limits (reported in `dropped` and `suppressed` "
+                  f"records)\n")
     return EXIT_OK
 
 

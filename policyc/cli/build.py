@@ -1,4 +1,5 @@
-"""`policyc build PATH... -o DIR [--emit-c]`: NAME.bpf.o and NAME.manifest.json per policy.
+"""`policyc build PATH... -o DIR [--emit-c] [--ringbuf-size SIZE]`: NAME.bpf.o and NAME.manifest.json
+per policy.
 
 Unprivileged and kernel-free; identical input gives byte-identical output. Refuses (exit 2)
 programs with check errors, and rules of families the kernel backend does not enforce yet,
@@ -13,7 +14,7 @@ from typing import List, Optional, TextIO
 
 import typer
 
-from ..codegen import ENFORCED_FAMILIES, BuildError, build_policy, unenforced_rules
+from ..codegen import DEFAULT_RINGBUF_BYTES, ENFORCED_FAMILIES, BuildError, build_policy, unenforced_rules
 from ..diagnostics import Diagnostics
 from ..ir.model import Program
 from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load_and_check, print_diagnostics
@@ -32,8 +33,27 @@ def select_policies(program: Program, names: list[str] | None, diags: Diagnostic
     return chosen
 
 
+MIN_RINGBUF, MAX_RINGBUF = 4096, 1 << 30
+_UNITS = {"": 1, "k": 1 << 10, "ki": 1 << 10, "m": 1 << 20, "mi": 1 << 20, "g": 1 << 30, "gi": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """`4M`, `256K`, `65536` -> bytes; a power of two from 4 KiB to 1 GiB (the kernel's ring
+    buffer is a power-of-two number of pages). ValueError with the reason otherwise."""
+    t = text.strip().lower().removesuffix("b")   # 4M, 4MB, 4MiB alike
+    num = t.rstrip("kmgi")
+    unit = t[len(num):]
+    if not num.isdigit() or unit not in _UNITS:
+        raise ValueError(f"`{text}` is not a size (write it as 65536, 256K or 4M)")
+    n = int(num) * _UNITS[unit]
+    if n < MIN_RINGBUF or n > MAX_RINGBUF or n & (n - 1):
+        raise ValueError(f"`{text}` ({n:,} bytes): the ring buffer must be a power of two from 4K to 1G")
+    return n
+
+
 def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, emit_c: bool,
-                    out: TextIO, err: TextIO, quiet: bool = False, kernel: str | None = None) -> tuple[int, list]:
+                    out: TextIO, err: TextIO, quiet: bool = False, kernel: str | None = None,
+                    ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES) -> tuple[int, list]:
     """The front end, the checks and the code generator; (exit code, build results)."""
     diags = Diagnostics()
     program, ok = load_and_check(paths, diags, err, kernel)
@@ -51,7 +71,7 @@ def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, em
     results = []
     for p in policies:
         try:
-            res = build_policy(program, p, out_dir, emit_c=emit_c)
+            res = build_policy(program, p, out_dir, emit_c=emit_c, ringbuf_bytes=ringbuf_bytes)
         except BuildError as e:
             err.write(f"policyc: error: {e.message}\n")
             if e.detail:
@@ -67,8 +87,16 @@ def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, em
 
 
 def run_build(paths: list[str], out_dir: str, names: list[str] | None, emit_c: bool, out: TextIO, err: TextIO,
-              kernel: str | None = None) -> int:
-    code, _ = compile_program(paths, Path(out_dir), names, emit_c, out, err, kernel=kernel)
+              kernel: str | None = None, ringbuf_size: str | None = None) -> int:
+    ringbuf_bytes = DEFAULT_RINGBUF_BYTES
+    if ringbuf_size is not None:
+        try:
+            ringbuf_bytes = parse_size(ringbuf_size)
+        except ValueError as e:
+            err.write(f"policyc: error: --ringbuf-size: {e}\n")
+            return EXIT_BAD_INPUT
+    code, _ = compile_program(paths, Path(out_dir), names, emit_c, out, err, kernel=kernel,
+                              ringbuf_bytes=ringbuf_bytes)
     return code
 
 
@@ -79,6 +107,10 @@ def command(
     emit_c: bool = typer.Option(False, "--emit-c", help="also keep the generated C as NAME.bpf.c"),
     kernel: Optional[str] = typer.Option(None, "--kernel", metavar="6.1|6.12|PATH",
                                          help="refuse rules this kernel cannot enforce (its hooks and helpers)"),
+    ringbuf_size: Optional[str] = typer.Option(None, "--ringbuf-size", metavar="SIZE",
+                                               help="the policy's event ring buffer: a power of two, 4K to 1G "
+                                                    "(default 4M)"),
 ) -> None:
     """Compile policies to BPF LSM objects and manifests (no kernel, no privileges needed)."""
-    guarded(run_build, paths, out_dir, policy, emit_c, out=sys.stdout, err=sys.stderr, kernel=kernel)
+    guarded(run_build, paths, out_dir, policy, emit_c, out=sys.stdout, err=sys.stderr, kernel=kernel,
+            ringbuf_size=ringbuf_size)

@@ -21,8 +21,8 @@ import jinja2
 from .. import __version__
 from ..ir.model import Policy, Program
 from .dfa import DfaTooLarge
-from .tables import (MAX_TARGET_PATTERNS, MAX_TASK_RULES, config_map, dfa_maps, net_maps, policy_dfa,
-                     simple_maps, target_rules, task_maps)
+from .tables import (MAX_LIMITED_RULES, MAX_TARGET_PATTERNS, MAX_TASK_RULES, config_map, dfa_maps,
+                     limit_map, limited_rules, net_maps, policy_dfa, simple_maps, target_rules, task_maps)
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 MANIFEST_FORMAT = 1
@@ -245,7 +245,9 @@ def manifest_for(program: Program, policy: Policy, families: list[str], obj: byt
         "rules": [
             {"id": r.id, "decision": r.decision, "family": r.family, "ops": list(r.ops),
              "text": r.text, "location": str(r.span),
-             "enforced": r.family in ENFORCED_FAMILIES}
+             "enforced": r.family in ENFORCED_FAMILIES,
+             "limit": ({"count": r.limit.count, "window_s": r.limit.window_s, "text": r.limit.text}
+                       if r.limit else None)}
             for r in policy.rules
         ],
         "ringbuf_bytes": ringbuf_bytes,
@@ -265,7 +267,10 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
         dfa = policy_dfa(policy)
     except DfaTooLarge as e:
         raise BuildError(str(e), hint="split the policy, or use `**` prefixes instead of many mid-path globs")
-    maps = {"config": config_map(policy), **dfa_maps(dfa)}
+    if len(limited_rules(policy)) > MAX_LIMITED_RULES:
+        raise BuildError(f"policy `{policy.name}` has more than {MAX_LIMITED_RULES:,} rules with a `limit`",
+                         hint="the kernel counts suppressed events per rule in a map of that size")
+    maps = {"config": config_map(policy), **dfa_maps(dfa), **limit_map(policy)}
     fixups: list[dict] = []
     if "net" in families:
         maps.update(net_maps(policy))

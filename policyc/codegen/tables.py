@@ -28,6 +28,7 @@ PROTO_BITS = {"tcp": 1, "udp": 2, "icmp": 4, "raw": 8, "packet": 16, "any": 0xFF
 RANK = {"allow": 0, "audit": 1, "deny": 2}
 
 CFG_SUBJECT_ALL, CFG_SUBJECT_CGROUP, CFG_MODE_AUDIT, CFG_EXCEPT_CGROUP = 0x1, 0x2, 0x4, 0x8
+CFG_RATE_LIMITS = 0x10
 CGROUP_LEVELS = 31
 
 # struct layouts (little-endian: x86-64 and the BPF target agree)
@@ -45,6 +46,10 @@ MAX_TASK_RULES = 256
 NET_KEY = struct.Struct("<IB16s")
 NET_SLICE = struct.Struct("<II")
 NET_ENTRY = struct.Struct("<IHHBB2x")
+# struct rule_limit: bpf_spin_lock, per_window, window_ns, window_start, sent (the last three
+# are the kernel's; the lock is never copied from user space)
+RULE_LIMIT = struct.Struct("<IIQQQ")
+MAX_LIMITED_RULES = 4096  # templates/common/policy.h RULE_SUPPRESSED_MAX
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,20 @@ def task_maps(policy: Policy) -> tuple[dict[str, MapData], list[dict]]:
     return {"task_rules": MapData("array", 4, TASK_RULE.size, max(1, len(entries)), tuple(entries))}, fixups
 
 
+def limited_rules(policy: Policy):
+    """Rules with a `limit` that send events (deny and audit rules)."""
+    return [r for r in policy.rules if r.limit is not None and r.decision != "allow"]
+
+
+def limit_map(policy: Policy) -> dict[str, MapData]:
+    """`rule_limits`, indexed by rule id: each limited rule's events per window."""
+    limited = limited_rules(policy)
+    entries = tuple((U32.pack(r.id), RULE_LIMIT.pack(0, r.limit.count, r.limit.window_s * 1_000_000_000, 0, 0))
+                    for r in limited)
+    size = max([r.id for r in limited], default=0) + 1
+    return {"rule_limits": MapData("array", 4, RULE_LIMIT.size, size, entries)}
+
+
 def config_map(policy: Policy) -> MapData:
     flags = 0
     if any(s.kind == "all" for s in policy.subjects):
@@ -229,6 +248,8 @@ def config_map(policy: Policy) -> MapData:
         flags |= CFG_MODE_AUDIT
     if any(s.kind == "cgroup" for s in policy.exceptions):
         flags |= CFG_EXCEPT_CGROUP
+    if limited_rules(policy):
+        flags |= CFG_RATE_LIMITS
     n_task_rules = sum(1 for r in policy.rules if r.family in ("signal", "ptrace"))
     value = CONFIG.pack(flags, CGROUP_LEVELS, n_task_rules, RANK[policy.default])
     return MapData("array", 4, CONFIG.size, 1, ((U32.pack(0), value),))

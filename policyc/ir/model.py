@@ -89,6 +89,15 @@ class Target:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """`limit N/UNIT`: at most `count` events per `window_s` seconds from one rule."""
+    count: int
+    window_s: int
+    text: str                 # as written, `100/s`
+    span: Span
+
+
+@dataclass(frozen=True)
 class Rule:
     id: int
     decision: str             # allow | deny | audit
@@ -101,6 +110,7 @@ class Rule:
     text: str                 # the rule's source text, for messages and the manifest
     all_ops: bool = False     # written without ops: the whole family
     used_from: tuple[Span, ...] = ()   # `use` statements that spliced this rule in
+    limit: RateLimit | None = None     # events only: never changes the decision
 
 
 @dataclass(frozen=True)

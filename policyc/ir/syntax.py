@@ -90,10 +90,17 @@ class RuleBody:
 
 
 @dataclass(frozen=True)
+class Limit:
+    text: str   # as written: `100/s`
+    span: Span
+
+
+@dataclass(frozen=True)
 class Rule:
     decision: Name
     body: RuleBody
     span: Span
+    limit: Limit | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,10 @@ from ..span import Span
 from .globs import is_absolute, parse_glob
 
 MAX_INCLUDE_DEPTH = 32
+# `limit N/UNIT`: the window of each unit in seconds, and the largest N (a rule that may log a
+# million events a second is not limited in any way that matters)
+LIMIT_UNITS = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+MAX_LIMIT = 1_000_000
 _VAR = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -413,6 +417,11 @@ class _Lowering:
         if body is None:
             return None
         family, ops, all_ops, paths, net, target = body
+        limit = None
+        if rule.limit is not None:
+            limit = self.limit(rule.limit)
+            if limit is None:
+                return None
         return M.Rule(
             id=rule_id,
             decision=rule.decision.value,
@@ -425,7 +434,20 @@ class _Lowering:
             text=self.source_text(rule.span),
             all_ops=all_ops,
             used_from=used_from,
+            limit=limit,
         )
+
+    def limit(self, lim: S.Limit) -> M.RateLimit | None:
+        count_text, unit = lim.text.split("/", 1)
+        window = LIMIT_UNITS.get(unit.lower())
+        count = int(count_text)
+        if window is None or not 1 <= count <= MAX_LIMIT:
+            problem = (f"unknown unit `{unit}`" if window is None
+                       else f"the count must be 1 to {MAX_LIMIT:,}")
+            self.diags.error("P025", lim.span, f"bad limit `{lim.text}`: {problem}",
+                             hints=("write it as `limit 100/s`, `limit 10/min` or `limit 5/h`",))
+            return None
+        return M.RateLimit(count, window, lim.text, lim.span)
 
     def body(self, body: S.RuleBody, lets, where: str):
         fname = body.family.value

@@ -24,7 +24,7 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 _TERMINAL_NAMES = {
     "COMMA": "`,`", "LBRACE": "`{`", "RBRACE": "`}`", "EQUAL": "`=`", "DECISION": "`allow`, `deny` or `audit`",
     "STRING": "a string", "NAME": "a name", "ADDR": "an address", "PORT": "a port",
-    "PROTO": "a protocol", "$END": "end of file",
+    "PROTO": "a protocol", "RATE": "a rate such as `100/s`", "$END": "end of file",
 }
 
 
@@ -44,7 +44,7 @@ def _parser() -> Lark:
 
 
 # Terminals that carry meaning; the others (keywords, punctuation) only delimit.
-_VALUE_TOKENS = frozenset({"NAME", "STRING", "DECISION", "PROTO", "ADDR", "PORT"})
+_VALUE_TOKENS = frozenset({"NAME", "STRING", "DECISION", "PROTO", "ADDR", "PORT", "RATE"})
 
 
 def _describe_expected(expected) -> str:
@@ -335,7 +335,10 @@ class _Builder:
         )
 
     def build_rule(self, t):
-        return S.Rule(self.name(_children(t)[0]), self.body(_children(t)[1:]), self.span(t))
+        children = _children(t)
+        *body, limit = children[1:]
+        lim = S.Limit(str(_children(limit)[0]), self.span(_children(limit)[0])) if limit is not None else None
+        return S.Rule(self.name(children[0]), self.body(body), self.span(t), lim)
 
     def build_test_block(self, t):
         return S.TestBlock(self.name(_children(t)[0]), tuple(self.item(c) for c in _children(t)[1:]), self.span(t))

@@ -41,6 +41,7 @@
 #define CFG_SUBJECT_CGROUP 0x2
 #define CFG_MODE_AUDIT 0x4
 #define CFG_EXCEPT_CGROUP 0x8
+#define CFG_RATE_LIMITS 0x10     /* some rule has a `limit`: look rule_limits up */
 
 /* task storage state bits */
 #define SUBJECT_GOVERNED 0x1   /* started a subject executable, or descends from one */
@@ -508,20 +509,70 @@ struct {
 	__type(value, __u64);
 } rule_drops SEC(".maps");
 
-static __always_inline void count_drop(__u32 rule_id)
+/* Events a rule's `limit N/UNIT` held back, per rule id: reported as `suppressed` records. At
+ * most RULE_SUPPRESSED_MAX rules carry a limit (`policyc build` refuses more), so the map
+ * never fills and every suppressed event is counted. */
+#define RULE_SUPPRESSED_MAX 4096
+struct {
+	__uint(type, POLICYC_MAP_PERCPU_HASH);
+	__uint(max_entries, RULE_SUPPRESSED_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} rule_suppressed SEC(".maps");
+
+/* Add one to rule_id's per-CPU counter in `map` (rule_drops, rule_suppressed). */
+static __always_inline void count_per_rule(void *map, __u32 rule_id)
 {
 	__u64 one = 1;
-	__u64 *n = bpf_map_lookup_elem(&rule_drops, &rule_id);
+	__u64 *n = bpf_map_lookup_elem(map, &rule_id);
 	if (n) {
 		(*n)++;  /* per-CPU value: no other writer */
 		return;
 	}
-	/* first drop of this rule on any CPU: other CPUs' slots start at 0 */
-	if (bpf_map_update_elem(&rule_drops, &rule_id, &one, POLICYC_NOEXIST)) {
-		n = bpf_map_lookup_elem(&rule_drops, &rule_id);  /* created meanwhile elsewhere */
+	/* first count of this rule on any CPU: other CPUs' slots start at 0 */
+	if (bpf_map_update_elem(map, &rule_id, &one, POLICYC_NOEXIST)) {
+		n = bpf_map_lookup_elem(map, &rule_id);  /* created meanwhile elsewhere */
 		if (n)
 			(*n)++;
 	}
+}
+
+/* `limit N/UNIT`, indexed by rule id (filled at load; per_window 0: no limit). A fixed window
+ * that opens with the first event after the previous one closed; the lock makes the count
+ * exact across CPUs. The limit only ever withholds the event, never changes the decision. */
+struct rule_limit {
+	struct bpf_spin_lock lock;
+	__u32 per_window;
+	__u64 window_ns;
+	__u64 window_start;
+	__u64 sent;              /* events sent in the current window */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rule_limit);
+} rule_limits SEC(".maps");
+
+/* 1: rule_id's event may be sent now; 0: its limit is used up for this window. */
+static __always_inline int within_limit(__u32 rule_id)
+{
+	struct rule_limit *l = bpf_map_lookup_elem(&rule_limits, &rule_id);
+	if (!l || !l->per_window)
+		return 1;
+	__u64 now = bpf_ktime_get_boot_ns();
+	int ok;
+	bpf_spin_lock(&l->lock);
+	if (now - l->window_start >= l->window_ns) {
+		l->window_start = now;
+		l->sent = 0;
+	}
+	ok = l->sent < l->per_window;
+	if (ok)
+		l->sent++;
+	bpf_spin_unlock(&l->lock);
+	return ok;
 }
 
 /* `quiet`: decide and count, but send no event (capability probes marked NOAUDIT). */
@@ -542,9 +593,13 @@ static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *
 	ev->reason = reason;
 	ev->mode = audit_mode ? 1 : 0;
 	__u64 size = POLICYC_EVENT_HEADER_SIZE + (ev->path_len & (POLICYC_PATH_MAX - 1)) + 1;
+	if (!quiet && rule_id && (cfg->flags & CFG_RATE_LIMITS) && !within_limit(rule_id)) {
+		count_per_rule(&rule_suppressed, rule_id);
+		quiet = 1;
+	}
 	if (!quiet && bpf_ringbuf_output(&events, ev, size, 0)) {
 		count(hook, 4);
-		count_drop(rule_id);
+		count_per_rule(&rule_drops, rule_id);
 	}
 	count(hook, decision == DECISION_DENY ? 1 : 2);
 	return decision == DECISION_DENY ? -EPERM : 0;
@@ -594,19 +649,32 @@ static __always_inline int check_path_op(struct policyc_config *cfg, struct scra
 }
 
 
-/* A decision from simple_verdicts (module load, bpf), with its event. */
+/* A decision from simple_verdicts (module load, bpf), with its event. The event's path names
+ * what is loaded, when the hook knows: the module file (`file`, resolved), or the name the
+ * kernel asks modprobe for (`name`, a kernel string); both may be NULL. */
 static __always_inline int check_simple(struct policyc_config *cfg, struct scratch *s, __u32 which,
-					__u8 hook, __u8 family)
+					__u8 hook, __u8 family, struct file *file, const char *name)
 {
 	struct simple_verdict *v = bpf_map_lookup_elem(&simple_verdicts, &which);
-	if (!v)
-		return 0;
-	if (v->decision == DECISION_ALLOW)
-		return 0;
 	event_subject(s, hook, family, 0);
 	count(hook, 0);
 	s->ev.path_len = 0;
 	s->ev.path[0] = 0;
+	if (!v)
+		return apply(cfg, s, DECISION_DENY, 0, REASON_MAP_FAULT);
+	if (v->decision == DECISION_ALLOW)
+		return 0;
+	if (file) {
+		/* the name is for the log only: a path that cannot be read leaves it empty */
+		int status = resolve_path(s, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
+		if (status != WALK_OK && status != WALK_PSEUDO) {
+			s->ev.path_len = 0;
+			s->ev.path[0] = 0;
+		}
+	} else if (name) {
+		long n = bpf_probe_read_kernel_str(s->ev.path, 256, name);
+		s->ev.path_len = n > 0 ? n - 1 : 0;
+	}
 	return apply(cfg, s, v->decision, v->rule_id, v->rule_id ? REASON_RULE : REASON_DEFAULT);
 }
 

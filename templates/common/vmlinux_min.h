@@ -49,6 +49,11 @@ enum {
 	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
 };
 
+/* uapi: a lock inside a map value (rule_limits); the verifier knows it by this name */
+struct bpf_spin_lock {
+	__u32 val;
+};
+
 /* Types hooks take but programs never look into. */
 struct cred;
 struct user_namespace;

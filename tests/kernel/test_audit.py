@@ -44,6 +44,14 @@ policy burst {{
     deny file read "{R}/secret*"
 }}"""
 
+LIMITED = f"""
+policy limited {{
+    subject exe "/nonexistent/limited"
+    default allow
+    deny file read "{R}/secret1" limit 5/min
+    deny file read "{R}/secret2"
+}}"""
+
 TRIAL = f"""
 policy trial {{
     subject exe "/nonexistent/trial"
@@ -194,6 +202,36 @@ def test_overload_delivered_plus_dropped_equals_triggered(tmp_path):
         print(f"AUDIT-OVERLOAD triggered={n} delivered={len(evs)} dropped={dropped}")
     finally:
         session.close()
+
+
+def test_rule_limit_sends_n_events_and_reports_the_rest_as_suppressed(tmp_path):
+    pol = Loaded(LIMITED, "limited")
+    try:
+        name = pol.session.name
+        limited, unlimited = pol.rule_id_of("secret1"), pol.rule_id_of("secret2")
+        n = 200
+        assert burst(pol.session, f"{R}/secret1", n) == n   # past the limit: still denied
+        assert burst(pol.session, f"{R}/secret2", 20) == 20
+        log = str(tmp_path / "limited.jsonl")
+        proc = audit_cmd("--output", log)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        evs = records(log, name, "event")
+        held = records(log, name, "suppressed")
+        # one window of a minute: exactly 5 events, the other 195 counted per rule
+        assert len([e for e in evs if e["rule_id"] == limited]) == 5
+        assert sum(r["count"] for r in held) == n - 5
+        assert {(x["rule_id"], x["rule"], x["limit"]) for r in held for x in r["rules"]} == \
+            {(limited, pol.rule_line(limited), "5/min")}
+        assert len([e for e in evs if e["rule_id"] == unlimited]) == 20
+        assert records(log, name, "dropped") == []
+        # reported once: a second reader finds nothing new
+        again = audit_cmd()
+        out, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
+        assert [x for x in out.splitlines() if json.loads(x)["instance"] == name] == []
+    finally:
+        pol.close()
 
 
 def _run(session: Session, argv: list[str]) -> subprocess.CompletedProcess:

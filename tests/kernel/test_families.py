@@ -45,6 +45,9 @@ BPF_CALL = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
             "fd = libc.syscall(321, 0, attr, 64)\nprint('bpf', 'ok' if fd >= 0 else ctypes.get_errno())\n")
 INIT_MODULE = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = b'not a module' * 8\n"
                "r = libc.syscall(175, buf, len(buf), b'')\nprint('init_module', ctypes.get_errno())\n")
+FINIT_MODULE = ("import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+                "r = libc.syscall(313, fd, b'', 0)\nprint('finit_module', ctypes.get_errno())\n")
 PTRACE_ATTACH = ("import ctypes, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                  "r = libc.ptrace(16, int(sys.argv[1]), 0, 0)\nprint('ptrace', 'ok' if r == 0 else ctypes.get_errno())\n"
                  "r == 0 and libc.ptrace(17, int(sys.argv[1]), 0, 0)\n")
@@ -133,6 +136,18 @@ def test_module_load_denied(pol):
     assert any(e.family == "module" and e.hook == "kernel_load_data" for e in res.events)
     # outside the subject the same call gets as far as parsing the image
     assert ungoverned(INIT_MODULE).stdout.strip() != "init_module 1"
+
+
+def test_module_file_load_denied_and_named(pol, tmp_path):
+    ko = tmp_path / "policyc_fake.ko"
+    ko.write_bytes(b"not a module" * 8)
+    res = py(pol, FINIT_MODULE, str(ko))
+    assert res.stdout.strip() == "finit_module 1", res.stdout + res.stderr
+    evs = [e for e in res.events if e.family == "module"]
+    assert evs and evs[0].hook == "kernel_read_file" and evs[0].path == str(ko)
+    assert evs[0].rule_id == pol.rule_id_of("deny module load")
+    # outside the subject the kernel reads it and refuses the image itself (ENOEXEC)
+    assert ungoverned(FINIT_MODULE, str(ko)).stdout.strip() == "finit_module 8"
 
 
 def test_bpf_denied_and_policyc_itself_untouched(pol):

@@ -75,8 +75,14 @@ def test_net_capability_signal_module_objects():
     assert cap["object"] == {"capability": "sys_admin"}
     sig = record(family="signal", hook="task_kill", aux=9, target_pid=55, path="/usr/sbin/x", rule_id=0, reason=1)
     assert sig["object"] == {"signal": "kill", "target_pid": 55, "target_exe": "/usr/sbin/x"}
-    mod = record(family="module", hook="kernel_module_request", path="", rule_id=0, reason=1)
-    assert mod["object"] == {"module": None}
+    mod = record(family="module", hook="kernel_load_data", path="", rule_id=0, reason=1)
+    assert mod["object"] == {"module": None, "path": None}   # init_module: an image, no name
+    mod = record(family="module", hook="kernel_module_request", path="net-pf-38", rule_id=0, reason=1)
+    assert mod["object"] == {"module": "net-pf-38", "path": None}
+    ko = "/lib/modules/6.1.0-56-amd64/kernel/fs/cramfs/cramfs.ko.xz"
+    mod = record(family="module", hook="kernel_read_file", path=ko, rule_id=0, reason=1)
+    assert mod["object"] == {"module": "cramfs", "path": ko}
+    assert "cramfs" in format_text(mod)
     assert record(family="bpf", hook="bpf", path="", rule_id=0, reason=1)["object"] == {}
 
 
@@ -121,4 +127,17 @@ def test_bpf_counts_drops_per_rule_in_apply_ex():
     assert m and int(m.group(1)) == audit_reader.RULE_DROPS_MAX
     assert re.search(r"} rule_drops SEC\(\"\.maps\"\);", src)
     body = src[src.index("static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *s, __u8 decision,\n\t\t\t\t    __u32 rule_id, __u8 reason, int quiet)\n{"):]
-    assert re.search(r"bpf_ringbuf_output\(&events, ev, size, 0\)\) \{\s*count\(hook, 4\);\s*count_drop\(rule_id\);", body)
+    assert re.search(r"bpf_ringbuf_output\(&events, ev, size, 0\)\) \{\s*count\(hook, 4\);\s*"
+                     r"count_per_rule\(&rule_drops, rule_id\);", body)
+
+
+def test_bpf_counts_suppressed_per_rule_and_limits_only_rules():
+    from policyc.codegen import tables as T
+
+    src = (ROOT / "templates" / "common" / "policy.h").read_text()
+    m = re.search(r"#define RULE_SUPPRESSED_MAX (\d+)", src)
+    assert m and int(m.group(1)) == T.MAX_LIMITED_RULES
+    assert re.search(r"#define CFG_RATE_LIMITS (0x[0-9a-f]+)", src).group(1) == hex(T.CFG_RATE_LIMITS)
+    body = src[src.index("static __always_inline int apply_ex(struct policyc_config *cfg"):]
+    assert re.search(r"if \(!quiet && rule_id && \(cfg->flags & CFG_RATE_LIMITS\) && !within_limit\(rule_id\)\) \{"
+                     r"\s*count_per_rule\(&rule_suppressed, rule_id\);\s*quiet = 1;", body)

@@ -7,7 +7,7 @@ import json
 
 from policyc.audit.logfile import parse_since, read_records
 from policyc.audit.report import summarize
-from policyc.audit.schema import dropped_record
+from policyc.audit.schema import dropped_record, suppressed_record
 from policyc.cli.report_cmd import run_report
 
 from _audit_helpers import record, write_log
@@ -22,6 +22,9 @@ def _log(tmp_path):
     recs += [record(offset_ns=T0 + 2 * HOUR, decision=1, mode=1)]
     recs.append(dropped_record(policy="web", instance="web", host="h1", now_ns=T0 + 2 * HOUR, unattributed=0,
                                rules=[{"rule_id": 1, "rule": "p.policy:6:5", "rule_text": "t", "count": 4}]))
+    recs.append(suppressed_record(policy="web", instance="web", host="h1", now_ns=T0 + 2 * HOUR,
+                                  rules=[{"rule_id": 2, "rule": "p.policy:7:5", "rule_text": "u", "limit": "5/s",
+                                          "count": 9}]))
     return write_log(tmp_path / "a.jsonl", recs)
 
 
@@ -35,6 +38,8 @@ def test_summary_counts(tmp_path):
     assert s["per_hour"] == [{"hour": "2023-11-14T22:00Z", "count": 3}, {"hour": "2023-11-14T23:00Z", "count": 1},
                              {"hour": "2023-11-15T00:00Z", "count": 1}]
     assert s["dropped_by_rule"] == [{"policy": "web", "rule": "p.policy:6:5", "count": 4}]
+    assert s["suppressed"] == 9
+    assert s["suppressed_by_rule"] == [{"policy": "web", "rule": "p.policy:7:5", "limit": "5/s", "count": 9}]
     assert s["first"].startswith("2023-11-14T22:13:25")
 
 

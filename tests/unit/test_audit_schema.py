@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from policyc.audit.reader import DropTracker
-from policyc.audit.schema import SCHEMA_VERSION, dropped_record, format_text
+from policyc.audit.schema import SCHEMA_VERSION, dropped_record, format_text, suppressed_record
 from policyc.audit.sinks import Fanout, JournalSink, RotatingFileSink, StreamSink, journal_fields, render
 
 from _audit_helpers import record
@@ -38,7 +38,8 @@ def _all_event_records():
 
 
 def test_every_field_is_documented():
-    recs = _all_event_records() + [dropped_record(policy="p", instance="p", host="h", rules=[], unattributed=0)]
+    recs = _all_event_records() + [dropped_record(policy="p", instance="p", host="h", rules=[], unattributed=0),
+                                   suppressed_record(policy="p", instance="p", host="h", rules=[])]
     keys = set().union(*(_keys(r) for r in recs))
     undocumented = sorted(k for k in keys if f"`{k}`" not in DOC and not re.search(rf"`{re.escape(k)}`,", DOC))
     assert undocumented == []
@@ -57,6 +58,16 @@ def test_dropped_record_counts():
                          now_ns=10**18)
     assert rec["count"] == 7 and rec["type"] == "dropped" and rec["time"].startswith("2001-09-09T01:46:40")
     assert "DROPPED policy=p count=7 (a:1:1: 5, unattributed: 2)" in format_text(rec)
+
+
+def test_suppressed_record_counts_and_text():
+    rec = suppressed_record(policy="p", instance="p-1", host="h", now_ns=10**18,
+                            rules=[{"rule_id": 3, "rule": "a:1:1", "rule_text": "x", "limit": "10/s", "count": 5},
+                                   {"rule_id": 4, "rule": "a:2:1", "rule_text": "y", "limit": "1/min", "count": 2}])
+    assert rec["count"] == 7 and rec["type"] == "suppressed"
+    assert "SUPPRESSED policy=p count=7 (a:1:1 (limit 10/s): 5, a:2:1 (limit 1/min): 2)" in format_text(rec)
+    f = journal_fields(rec)
+    assert f["POLICYC_SUPPRESSED"] == "7" and f["POLICYC_TYPE"] == "suppressed" and json.loads(f["POLICYC_JSON"]) == rec
 
 
 def test_drop_tracker_reports_growth_once():

@@ -17,7 +17,7 @@ PROBE = """
 #include "policy.h"
 struct policyc_event e; struct policyc_config c; struct dfa_state d; struct verdict v;
 struct net_key nk; struct net_slice ns; struct net_entry ne; struct simple_verdict sv;
-struct policyc_counters pc;
+struct policyc_counters pc; struct rule_limit rl;
 struct task_rule {
 	__u64 sig_mask; __u64 target_cgroup; __u32 rule_id; __u32 target_bit;
 	__u8 kind; __u8 decision; __u8 target_kind; __u8 pad[5];
@@ -61,6 +61,9 @@ def test_sizes(btf):
     assert btf["net_entry"]["size"] == T.NET_ENTRY.size
     assert btf["simple_verdict"]["size"] == T.SIMPLE_VERDICT.size
     assert btf["task_rule"]["size"] == T.TASK_RULE.size
+    assert btf["rule_limit"]["size"] == T.RULE_LIMIT.size
+    assert btf["rule_limit"]["members"] == {"lock": 0, "per_window": 4, "window_ns": 8, "window_start": 16,
+                                            "sent": 24}
 
 
 def test_event_header(btf):
