@@ -87,6 +87,25 @@ def test_drop_tracker_gap_is_unattributed_only_when_map_full_or_missing():
     assert old.update(None, {}, 4, False) == ({}, 4)
 
 
+def test_reader_state_keeps_drops_and_suppressions_and_reads_the_first_format(tmp_path, monkeypatch):
+    from policyc import deploy
+    from policyc.audit.reader import Source
+
+    monkeypatch.setattr(deploy, "state_dir", lambda: tmp_path)
+    src = Source.__new__(Source)
+    src.name = "web"
+    # the first format held only the drop tracker
+    (tmp_path / "web.audit-state.json").write_text(json.dumps({"map_id": 7, "rules": {"1": 5}, "unattributed": 0}))
+    src.drops = src._load_state()
+    assert src.drops.rules == {1: 5} and src.suppressed.rules == {}
+    src.suppressed.update(9, {2: 40}, 0, False)
+    src._save_state()
+    again = Source.__new__(Source)
+    again.name = "web"
+    again.drops = again._load_state()
+    assert again.drops.rules == {1: 5} and again.suppressed.rules == {2: 40} and again.suppressed.map_id == 9
+
+
 def test_drop_tracker_new_map_starts_over_and_state_round_trips():
     t = DropTracker()
     t.update(7, {1: 5}, 5, False)
