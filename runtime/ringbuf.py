@@ -14,16 +14,22 @@ class RingBufferReader:
     """Deliver every sample of the pinned ring buffers to CALLBACK(bytes).
 
     The sample is copied out of the ring before CALLBACK runs, so CALLBACK may keep it. If
-    CALLBACK raises, polling stops and the exception is re-raised from poll()/consume().
+    CALLBACK raises, polling stops and the exception is re-raised from poll()/consume(). If it
+    returns RingBufferReader.STOP, the sample counts as consumed and poll()/consume() return
+    early (a consumer whose own queue is full, or that was asked to stop: libbpf's consume
+    otherwise loops as long as a producer keeps writing).
     The cffi callback object lives as long as the reader: libbpf holds its raw pointer until
     ring_buffer__free in close().
     """
+
+    STOP = object()
 
     def __init__(self, pin_paths: list[str], callback: Callable[[bytes], object]) -> None:
         if not pin_paths:
             raise BpfError("no ring buffer to read")
         self._callback = callback
         self._error: BaseException | None = None
+        self._stopped = False
         self._rb = B.ffi.NULL
         self._fds: list[int] = []
         self._c_cb = B.ffi.callback("ring_buffer_sample_fn", self._on_sample, error=-1)
@@ -50,7 +56,9 @@ class RingBufferReader:
 
     def _on_sample(self, ctx, data, size) -> int:
         try:
-            self._callback(bytes(B.ffi.buffer(data, size)))
+            if self._callback(bytes(B.ffi.buffer(data, size))) is RingBufferReader.STOP:
+                self._stopped = True
+                return -1   # libbpf has already moved past this sample
             return 0
         except BaseException as e:  # noqa: BLE001 - re-raised from poll()
             self._error = e
@@ -60,6 +68,9 @@ class RingBufferReader:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
+        if self._stopped:
+            self._stopped = False
+            return max(rc, 0)
         if rc == -errno.EINTR:
             return 0
         if rc < 0:

@@ -13,10 +13,17 @@ One RingBufferReader per policy (the events carry no policy name: the buffer say
 are); all their epoll fds are waited on at once and drained with ring_buffer__consume, so the
 reader makes no syscall per event beyond the ring buffer's own (the /proc look-ups for exe and
 cgroup are cached per batch and process).
+
+Draining comes before formatting: a drain only copies the raw events out of the ring (cheap),
+and turning them into records (the costly part) runs in slices of FORMAT_SLICE_S between
+drains. So a burst faster than records can be written waits in this process's memory, not in
+the kernel's ring buffer, and the ring only overflows (counted exactly, per rule) when the
+producer outruns the drain itself, or the backlog reaches MAX_BACKLOG_BYTES.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import select
@@ -32,6 +39,8 @@ from .event import decode, rule_location
 from .schema import ProcCache, boot_offset_ns, dropped_record, event_record, hostname, suppressed_record
 
 RULE_DROPS_MAX = 4096  # templates/common/policy.h RULE_DROPS_MAX
+FORMAT_SLICE_S = 0.02       # format for at most this long before draining the rings again
+MAX_BACKLOG_BYTES = 256 << 20  # raw events held at most; past it the rings are left to fill
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
@@ -193,14 +202,20 @@ class AuditReader:
         self.offset = boot_offset_ns()
         self.sources: dict[str, Source] = {}
         self.procs = ProcCache()
-        self._raw: list[tuple[Source, bytes]] = []
+        self._raw: collections.deque[tuple[Source, bytes]] = collections.deque()
+        self._raw_bytes = 0
         self.events = 0
         self.dropped = 0
         self.suppressed = 0
         self._failed: set[str] = set()
+        self._stop: Callable[[], bool] = lambda: False
 
-    def _on_raw(self, src: Source, data: bytes) -> None:
+    def _on_raw(self, src: Source, data: bytes):
         self._raw.append((src, data))
+        self._raw_bytes += len(data)
+        if self._raw_bytes >= MAX_BACKLOG_BYTES or self._stop():
+            return runtime.RingBufferReader.STOP
+        return None
 
     def scan(self) -> None:
         """Open the policies loaded since the last scan; finish those unloaded or replaced."""
@@ -238,12 +253,18 @@ class AuditReader:
         except runtime.BpfError as e:
             self.warn(f"reading the events of `{src.name}` failed: {e.message}")
 
-    def _flush(self) -> None:
-        if not self._raw:
-            return
-        raw, self._raw = self._raw, []
+    def _flush(self, deadline: float | None = None) -> None:
+        """Turn the backlog into records and emit them: all of it, or what fits before the
+        monotonic `deadline` (checked every 64 events)."""
+        raw = self._raw
         out = []
-        for src, data in raw:
+        n = 0
+        while raw:
+            n += 1
+            if deadline is not None and n % 64 == 0 and time.monotonic() >= deadline:
+                break
+            src, data = raw.popleft()
+            self._raw_bytes -= len(data)
             try:
                 ev = decode(data)
             except ValueError as e:
@@ -252,8 +273,9 @@ class AuditReader:
             out.append(event_record(ev, src.manifest, instance=src.name, host=self.host,
                                     offset_ns=self.offset, procs=self.procs))
         self.procs.clear()
-        self.events += len(out)
-        self.emit(out)
+        if out:
+            self.events += len(out)
+            self.emit(out)
 
     def _emit_drops(self, src: Source) -> None:
         rec = src.read_drops(self.host)
@@ -286,24 +308,29 @@ class AuditReader:
 
     def run(self, follow: bool, stop: Callable[[], bool], rescan_s: float = 1.0,
             drops_s: float = 0.5, batch_s: float = 0.05) -> None:
+        self._stop = stop
         self.scan()
         if not follow:
             self.read_once()
             return
         last_scan = last_drops = time.monotonic()
         while not stop():
-            self.wait(batch_s)
-            for src in list(self.sources.values()):
-                self._drain(src)
-            self._flush()
+            self.wait(0 if self._raw else batch_s)
+            if self._raw_bytes < MAX_BACKLOG_BYTES:
+                for src in list(self.sources.values()):
+                    self._drain(src)
+            self._flush(deadline=time.monotonic() + FORMAT_SLICE_S)
             now = time.monotonic()
-            if now - last_drops >= drops_s:
+            # drops once the backlog is written: a `dropped` record follows the events that
+            # reached the ring before it
+            if not self._raw and now - last_drops >= drops_s:
                 for src in list(self.sources.values()):
                     self._emit_drops(src)
                 last_drops = now
             if now - last_scan >= rescan_s:
                 self.scan()
                 last_scan = now
+        self._stop = lambda: False   # the last read takes what the rings hold now
         self.read_once()
 
     def close(self) -> None:

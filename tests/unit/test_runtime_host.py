@@ -137,6 +137,28 @@ def test_ring_buffer_callback_exception_reaches_poll(objs, pin_root):
                 reader.poll(50)
 
 
+def test_ring_buffer_stop_returns_early_and_loses_nothing(objs, pin_root):
+    p = runtime.load(str(objs["trace"]), "trace", config(3), pin_root=pin_root)
+    got: list[bytes] = []
+
+    def one_at_a_time(sample: bytes):
+        got.append(sample)
+        return runtime.RingBufferReader.STOP
+
+    with runtime.RingBufferReader([p.maps["rt_events"]], got.append) as reader:
+        reader.consume()
+    got.clear()
+    with runtime.RingBufferReader([p.maps["rt_events"]], one_at_a_time) as reader:
+        for _ in range(5):
+            os.getpid()
+        assert reader.consume() == 0 and len(got) == 1   # stopped after the first sample
+        for _ in range(20):
+            reader.consume()
+    mine = [struct.unpack("=IIQ", g) for g in got if struct.unpack("=IIQ", g)[0] == os.getpid()]
+    seqs = [seq for _, seq, _ in mine]
+    assert len(mine) >= 5 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))   # none skipped
+
+
 def test_ring_buffer_rejects_a_map_that_is_not_one(objs, pin_root):
     p = runtime.load(str(objs["trace"]), "trace", config(1), pin_root=pin_root)
     with pytest.raises(runtime.BpfError, match="EINVAL"):
