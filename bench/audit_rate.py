@@ -119,13 +119,14 @@ def _count(log: str, instance: str) -> tuple[int, int]:
         text = Path(log).read_text()
     except OSError:
         return 0, 0
-    for line in text.splitlines():
+    # only whole lines: while the reader runs, the last one may be half written
+    for line in text.split("\n")[:-1]:
         rec = json.loads(line)
         if rec["instance"] != instance:
             continue
         if rec["type"] == "event":
             delivered += 1
-        else:
+        elif rec["type"] == "dropped":
             dropped += rec["count"]
     return delivered, dropped
 

@@ -39,7 +39,7 @@ from .event import decode, rule_location
 from .schema import ProcCache, boot_offset_ns, dropped_record, event_record, hostname, suppressed_record
 
 RULE_DROPS_MAX = 4096  # templates/common/policy.h RULE_DROPS_MAX
-FORMAT_SLICE_S = 0.02       # format for at most this long before draining the rings again
+FORMAT_SLICE_S = 0.005      # format for at most this long before draining the rings again
 MAX_BACKLOG_BYTES = 256 << 20  # raw events held at most; past it the rings are left to fill
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -204,6 +204,7 @@ class AuditReader:
         self.procs = ProcCache()
         self._raw: collections.deque[tuple[Source, bytes]] = collections.deque()
         self._raw_bytes = 0
+        self._unchecked = 0
         self.events = 0
         self.dropped = 0
         self.suppressed = 0
@@ -211,10 +212,14 @@ class AuditReader:
         self._stop: Callable[[], bool] = lambda: False
 
     def _on_raw(self, src: Source, data: bytes):
+        # per event: as little as possible (a drain's speed is what keeps the ring from filling)
         self._raw.append((src, data))
         self._raw_bytes += len(data)
-        if self._raw_bytes >= MAX_BACKLOG_BYTES or self._stop():
-            return runtime.RingBufferReader.STOP
+        self._unchecked += 1
+        if self._unchecked >= 256 or self._raw_bytes >= MAX_BACKLOG_BYTES:
+            self._unchecked = 0
+            if self._raw_bytes >= MAX_BACKLOG_BYTES or self._stop():
+                return runtime.RingBufferReader.STOP
         return None
 
     def scan(self) -> None:
