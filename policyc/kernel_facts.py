@@ -28,7 +28,7 @@ HELPERS = {
     "subject": ["loop", "task_storage_get", "get_current_task_btf", "ringbuf_output", "probe_read_kernel",
                 "ktime_get_boot_ns", "get_current_pid_tgid", "get_current_uid_gid", "get_current_comm",
                 "get_current_cgroup_id", "map_lookup_elem", "spin_lock", "spin_unlock"],
-    "file": [], "execmap": ["get_func_arg"], "net": [], "mount": [], "capability": [], "task": ["get_func_arg"],
+    "file": [], "execmap": ["get_func_arg"], "net": [], "mount": [], "capability": ["get_func_arg"], "task": ["get_func_arg"],
     "module": ["probe_read_kernel_str"], "bpf": [],
 }
 CGROUP_HELPERS = ["get_current_ancestor_cgroup_id"]

@@ -155,6 +155,7 @@ struct css_set {
 struct task_struct {
 	int pid;
 	int tgid;
+	const struct cred *real_cred;   /* the task's own credentials (not override_creds') */
 	struct task_struct *real_parent;
 	struct nsproxy *nsproxy;
 	struct mm_struct *mm;

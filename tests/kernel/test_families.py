@@ -48,6 +48,8 @@ INIT_MODULE = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = b
 FINIT_MODULE = ("import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                 "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
                 "r = libc.syscall(313, fd, b'', 0)\nprint('finit_module', ctypes.get_errno())\n")
+SETHOSTNAME = ("import ctypes, socket\nlibc = ctypes.CDLL(None, use_errno=True)\nn = socket.gethostname().encode()\n"
+               "r = libc.sethostname(n, len(n))\nprint('sethostname', 'ok' if r == 0 else ctypes.get_errno())\n")
 PTRACE_ATTACH = ("import ctypes, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                  "r = libc.ptrace(16, int(sys.argv[1]), 0, 0)\nprint('ptrace', 'ok' if r == 0 else ctypes.get_errno())\n"
                  "r == 0 and libc.ptrace(17, int(sys.argv[1]), 0, 0)\n")
@@ -128,6 +130,44 @@ def test_ptrace_of_a_governed_process_by_an_outsider(pol):
         assert any(e.family == "ptrace" and e.target_pid == w.pid for e in pol.drain())
     finally:
         w.close()
+
+
+SYS_ADMIN_POLICY = """
+policy no-sys-admin {
+    subject exe "/nonexistent/no-sys-admin"
+    default allow
+    deny capability sys_admin
+}
+"""
+
+
+def test_capability_checks_the_kernel_makes_as_someone_else_are_not_the_subjects(tmp_path):
+    # overlayfs reads its trusted.overlay.* xattrs under its mounter's credentials; a process
+    # denied sys_admin must still see the overlay as it is: an opaque upper directory hides
+    # the lower layer's files
+    # layers on a tmpfs of our own (the guest's /tmp is itself an overlay: no trusted xattrs)
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(tmp_path)], check=True)
+    for d in ("lower/d", "upper/d", "work", "merged"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "lower/d/hidden").write_text("lower\n")
+    (tmp_path / "upper/d/shown").write_text("upper\n")
+    os.setxattr(tmp_path / "upper/d", "trusted.overlay.opaque", b"y")
+    merged = tmp_path / "merged"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,workdir={tmp_path}/work", str(merged)],
+                   check=True)
+    try:
+        with Loaded(SYS_ADMIN_POLICY, "no-sys-admin") as p:
+            res = p.run(["ls", f"{merged}/d"])   # the first lookup of d: overlayfs reads the xattr now
+            assert res.stdout.split() == ["shown"], res.stdout + res.stderr
+            assert not [e for e in res.events if e.family == "capability"], res.events
+            # the process's own use of sys_admin is still denied
+            res = p.run(["python3", "-c", SETHOSTNAME])
+            assert res.stdout.strip() == "sethostname 1", res.stdout + res.stderr
+            assert any(e.family == "capability" and e.aux == 21 for e in res.events)
+    finally:
+        subprocess.run(["umount", str(merged)], check=False)
+        subprocess.run(["umount", str(tmp_path)], check=False)
 
 
 def test_module_load_denied(pol):
