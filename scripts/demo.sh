@@ -21,5 +21,5 @@ policyc vm --kernel "${POLICYC_KERNEL:-6.1}" -- policyc exec -p policies/ci-runn
     echo "--- cat /etc/hostname (allowed):"; cat /etc/hostname
     echo "--- cat /etc/shadow (denied):"; cat /etc/shadow
     echo "--- connect to 169.254.169.254 (denied):"
-    python3 -c "import socket; socket.create_connection((\"169.254.169.254\", 80), 2)" 2>&1 | tail -1
+    bash -c "exec 3<>/dev/tcp/169.254.169.254/80" 2>&1
     exit 0'
