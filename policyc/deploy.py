@@ -197,6 +197,26 @@ def hook_counters(name: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def rule_suppressed(name: str, manifest: dict) -> list[dict]:
+    """Events each rule's `limit` held back since the policy was first loaded (the counters
+    survive reloads): [{"rule_id", "rule", "limit", "count"}]."""
+    path = os.path.join(PIN_ROOT, name, "maps", "rule_suppressed")
+    try:
+        rows = runtime.read_map(path)
+    except runtime.BpfError:
+        return []   # an object built before rule limits
+    rules = {r["id"]: r for r in manifest.get("rules", ())}
+    out = []
+    for key, values in rows:
+        rid = struct.unpack("<I", key)[0]
+        vals = values if isinstance(values, list) else [values]
+        n = sum(struct.unpack("<Q", v[:8])[0] for v in vals)
+        r = rules.get(rid, {})
+        out.append({"rule_id": rid, "rule": r.get("location"), "limit": (r.get("limit") or {}).get("text"),
+                    "count": n})
+    return sorted(out, key=lambda x: x["rule_id"])
+
+
 def status() -> list[dict]:
     out = []
     for name in loaded_names():
@@ -209,6 +229,7 @@ def status() -> list[dict]:
             "rules": len(m.get("rules", ())),
             "hooks": m.get("hooks", []),
             "counters": hook_counters(name),
+            "suppressed": rule_suppressed(name, m),
             "pin_dir": os.path.join(PIN_ROOT, name),
         })
     return out

@@ -1,4 +1,5 @@
-"""`policyc status [--json]`: loaded policies, their mode, rule count and per-hook counters."""
+"""`policyc status [--json]`: loaded policies, their mode, rule count, per-hook counters and
+the events rule limits held back."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ def run_status(as_json: bool, out: TextIO, err: TextIO) -> int:
         for hook, c in sorted(r["counters"].items()):
             out.write(f"  {hook:<22} checked {c['checked']:>8}  denied {c['denied']:>6}  audited {c['audited']:>6}"
                       f"  failed-closed {c['failed_closed']:>4}  dropped {c['dropped']:>4}\n")
+        for s in r.get("suppressed", ()):
+            out.write(f"  suppressed by `limit {s['limit'] or '?'}` of {s['rule'] or 'rule ' + str(s['rule_id'])}: "
+                      f"{s['count']}\n")
     return EXIT_OK
 
 

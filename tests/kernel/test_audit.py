@@ -225,6 +225,11 @@ def test_rule_limit_sends_n_events_and_reports_the_rest_as_suppressed(tmp_path):
             {(limited, pol.rule_line(limited), "5/min")}
         assert len([e for e in evs if e["rule_id"] == unlimited]) == 20
         assert records(log, name, "dropped") == []
+        st = json.loads(subprocess.run([*POLICYC, "status", "--json"], cwd=str(REPO), capture_output=True,
+                                       text=True, timeout=120).stdout)
+        (mine,) = [p for p in st["policies"] if p["name"] == name]
+        assert mine["suppressed"] == [{"rule_id": limited, "rule": pol.rule_line(limited), "limit": "5/min",
+                                       "count": n - 5}]
         # reported once: a second reader finds nothing new
         again = audit_cmd()
         out, err = again.communicate(timeout=120)
