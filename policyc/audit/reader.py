@@ -24,6 +24,7 @@ producer outruns the drain itself, or the backlog reaches MAX_BACKLOG_BYTES.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import select
@@ -105,7 +106,8 @@ class Source:
         self.events_pin = os.path.join(self.maps, "events")
         self.events_id = runtime.map_info(self.events_pin)["id"]
         self._on_raw = on_raw
-        self.reader = runtime.RingBufferReader([self.events_pin], lambda data: on_raw(self, data))
+        # functools.partial (C) rather than a lambda: one Python frame less per event in the drain
+        self.reader = runtime.RingBufferReader([self.events_pin], functools.partial(on_raw, self))
         self.drops = self._load_state()
 
     # -- drops and suppressions --------------------------------------------------------------
