@@ -212,8 +212,9 @@ def rule_suppressed(name: str, manifest: dict) -> list[dict]:
         vals = values if isinstance(values, list) else [values]
         n = sum(struct.unpack("<Q", v[:8])[0] for v in vals)
         r = rules.get(rid, {})
-        out.append({"rule_id": rid, "rule": r.get("location"), "limit": (r.get("limit") or {}).get("text"),
-                    "count": n})
+        lim = r.get("limit") if rid else manifest.get("default_limit")
+        out.append({"rule_id": rid or None, "rule": r.get("location") if rid else manifest.get("default_location"),
+                    "limit": (lim or {}).get("text"), "count": n})
     return sorted(out, key=lambda x: x["rule_id"])
 
 

@@ -123,5 +123,5 @@ CODES: dict[str, tuple[str, str]] = {
     "W107": ("redundant-allow", "an `allow` rule in a `default allow` policy: it changes nothing"),
     "W108": ("subject-matches-everything", "a subject pattern that matches every program"),
     "W109": ("needless-acknowledgement", "`acknowledge host-wide-deny` where nothing needs it"),
-    "W110": ("limit-without-events", "a `limit` on an `allow` rule, which sends no events"),
+    "W110": ("limit-without-events", "a `limit` on an `allow` rule or `default allow`, which send no events"),
 }

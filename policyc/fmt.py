@@ -229,7 +229,8 @@ class _Formatter:
         return _wrap("subject", specs, "", self.current_indent_width())
 
     def render_setting(self, it: S.Setting) -> list[str]:
-        return [f"{it.key} {it.value.value}"]
+        limit = f" limit {it.limit.text}" if it.limit is not None else ""
+        return [f"{it.key} {it.value.value}{limit}"]
 
     def render_use(self, it: S.Use) -> list[str]:
         return [f"use {it.name.value}"]

@@ -155,7 +155,8 @@ class Source:
                      "rule": r.get("location") if r else (self.manifest.get("default_location") if not rid else None),
                      "rule_text": r.get("text") if r else None, "count": delta[rid]}
             if with_limit:
-                entry["limit"] = ((r or {}).get("limit") or {}).get("text")
+                lim = (r or {}).get("limit") if rid else self.manifest.get("default_limit")
+                entry["limit"] = (lim or {}).get("text")
             rules.append(entry)
         return rules
 

@@ -14,6 +14,11 @@ from ..ir.model import Program
 
 def run(program: Program, diags: Diagnostics) -> None:
     for policy in program.policies:
+        lim = policy.default_limit
+        if lim is not None and policy.default == "allow":
+            diags.warning("W110", lim.span, f"`limit {lim.text}` on `default allow`: allowed operations send no "
+                          "events, so it limits nothing",
+                          hints=("remove the limit, or put it on `default deny`",))
         for r in policy.rules:
             if r.limit is None or r.decision != "allow":
                 continue

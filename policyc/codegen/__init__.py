@@ -251,6 +251,8 @@ def manifest_for(program: Program, policy: Policy, families: list[str], obj: byt
             for r in policy.rules
         ],
         "ringbuf_bytes": ringbuf_bytes,
+        "default_limit": ({"count": policy.default_limit.count, "window_s": policy.default_limit.window_s,
+                           "text": policy.default_limit.text} if policy.default_limit else None),
         "maps": {name: m.to_json() for name, m in sorted(maps.items())},
     }
 

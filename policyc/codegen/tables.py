@@ -229,12 +229,20 @@ def limited_rules(policy: Policy):
     return [r for r in policy.rules if r.limit is not None and r.decision != "allow"]
 
 
+def default_limit(policy: Policy):
+    """`default deny limit N/UNIT` (a default allow sends no events: nothing to limit)."""
+    return policy.default_limit if policy.default != "allow" else None
+
+
 def limit_map(policy: Policy) -> dict[str, MapData]:
-    """`rule_limits`, indexed by rule id: each limited rule's events per window."""
-    limited = limited_rules(policy)
-    entries = tuple((U32.pack(r.id), RULE_LIMIT.pack(0, r.limit.count, r.limit.window_s * 1_000_000_000, 0, 0))
-                    for r in limited)
-    size = max([r.id for r in limited], default=0) + 1
+    """`rule_limits`, indexed by rule id: each limited rule's events per window; index 0 is
+    the default decision's (failed-closed decisions also carry rule id 0 but are never limited)."""
+    limited = [(r.id, r.limit) for r in limited_rules(policy)]
+    if default_limit(policy):
+        limited.insert(0, (0, policy.default_limit))
+    entries = tuple((U32.pack(rid), RULE_LIMIT.pack(0, lim.count, lim.window_s * 1_000_000_000, 0, 0))
+                    for rid, lim in limited)
+    size = max([rid for rid, _ in limited], default=0) + 1
     return {"rule_limits": MapData("array", 4, RULE_LIMIT.size, size, entries)}
 
 
@@ -248,7 +256,7 @@ def config_map(policy: Policy) -> MapData:
         flags |= CFG_MODE_AUDIT
     if any(s.kind == "cgroup" for s in policy.exceptions):
         flags |= CFG_EXCEPT_CGROUP
-    if limited_rules(policy):
+    if limited_rules(policy) or default_limit(policy):
         flags |= CFG_RATE_LIMITS
     n_task_rules = sum(1 for r in policy.rules if r.family in ("signal", "ptrace"))
     value = CONFIG.pack(flags, CGROUP_LEVELS, n_task_rules, RANK[policy.default])

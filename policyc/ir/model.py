@@ -137,6 +137,8 @@ class Policy:
     # ancestors'): the children of an excepted process are governed again.
     exceptions: tuple[Subject, ...] = ()
     acknowledge_span: Span | None = None
+    # `default deny limit N/UNIT`: events of the default decision (not of failed-closed ones)
+    default_limit: RateLimit | None = None
 
     @property
     def file(self) -> str:

@@ -51,12 +51,19 @@ class Subject:
 
 
 @dataclass(frozen=True)
+class Limit:
+    text: str   # as written: `100/s`
+    span: Span
+
+
+@dataclass(frozen=True)
 class Setting:
-    """`mode X`, `default X`."""
+    """`mode X`, `default X [limit N/UNIT]`."""
 
     key: str
     value: Name
     span: Span
+    limit: Limit | None = None   # `default` only
 
 
 @dataclass(frozen=True)
@@ -87,12 +94,6 @@ class RuleBody:
     paths: tuple[Str, ...]
     net: NetSpec | None
     target: Target | None
-
-
-@dataclass(frozen=True)
-class Limit:
-    text: str   # as written: `100/s`
-    span: Span
 
 
 @dataclass(frozen=True)

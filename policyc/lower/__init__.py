@@ -305,6 +305,7 @@ class _Lowering:
         acknowledge_span = None
         mode = default = None
         mode_span = default_span = None
+        default_limit = None
         acknowledged: set[str] = set()
         raw_rules: list[tuple[S.Rule, tuple[Span, ...], dict]] = []
         for item in pol.items:
@@ -344,6 +345,8 @@ class _Lowering:
                     mode, mode_span = item.value.value, item.span
                 else:
                     default, default_span = item.value.value, item.span
+                    if item.limit is not None:
+                        default_limit = self.limit(item.limit)
             elif isinstance(item, S.Rule):
                 raw_rules.append((item, (), lets))
             elif isinstance(item, S.Use):
@@ -368,6 +371,7 @@ class _Lowering:
             acknowledged=frozenset(acknowledged),
             exceptions=tuple(exceptions),
             acknowledge_span=acknowledge_span,
+            default_limit=default_limit,
         )
 
     def use(self, use: S.Use, chain: tuple[Span, ...], lets, depth: int = 0):

@@ -293,7 +293,11 @@ class _Builder:
         return S.Setting("mode", self.name(_children(t)[0]), self.span(t))
 
     def build_default(self, t):
-        return S.Setting("default", self.name(_children(t)[0]), self.span(t))
+        value, limit = _children(t)
+        return S.Setting("default", self.name(value), self.span(t), self.limit(limit))
+
+    def limit(self, limit) -> S.Limit | None:
+        return S.Limit(str(_children(limit)[0]), self.span(_children(limit)[0])) if limit is not None else None
 
     def build_acknowledge(self, t):
         return S.Setting("acknowledge", self.name(_children(t)[0]), self.span(t))
@@ -337,8 +341,7 @@ class _Builder:
     def build_rule(self, t):
         children = _children(t)
         *body, limit = children[1:]
-        lim = S.Limit(str(_children(limit)[0]), self.span(_children(limit)[0])) if limit is not None else None
-        return S.Rule(self.name(children[0]), self.body(body), self.span(t), lim)
+        return S.Rule(self.name(children[0]), self.body(body), self.span(t), self.limit(limit))
 
     def build_test_block(self, t):
         return S.TestBlock(self.name(_children(t)[0]), tuple(self.item(c) for c in _children(t)[1:]), self.span(t))

@@ -537,7 +537,8 @@ static __always_inline void count_per_rule(void *map, __u32 rule_id)
 	}
 }
 
-/* `limit N/UNIT`, indexed by rule id (filled at load; per_window 0: no limit). A fixed window
+/* `limit N/UNIT`, indexed by rule id, the default's at 0 (filled at load; per_window 0: no
+ * limit). A fixed window
  * that opens with the first event after the previous one closed; the lock makes the count
  * exact across CPUs. The limit only ever withholds the event, never changes the decision. */
 struct rule_limit {
@@ -593,7 +594,9 @@ static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *
 	ev->reason = reason;
 	ev->mode = audit_mode ? 1 : 0;
 	__u64 size = POLICYC_EVENT_HEADER_SIZE + (ev->path_len & (POLICYC_PATH_MAX - 1)) + 1;
-	if (!quiet && rule_id && (cfg->flags & CFG_RATE_LIMITS) && !within_limit(rule_id)) {
+	/* rule limits, and the default's at index 0 (a failed-closed decision is never limited) */
+	if (!quiet && (rule_id || reason == REASON_DEFAULT) && (cfg->flags & CFG_RATE_LIMITS) &&
+	    !within_limit(rule_id)) {
 		count_per_rule(&rule_suppressed, rule_id);
 		quiet = 1;
 	}

@@ -52,6 +52,15 @@ policy limited {{
     deny file read "{R}/secret2"
 }}"""
 
+DEFAULT_LIMITED = f"""
+policy default-limited {{
+    subject exe "/nonexistent/default-limited"
+    default deny limit 4/min
+    allow file read, exec-map "/**"
+    allow exec "/**"
+    allow capability
+}}"""
+
 TRIAL = f"""
 policy trial {{
     subject exe "/nonexistent/trial"
@@ -235,6 +244,38 @@ def test_rule_limit_sends_n_events_and_reports_the_rest_as_suppressed(tmp_path):
         out, err = again.communicate(timeout=120)
         assert again.returncode == 0, err
         assert [x for x in out.splitlines() if json.loads(x)["instance"] == name] == []
+    finally:
+        pol.close()
+
+
+WRITER = ("import os, sys\n"
+          "p, n, d = sys.argv[1], int(sys.argv[2]), 0\n"
+          "for _ in range(n):\n"
+          "    try:\n"
+          "        os.close(os.open(p, os.O_WRONLY))\n"
+          "    except PermissionError:\n"
+          "        d += 1\n"
+          "print(d)\n")
+
+
+def test_default_limit_limits_the_defaults_events(tmp_path):
+    pol = Loaded(DEFAULT_LIMITED, "default-limited")
+    try:
+        name = pol.session.name
+        n = 100
+        proc = pol.session.spawn([sys.executable, "-B", "-c", WRITER, f"{R}/w/x", str(n)], stdout=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL)
+        out, _ = proc.communicate(timeout=600)
+        assert int(out.strip()) == n   # the default still decides every one
+        log = str(tmp_path / "default.jsonl")
+        a = audit_cmd("--output", log)
+        _, err = a.communicate(timeout=300)
+        assert a.returncode == 0, err
+        evs = [e for e in records(log, name, "event") if e["reason"] == "default"]
+        held = records(log, name, "suppressed")
+        assert len(evs) == 4 and {e["object"]["path"] for e in evs} == {f"{R}/w/x"}
+        assert [(x["rule_id"], x["limit"]) for r in held for x in r["rules"]] == [(None, "4/min")]
+        assert len(evs) + sum(r["count"] for r in held) == n
     finally:
         pol.close()
 

@@ -131,7 +131,7 @@ def test_bpf_counts_drops_per_rule_in_apply_ex():
                      r"count_per_rule\(&rule_drops, rule_id\);", body)
 
 
-def test_bpf_counts_suppressed_per_rule_and_limits_only_rules():
+def test_bpf_counts_suppressed_per_rule_and_limits_only_rules_and_the_default():
     from policyc.codegen import tables as T
 
     src = (ROOT / "templates" / "common" / "policy.h").read_text()
@@ -139,5 +139,7 @@ def test_bpf_counts_suppressed_per_rule_and_limits_only_rules():
     assert m and int(m.group(1)) == T.MAX_LIMITED_RULES
     assert re.search(r"#define CFG_RATE_LIMITS (0x[0-9a-f]+)", src).group(1) == hex(T.CFG_RATE_LIMITS)
     body = src[src.index("static __always_inline int apply_ex(struct policyc_config *cfg"):]
-    assert re.search(r"if \(!quiet && rule_id && \(cfg->flags & CFG_RATE_LIMITS\) && !within_limit\(rule_id\)\) \{"
-                     r"\s*count_per_rule\(&rule_suppressed, rule_id\);\s*quiet = 1;", body)
+    # only rules and the default are limited (never a failed-closed decision), and a
+    # suppressed event is counted, then not sent
+    assert re.search(r"if \(!quiet && \(rule_id \|\| reason == REASON_DEFAULT\) && \(cfg->flags & CFG_RATE_LIMITS\) &&"
+                     r"\s*!within_limit\(rule_id\)\) \{\s*count_per_rule\(&rule_suppressed, rule_id\);\s*quiet = 1;", body)

@@ -122,3 +122,29 @@ def test_build_bad_ringbuf_size_is_exit_2(tmp_path, size):
     assert r.exit_code == 2
     assert "--ringbuf-size" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_default_limit_is_lowered_formatted_and_at_index_0(tmp_path):
+    program, diags = load(tmp_path, HEAD + '    default deny limit 50/s\n    deny file read "/b" limit 2/s\n}\n')
+    assert program is not None, [str(d) for d in diags.items]
+    (policy,) = program.policies
+    assert (policy.default_limit.count, policy.default_limit.window_s) == (50, 1)
+    m = T.limit_map(policy)["rule_limits"]
+    got = {T.U32.unpack(k)[0]: T.RULE_LIMIT.unpack(v)[1] for k, v in m.entries}
+    assert got == {0: 50, 1: 2}
+    assert fmt(HEAD + "  default   deny limit 50/s\n}\n").splitlines()[2] == "    default deny limit 50/s"
+
+
+def test_default_allow_limit_is_w110_and_not_in_the_map(tmp_path):
+    diags = check(tmp_path, HEAD + '    default allow limit 5/s\n    deny bpf\n}\n')
+    (d,) = [d for d in diags.items if d.code == "W110"]
+    assert (d.span.line, d.span.col) == (3, 25)
+    program, _ = load(tmp_path, HEAD + '    default allow limit 5/s\n    deny bpf\n}\n', name="v.policy")
+    (policy,) = program.policies
+    assert T.limit_map(policy)["rule_limits"].entries == ()
+    assert not T.CONFIG.unpack(T.config_map(policy).entries[0][1])[0] & T.CFG_RATE_LIMITS
+
+
+def test_mode_takes_no_limit(tmp_path):
+    diags = check(tmp_path, HEAD + '    mode audit limit 5/s\n}\n')
+    assert [d.code for d in diags.items] == ["P001"]
