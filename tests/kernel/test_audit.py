@@ -94,6 +94,13 @@ def audit_cmd(*args, **kw) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
+def read_into(log: str) -> None:
+    """One `policyc audit --output LOG` run: what the ring buffers hold now."""
+    proc = audit_cmd("--output", log)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+
+
 def records(path: str, instance: str, typ: str | None = None) -> list[dict]:
     out = []
     if not os.path.exists(path):
@@ -189,9 +196,7 @@ def test_overload_delivered_plus_dropped_equals_triggered(tmp_path):
         denied = burst(session, f"{R}/secret1", n)
         assert denied == n
         log = str(tmp_path / "burst.jsonl")
-        proc = audit_cmd("--output", log)
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+        read_into(log)
         evs = records(log, name, "event")
         drops = records(log, name, "dropped")
         dropped = sum(r["count"] for r in drops)
@@ -222,9 +227,7 @@ def test_rule_limit_sends_n_events_and_reports_the_rest_as_suppressed(tmp_path):
         assert burst(pol.session, f"{R}/secret1", n) == n   # past the limit: still denied
         assert burst(pol.session, f"{R}/secret2", 20) == 20
         log = str(tmp_path / "limited.jsonl")
-        proc = audit_cmd("--output", log)
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+        read_into(log)
         evs = records(log, name, "event")
         held = records(log, name, "suppressed")
         # one window of a minute: exactly 5 events, the other 195 counted per rule
@@ -268,9 +271,7 @@ def test_default_limit_limits_the_defaults_events(tmp_path):
         out, _ = proc.communicate(timeout=600)
         assert int(out.strip()) == n   # the default still decides every one
         log = str(tmp_path / "default.jsonl")
-        a = audit_cmd("--output", log)
-        _, err = a.communicate(timeout=300)
-        assert a.returncode == 0, err
+        read_into(log)
         evs = [e for e in records(log, name, "event") if e["reason"] == "default"]
         held = records(log, name, "suppressed")
         assert len(evs) == 4 and {e["object"]["path"] for e in evs} == {f"{R}/w/x"}
@@ -299,9 +300,7 @@ def test_suggest_from_audit_run_allows_workload_and_keeps_denials(tmp_path):
         assert first.returncode == 0 and first.stdout == "a\nb\nc\nd\nx\n", first
         assert _run(pol.session, FORBIDDEN).returncode == 0  # audit mode: allowed, logged
         log = str(tmp_path / "trial.jsonl")
-        proc = audit_cmd("--output", log)
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+        read_into(log)
         evs = records(log, name, "event")
         assert evs and all(e["decision"] == "audit" and e["mode"] == "audit" for e in evs)
         sug = subprocess.run([*POLICYC, "suggest", log, "--policy", name], cwd=str(REPO), capture_output=True,
