@@ -183,3 +183,29 @@ def test_audit_bad_format_and_unwritable_output(tmp_path, monkeypatch):
     err = io.StringIO()
     assert run_audit(False, str(tmp_path), "json", False, 0, 0, io.StringIO(), err) == 2
     assert "cannot write" in err.getvalue()
+
+
+def test_reader_drains_into_a_capped_backlog_and_formats_in_slices(monkeypatch):
+    from types import SimpleNamespace
+
+    import runtime
+    from policyc.audit import reader as R
+    from _audit_helpers import MANIFEST, raw
+
+    out: list[dict] = []
+    rd = R.AuditReader(out.extend)
+    src = SimpleNamespace(name="web", manifest=MANIFEST)
+    ev = raw()
+    monkeypatch.setattr(R, "MAX_BACKLOG_BYTES", len(ev) * 300)
+    # below the cap a drain goes on; at the cap the callback asks libbpf to stop
+    results = [rd._on_raw(src, ev) for _ in range(300)]
+    assert results[:299] == [None] * 299 and results[299] is runtime.RingBufferReader.STOP
+    # an expired deadline is noticed at the 64th event: 63 formatted, the rest kept in order
+    rd._flush(deadline=0.0)
+    assert len(out) == 63 and len(rd._raw) == 237 and rd._raw_bytes == 237 * len(ev)
+    rd._flush()
+    assert len(out) == 300 and not rd._raw and rd._raw_bytes == 0 and rd.events == 300
+    assert {r["rule"] for r in out} == {"p.policy:6:5"}
+    # a stop request is noticed within 256 events
+    rd._stop = lambda: True
+    assert any(rd._on_raw(src, ev) is runtime.RingBufferReader.STOP for _ in range(256))
