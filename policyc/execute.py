@@ -124,7 +124,7 @@ def run_command(manifest_path: Path, argv: list[str], err, json_events: bool = F
 
     deploy.check_kernel()
     with Session(manifest_path, on_event=show) as session:
-        for cg in session.missing_cgroups:
+        for cg in dict.fromkeys(session.missing_cgroups):   # a subject and a target may name one
             err.write(f"policyc: note: cgroup `{cg}` does not exist here: rules naming it match nothing\n")
         proc = session.spawn(argv)
         while True:
