@@ -197,25 +197,27 @@ def hook_counters(name: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def per_rule_counts(name: str, map_name: str) -> tuple[int | None, dict[int, int]]:
+    """(map id, rule id -> count summed over CPUs) of policy NAME's per-rule counter map
+    (`rule_drops`, `rule_suppressed`); (None, {}) when the loaded object has no such map."""
+    pin = os.path.join(PIN_ROOT, name, "maps", map_name)
+    counts: dict[int, int] = {}
+    try:
+        map_id = runtime.map_info(pin)["id"]
+        for key, values in runtime.read_map(pin):
+            vals = values if isinstance(values, list) else [values]
+            counts[struct.unpack("<I", key)[0]] = sum(struct.unpack_from("<Q", v)[0] for v in vals)
+    except runtime.BpfError:
+        return None, {}
+    return map_id, counts
+
+
 def rule_suppressed(name: str, manifest: dict) -> list[dict]:
     """Events each rule's `limit` held back since the policy was first loaded (the counters
-    survive reloads): [{"rule_id", "rule", "limit", "count"}]."""
-    path = os.path.join(PIN_ROOT, name, "maps", "rule_suppressed")
-    try:
-        rows = runtime.read_map(path)
-    except runtime.BpfError:
-        return []   # an object built before rule limits
-    rules = {r["id"]: r for r in manifest.get("rules", ())}
-    out = []
-    for key, values in rows:
-        rid = struct.unpack("<I", key)[0]
-        vals = values if isinstance(values, list) else [values]
-        n = sum(struct.unpack("<Q", v[:8])[0] for v in vals)
-        r = rules.get(rid, {})
-        lim = r.get("limit") if rid else manifest.get("default_limit")
-        out.append({"rule_id": rid or None, "rule": r.get("location") if rid else manifest.get("default_location"),
-                    "limit": (lim or {}).get("text"), "count": n})
-    return sorted(out, key=lambda x: x["rule_id"])
+    survive reloads), as `suppressed` records name them."""
+    from .audit.event import rule_entries
+
+    return rule_entries(manifest, per_rule_counts(name, "rule_suppressed")[1], with_limit=True)
 
 
 def status() -> list[dict]:

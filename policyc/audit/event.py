@@ -116,6 +116,22 @@ def rule_location(manifest: dict, rule_id: int) -> dict | None:
     return entry[1].get(rule_id)
 
 
+def rule_entries(manifest: dict, counts: dict[int, int], with_limit: bool = False) -> list[dict]:
+    """Per-rule counts as `dropped` and `suppressed` records list them, by rule id; rule id 0
+    is the default (or a failed-closed decision): null id, the `default` line."""
+    out = []
+    for rid in sorted(counts):
+        r = rule_location(manifest, rid) if rid else None
+        entry = {"rule_id": rid or None,
+                 "rule": r.get("location") if r else (manifest.get("default_location") if not rid else None),
+                 "rule_text": r.get("text") if r else None, "count": counts[rid]}
+        if with_limit:
+            lim = (r or {}).get("limit") if rid else manifest.get("default_limit")
+            entry["limit"] = (lim or {}).get("text")
+        out.append(entry)
+    return out
+
+
 def describe(ev: RawEvent, manifest: dict) -> dict:
     """The event as one JSON-able record naming its policy, rule and source line."""
     rule = rule_location(manifest, ev.rule_id) if ev.rule_id else None

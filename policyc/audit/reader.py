@@ -4,7 +4,7 @@ into records (schema.py), with exact `dropped` records from the per-rule drop co
 
 The reader only consumes: it never touches enforcement, so it can start after the policies
 were loaded, stop and restart. Events sent while no reader runs wait in the ring buffer; what
-found it full was counted by the BPF side (templates/common/policy.h `count_drop`) and is
+found it full was counted by the BPF side (templates/common/policy.h `count_per_rule`) and is
 reported here. Which drops (and suppressions) were already reported is kept per policy
 instance in `deploy.state_dir()/NAME.audit-state.json`, so a restarted reader neither repeats
 nor loses them.
@@ -28,7 +28,6 @@ import functools
 import json
 import os
 import select
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -36,14 +35,12 @@ from typing import Callable
 import runtime
 
 from .. import deploy
-from .event import decode, rule_location
+from .event import decode, rule_entries
 from .schema import ProcCache, boot_offset_ns, dropped_record, event_record, hostname, suppressed_record
 
 RULE_DROPS_MAX = 4096  # templates/common/policy.h RULE_DROPS_MAX
 FORMAT_SLICE_S = 0.005      # format for at most this long before draining the rings again
 MAX_BACKLOG_BYTES = 256 << 20  # raw events held at most; past it the rings are left to fill
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
 
 
 class AuditError(Exception):
@@ -91,11 +88,6 @@ class DropTracker:
                    unattributed=int(d.get("unattributed", 0)))
 
 
-def _sum_percpu(values) -> int:
-    vals = values if isinstance(values, list) else [values]
-    return sum(_U64.unpack_from(v)[0] for v in vals)
-
-
 class Source:
     """One loaded policy instance: its ring buffer reader and its drop counters."""
 
@@ -108,22 +100,21 @@ class Source:
         self._on_raw = on_raw
         # functools.partial (C) rather than a lambda: one Python frame less per event in the drain
         self.reader = runtime.RingBufferReader([self.events_pin], functools.partial(on_raw, self))
-        self.drops = self._load_state()
+        self.drops, self.suppressed = self._load_state()
 
     # -- drops and suppressions --------------------------------------------------------------
     def _state_path(self):
         return deploy.state_dir() / f"{self.name}.audit-state.json"
 
-    def _load_state(self) -> DropTracker:
-        self.suppressed = DropTracker()
+    def _load_state(self) -> tuple[DropTracker, DropTracker]:
+        """(drops, suppressions) already reported."""
         try:
             state = json.loads(self._state_path().read_text())
             if "dropped" not in state:   # the first format held only the drop tracker
-                return DropTracker.from_json(state)
-            self.suppressed = DropTracker.from_json(state.get("suppressed", {}))
-            return DropTracker.from_json(state["dropped"])
+                return DropTracker.from_json(state), DropTracker()
+            return DropTracker.from_json(state["dropped"]), DropTracker.from_json(state.get("suppressed", {}))
         except (OSError, ValueError, TypeError, AttributeError):
-            return DropTracker()
+            return DropTracker(), DropTracker()
 
     def _save_state(self) -> None:
         try:
@@ -134,35 +125,9 @@ class Source:
         except OSError:
             pass  # a reader without a writable state dir reports drops again after a restart
 
-    def _per_rule(self, map_name: str) -> tuple[int | None, dict[int, int]]:
-        """(map id, rule id -> count) of a per-CPU per-rule counter map; (None, {}) when the
-        loaded object predates that map."""
-        pin = os.path.join(self.maps, map_name)
-        per_rule: dict[int, int] = {}
-        try:
-            map_id = runtime.map_info(pin)["id"]
-            for key, values in runtime.read_map(pin):
-                per_rule[_U32.unpack(key)[0]] = _sum_percpu(values)
-        except runtime.BpfError:
-            return None, {}
-        return map_id, per_rule
-
-    def _rule_entries(self, delta: dict[int, int], with_limit: bool = False) -> list[dict]:
-        rules = []
-        for rid in sorted(delta):
-            r = rule_location(self.manifest, rid) if rid else None
-            entry = {"rule_id": rid or None,
-                     "rule": r.get("location") if r else (self.manifest.get("default_location") if not rid else None),
-                     "rule_text": r.get("text") if r else None, "count": delta[rid]}
-            if with_limit:
-                lim = (r or {}).get("limit") if rid else self.manifest.get("default_limit")
-                entry["limit"] = (lim or {}).get("text")
-            rules.append(entry)
-        return rules
-
     def read_suppressed(self, host: str) -> dict | None:
         """A `suppressed` record with what rule limits held back since the last one, or None."""
-        map_id, per_rule = self._per_rule("rule_suppressed")
+        map_id, per_rule = deploy.per_rule_counts(self.name, "rule_suppressed")
         if map_id is None:
             return None   # an object built before rule limits
         delta, _ = self.suppressed.update(map_id, per_rule, 0, False)
@@ -170,19 +135,19 @@ class Source:
             return None
         self._save_state()
         return suppressed_record(policy=self.manifest.get("policy", self.name), instance=self.name, host=host,
-                                 rules=self._rule_entries(delta, with_limit=True))
+                                 rules=rule_entries(self.manifest, delta, with_limit=True))
 
     def read_drops(self, host: str) -> dict | None:
         """A `dropped` record with the drops since the last one, or None."""
         # an object built before per-rule drops has no map: only per-hook totals (map_id None)
-        map_id, per_rule = self._per_rule("rule_drops")
+        map_id, per_rule = deploy.per_rule_counts(self.name, "rule_drops")
         hook_total = sum(c.get("dropped", 0) for c in deploy.hook_counters(self.name).values())
         delta, un = self.drops.update(map_id, per_rule, hook_total, len(per_rule) >= RULE_DROPS_MAX)
         if not delta and not un:
             return None
         self._save_state()
         return dropped_record(policy=self.manifest.get("policy", self.name), instance=self.name, host=host,
-                              rules=self._rule_entries(delta), unattributed=un)
+                              rules=rule_entries(self.manifest, delta), unattributed=un)
 
     def still_same(self) -> bool:
         """Is the pinned ring buffer still the one we read (not unloaded, not replaced)?"""

@@ -538,9 +538,9 @@ static __always_inline void count_per_rule(void *map, __u32 rule_id)
 }
 
 /* `limit N/UNIT`, indexed by rule id, the default's at 0 (filled at load; per_window 0: no
- * limit). A fixed window
- * that opens with the first event after the previous one closed; the lock makes the count
- * exact across CPUs. The limit only ever withholds the event, never changes the decision. */
+ * limit). A fixed window that opens with the first event after the previous one closed; the
+ * lock makes the count exact across CPUs. The limit only ever withholds the event, never
+ * changes the decision. */
 struct rule_limit {
 	struct bpf_spin_lock lock;
 	__u32 per_window;
@@ -595,7 +595,7 @@ static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *
 	ev->mode = audit_mode ? 1 : 0;
 	__u64 size = POLICYC_EVENT_HEADER_SIZE + (ev->path_len & (POLICYC_PATH_MAX - 1)) + 1;
 	/* rule limits, and the default's at index 0 (a failed-closed decision is never limited) */
-	if (!quiet && (rule_id || reason == REASON_DEFAULT) && (cfg->flags & CFG_RATE_LIMITS) &&
+	if (!quiet && (cfg->flags & CFG_RATE_LIMITS) && (rule_id || reason == REASON_DEFAULT) &&
 	    !within_limit(rule_id)) {
 		count_per_rule(&rule_suppressed, rule_id);
 		quiet = 1;
@@ -652,6 +652,8 @@ static __always_inline int check_path_op(struct policyc_config *cfg, struct scra
 }
 
 
+#define MODULE_REQUEST_MAX 256  /* a modprobe request name: `net-pf-38`, `fs-cramfs`, an alias */
+
 /* A decision from simple_verdicts (module load, bpf), with its event. The event's path names
  * what is loaded, when the hook knows: the module file (`file`, resolved), or the name the
  * kernel asks modprobe for (`name`, a kernel string); both may be NULL. */
@@ -659,14 +661,14 @@ static __always_inline int check_simple(struct policyc_config *cfg, struct scrat
 					__u8 hook, __u8 family, struct file *file, const char *name)
 {
 	struct simple_verdict *v = bpf_map_lookup_elem(&simple_verdicts, &which);
+	if (v && v->decision == DECISION_ALLOW)
+		return 0;  /* the common case: no event to fill */
 	event_subject(s, hook, family, 0);
 	count(hook, 0);
 	s->ev.path_len = 0;
 	s->ev.path[0] = 0;
 	if (!v)
 		return apply(cfg, s, DECISION_DENY, 0, REASON_MAP_FAULT);
-	if (v->decision == DECISION_ALLOW)
-		return 0;
 	if (file) {
 		/* the name is for the log only: a path that cannot be read leaves it empty */
 		int status = resolve_path(s, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
@@ -675,7 +677,7 @@ static __always_inline int check_simple(struct policyc_config *cfg, struct scrat
 			s->ev.path[0] = 0;
 		}
 	} else if (name) {
-		long n = bpf_probe_read_kernel_str(s->ev.path, 256, name);
+		long n = bpf_probe_read_kernel_str(s->ev.path, MODULE_REQUEST_MAX, name);
 		s->ev.path_len = n > 0 ? n - 1 : 0;
 	}
 	return apply(cfg, s, v->decision, v->rule_id, v->rule_id ? REASON_RULE : REASON_DEFAULT);

@@ -141,5 +141,5 @@ def test_bpf_counts_suppressed_per_rule_and_limits_only_rules_and_the_default():
     body = src[src.index("static __always_inline int apply_ex(struct policyc_config *cfg"):]
     # only rules and the default are limited (never a failed-closed decision), and a
     # suppressed event is counted, then not sent
-    assert re.search(r"if \(!quiet && \(rule_id \|\| reason == REASON_DEFAULT\) && \(cfg->flags & CFG_RATE_LIMITS\) &&"
+    assert re.search(r"if \(!quiet && \(cfg->flags & CFG_RATE_LIMITS\) && \(rule_id \|\| reason == REASON_DEFAULT\) &&"
                      r"\s*!within_limit\(rule_id\)\) \{\s*count_per_rule\(&rule_suppressed, rule_id\);\s*quiet = 1;", body)

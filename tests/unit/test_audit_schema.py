@@ -96,13 +96,13 @@ def test_reader_state_keeps_drops_and_suppressions_and_reads_the_first_format(tm
     src.name = "web"
     # the first format held only the drop tracker
     (tmp_path / "web.audit-state.json").write_text(json.dumps({"map_id": 7, "rules": {"1": 5}, "unattributed": 0}))
-    src.drops = src._load_state()
+    src.drops, src.suppressed = src._load_state()
     assert src.drops.rules == {1: 5} and src.suppressed.rules == {}
     src.suppressed.update(9, {2: 40}, 0, False)
     src._save_state()
     again = Source.__new__(Source)
     again.name = "web"
-    again.drops = again._load_state()
+    again.drops, again.suppressed = again._load_state()
     assert again.drops.rules == {1: 5} and again.suppressed.rules == {2: 40} and again.suppressed.map_id == 9
 
 
@@ -209,3 +209,14 @@ def test_reader_drains_into_a_capped_backlog_and_formats_in_slices(monkeypatch):
     # a stop request is noticed within 256 events
     rd._stop = lambda: True
     assert any(rd._on_raw(src, ev) is runtime.RingBufferReader.STOP for _ in range(256))
+
+
+def test_rule_entries_name_rules_and_the_default_with_limits():
+    from policyc.audit.event import rule_entries
+
+    m = {"default_location": "p.policy:4:5", "default_limit": {"text": "9/s"},
+         "rules": [{"id": 2, "location": "p.policy:7:5", "text": "deny bpf limit 1/s", "limit": {"text": "1/s"}}]}
+    assert rule_entries(m, {2: 3, 0: 4}, with_limit=True) == [
+        {"rule_id": None, "rule": "p.policy:4:5", "rule_text": None, "count": 4, "limit": "9/s"},
+        {"rule_id": 2, "rule": "p.policy:7:5", "rule_text": "deny bpf limit 1/s", "count": 3, "limit": "1/s"}]
+    assert "limit" not in rule_entries(m, {2: 1})[0]
