@@ -28,12 +28,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..ir.model import Alt, AnyChar, DoubleStar, Lit, Star
-from ..lower.globs import expansions
 
 # Atom kinds, as negative numbers beside literal bytes 0..255.
 STAR, DSTAR, ANY = -1, -2, -3
-# Position kinds.
-_BYTE, _STAR, _DSTAR, _ANY, _TAIL, _ACCEPT = range(6)
+# Position kinds (_SPLIT: an empty move to each alternative of a `{a,b}`).
+_BYTE, _STAR, _DSTAR, _ANY, _TAIL, _ACCEPT, _SPLIT = range(7)
 
 SLASH, CONT, OTHER = 0, 1, 2
 
@@ -52,24 +51,30 @@ def byte_class(b: int) -> int:
     return OTHER
 
 
-def glob_atoms(parts) -> list[tuple[int, ...]]:
-    """Brace-free atom sequences for a glob (one per `{}` expansion)."""
-    out = []
-    for seq in expansions(parts):
-        atoms: list[int] = []
-        for p in seq:
-            if isinstance(p, Lit):
-                atoms.extend(p.text.encode("utf-8", "surrogateescape"))
-            elif isinstance(p, Star):
-                atoms.append(STAR)
-            elif isinstance(p, DoubleStar):
-                atoms.append(DSTAR)
-            elif isinstance(p, AnyChar):
-                atoms.append(ANY)
-            else:  # pragma: no cover - expansions() removed every Alt
-                raise AssertionError(p)
-        out.append(tuple(atoms))
-    return out
+def glob_atoms(parts) -> list[tuple]:
+    """The glob as one atom sequence: bytes 0..255, STAR, DSTAR, ANY, and for `{a,b}` a tuple
+    of alternative atom sequences (nested as the braces are). Braces are never expanded, so
+    no count of alternatives can be cut short (an expansion cap once made the kernel allow
+    what the evaluator denied). A list of one, for the callers that add a Pattern each."""
+    return [_atoms(parts)]
+
+
+def _atoms(parts) -> tuple:
+    atoms: list = []
+    for p in parts:
+        if isinstance(p, Lit):
+            atoms.extend(p.text.encode("utf-8", "surrogateescape"))
+        elif isinstance(p, Star):
+            atoms.append(STAR)
+        elif isinstance(p, DoubleStar):
+            atoms.append(DSTAR)
+        elif isinstance(p, AnyChar):
+            atoms.append(ANY)
+        elif isinstance(p, Alt):
+            atoms.append(tuple(_atoms(o) for o in p.options))
+        else:  # pragma: no cover - the glob parser makes nothing else
+            raise AssertionError(p)
+    return tuple(atoms)
 
 
 @dataclass(frozen=True)
@@ -122,32 +127,37 @@ def build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int
     nxt: list[int] = []
     owner: list[int] = []          # pattern index of each position
     starts: list[int] = []
-    for pi, pat in enumerate(patterns):
-        base = len(kind)
-        starts.append(base)
-        atoms = pat.atoms
-        # one position per atom, then the accept position; ANY gets a tail position after all
-        tails: dict[int, int] = {}
-        n = len(atoms)
-        for i, a in enumerate(atoms):
-            kind.append(_BYTE if a >= 0 else {STAR: _STAR, DSTAR: _DSTAR, ANY: _ANY}[a])
-            lit.append(a if a >= 0 else -1)
-            nxt.append(base + i + 1)
-            owner.append(pi)
-        kind.append(_ACCEPT)
-        lit.append(-1)
-        nxt.append(-1)
+    split: dict[int, tuple[int, ...]] = {}   # _SPLIT position -> the alternatives' entries
+
+    def emit(k: int, literal: int, after: int, pi: int) -> int:
+        kind.append(k)
+        lit.append(literal)
+        nxt.append(after)
         owner.append(pi)
-        for i, a in enumerate(atoms):
-            if a == ANY:
-                tails[i] = len(kind)
-                kind.append(_TAIL)
-                lit.append(-1)
-                nxt.append(base + i + 1)
-                owner.append(pi)
-        for i, t in tails.items():
-            # the ANY position moves to its tail on a lead byte
-            lit[base + i] = t
+        return len(kind) - 1
+
+    def compile_seq(atoms, after: int, pi: int) -> int:
+        """Positions for `atoms` followed by position `after`; returns the entry position.
+        Built back to front so every position knows its successor."""
+        entry = after
+        for a in reversed(atoms):
+            if isinstance(a, tuple):     # `{...}`: each alternative continues at `entry`
+                entries = tuple(compile_seq(opt, entry, pi) for opt in a)
+                entry = emit(_SPLIT, -1, -1, pi)
+                split[entry] = entries
+            elif a >= 0:
+                entry = emit(_BYTE, a, entry, pi)
+            elif a == ANY:
+                # a lead byte moves to the tail, which eats continuation bytes, then goes on
+                tail = emit(_TAIL, -1, entry, pi)
+                entry = emit(_ANY, tail, -1, pi)
+            else:
+                entry = emit(_STAR if a == STAR else _DSTAR, -1, entry, pi)
+        return entry
+
+    for pi, pat in enumerate(patterns):
+        accept = emit(_ACCEPT, -1, -1, pi)
+        starts.append(compile_seq(pat.atoms, accept, pi))
     n_pos = len(kind)
 
     closure_cache: dict[int, frozenset[int]] = {}
@@ -168,6 +178,8 @@ def build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int
             k = kind[q]
             if k in (_STAR, _DSTAR, _TAIL):
                 stack.append(nxt[q])
+            elif k == _SPLIT:
+                stack.extend(split[q])
         c = frozenset(out)
         closure_cache[p] = c
         return c
