@@ -88,7 +88,8 @@ def did_you_mean(name: str, candidates) -> tuple[str, ...]:
 
 # Every code any pass may emit: code -> (name, one-line description). docs/diagnostics.md
 # explains each with an anti-pattern and the best practice; a unit test keeps the two in step.
-# P0xx are errors (P001-P024 from the parser and lowering, P030+ from checks); W1xx warnings.
+# P0xx are errors (P001-P024 from the parser and lowering, P030+ from checks), except P054, a
+# warning about what the supported kernels cannot enforce; W1xx are warnings.
 CODES: dict[str, tuple[str, str]] = {
     "P001": ("syntax-error", "the text does not follow the grammar"),
     "P004": ("include-not-found", "an included file does not exist"),
@@ -113,6 +114,7 @@ CODES: dict[str, tuple[str, str]] = {
     "P030": ("host-wide-deny", "a `subject all` policy in enforce mode denies what every system needs"),
     "P040": ("not-enforced", "`policyc build`: a rule family the kernel backend does not enforce yet"),
     "P050": ("kernel-lacks-hook", "`--kernel`: the target kernel lacks a hook or helper a rule needs"),
+    "P054": ("mount-api-without-hook", "a path-scoped `deny mount` that the new mount API (no LSM hook) gets around"),
     "P090": ("fmt-failed", "the formatter could not keep a file's meaning (a policyc bug)"),
     "W101": ("duplicate-rule", "a rule written twice"),
     "W102": ("shadowed-rule", "a rule (or one of its paths) already covered by a broader rule of the same decision"),

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .codegen import HOOKS, template_families
+from .codegen import EXEC_COMMIT_HOOKS, HOOKS, template_families
 from .diagnostics import Diagnostics, Note
 from .ir.model import Policy, Program
 
@@ -28,7 +28,7 @@ HELPERS = {
     "subject": ["loop", "task_storage_get", "get_current_task_btf", "ringbuf_output", "probe_read_kernel",
                 "ktime_get_boot_ns", "get_current_pid_tgid", "get_current_uid_gid", "get_current_comm",
                 "get_current_cgroup_id", "map_lookup_elem", "spin_lock", "spin_unlock"],
-    "file": [], "execmap": ["get_func_arg"], "net": [], "mount": [], "capability": ["get_func_arg"], "task": ["get_func_arg"],
+    "file": ["task_pt_regs"], "execmap": ["get_func_arg"], "net": [], "mount": ["task_pt_regs"], "capability": ["get_func_arg"], "task": ["get_func_arg"],
     "module": ["probe_read_kernel_str"], "bpf": [],
 }
 CGROUP_HELPERS = ["get_current_ancestor_cgroup_id"]
@@ -90,8 +90,11 @@ def check_program(program: Program, spec: str, diags: Diagnostics) -> None:
         used = set(template_families(policy))
         cgroups = any(s.kind == "cgroup" for s in (*policy.subjects, *policy.exceptions))
         base_hooks, base_helpers = rule_needs(["subject"], cgroups)
+        if any(s.kind == "exe" for s in (*policy.subjects, *policy.exceptions)):
+            base_hooks += EXEC_COMMIT_HOOKS
         if any(s.kind == "exe" for s in policy.exceptions):
-            base_hooks.append("bprm_creds_for_exec")
+            base_hooks.append("ptrace_access_check")
+            base_helpers.append("bprm_opts_set")
         _report(diags, spec, policy.subjects[0].span if policy.subjects else policy.span,
                 "the policy's subjects", base_hooks, base_helpers, have_hooks, have_helpers)
         for rule in policy.rules:

@@ -21,7 +21,7 @@ NET_OPS = {v: k for k, v in NET_OP_INDEX.items()}
 PROTOS = {1: "tcp", 2: "udp", 4: "icmp", 8: "raw", 16: "packet", 32: "other"}
 REASONS = {
     0: "rule", 1: "default", 2: "path-too-long", 3: "detached-mount", 4: "read-fault",
-    5: "map-fault", 6: "protect", 7: "anonymous-exec", 8: "bad-address",
+    5: "map-fault", 6: "protect", 7: "anonymous-exec", 8: "bad-address", 9: "credential-override",
 }
 # Why a decision failed closed, for people.
 REASON_TEXT = {
@@ -32,6 +32,8 @@ REASON_TEXT = {
     6: "the rename/link would move the path out from under a deny rule",
     7: "the file has no path (memfd, anonymous inode): executing it is denied",
     8: "the socket address could not be read: failed closed",
+    9: "an io_uring personality would run the operation on other credentials, outside the "
+       "capability rules: denied",
 }
 HOOKS = [
     "file_open", "path_mknod", "path_mkdir", "path_symlink", "path_unlink", "path_rmdir",
@@ -39,8 +41,21 @@ HOOKS = [
     "file_mprotect", "bprm_check_security", "task_alloc", "socket_connect", "socket_bind",
     "socket_sendmsg", "sb_mount", "move_mount", "capable", "task_kill", "ptrace_access_check",
     "ptrace_traceme", "kernel_read_file", "kernel_load_data", "kernel_module_request", "bpf",
-    "socket_create",
+    "socket_create", "unix_stream_connect", "unix_may_send", "socket_listen", "sctp_bind_connect",
+    "sb_umount", "sb_pivotroot", "uring_override_creds", "file_send_sigiotask", "perf_event_alloc",
+    "bprm_committing_creds", "file_ioctl", "mount_syscall",
 ]
+
+
+CAP_PERSONALITY = 64   # templates/capability.bpf.c.j2: an io_uring personality, not a capability
+
+
+def capability_name(aux: int) -> str:
+    from ..ir.vocab import CAPABILITIES
+
+    if aux == CAP_PERSONALITY:
+        return "io_uring-personality"
+    return CAPABILITIES[aux] if aux < len(CAPABILITIES) else str(aux)
 
 
 @dataclass(slots=True)   # not frozen: a frozen dataclass's __init__ costs a reader under load
@@ -135,12 +150,12 @@ def rule_entries(manifest: dict, counts: dict[int, int], with_limit: bool = Fals
 def describe(ev: RawEvent, manifest: dict) -> dict:
     """The event as one JSON-able record naming its policy, rule and source line."""
     rule = rule_location(manifest, ev.rule_id) if ev.rule_id else None
-    from ..ir.vocab import CAPABILITIES, SIGNALS
+    from ..ir.vocab import SIGNALS
 
     if ev.family == "net":
         obj = {"addr": ev.addr, "port": ev.port, "proto": ev.proto}
     elif ev.family == "capability":
-        obj = {"capability": CAPABILITIES[ev.aux] if ev.aux < len(CAPABILITIES) else str(ev.aux)}
+        obj = {"capability": capability_name(ev.aux)}
     elif ev.family in ("signal", "ptrace"):
         names = {v: k for k, v in SIGNALS.items()}
         obj = {"target_pid": ev.target_pid, "target_exe": ev.path or None}

@@ -14,13 +14,14 @@ import socket
 import time
 
 from ..ir.vocab import CAPABILITIES, SIGNALS
-from .event import REASON_TEXT, RawEvent, rule_location
+from .event import REASON_TEXT, RawEvent, capability_name, rule_location
 
 SCHEMA_VERSION = 1
 RECORD_TYPES = ("event", "dropped", "suppressed")
 _SIGNAL_NAMES = {v: k for k, v in SIGNALS.items()}
 # reasons that mean "failed closed" (a decision the kernel could not make from rules)
-FAIL_CLOSED = {"path-too-long", "detached-mount", "read-fault", "map-fault", "bad-address"}
+FAIL_CLOSED = {"path-too-long", "detached-mount", "read-fault", "map-fault", "bad-address",
+               "credential-override"}
 
 
 def boot_offset_ns() -> int:
@@ -111,7 +112,7 @@ def _object(ev: RawEvent) -> dict:
     if ev.family == "net":
         return {"addr": ev.addr, "port": ev.port, "proto": ev.proto}
     if ev.family == "capability":
-        return {"capability": CAPABILITIES[ev.aux] if ev.aux < len(CAPABILITIES) else str(ev.aux)}
+        return {"capability": capability_name(ev.aux)}
     if ev.family == "signal":
         return {"signal": _SIGNAL_NAMES.get(ev.aux, str(ev.aux)), "target_pid": ev.target_pid,
                 "target_exe": ev.path or None}

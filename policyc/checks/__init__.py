@@ -14,6 +14,7 @@ from . import (
     contradictory_rules,
     duplicate_rules,
     host_wide_deny,
+    kernel_gaps,
     limit_without_events,
     overridden_rules,
     redundant_allow,
@@ -40,6 +41,8 @@ PIPELINE = [
     redundant_allow,
     # W110: `limit` on an `allow` rule (allowed operations send no events).
     limit_without_events,
+    # P054 (a warning): what a path-scoped mount rule cannot reach on the supported kernels.
+    kernel_gaps,
 ]
 
 

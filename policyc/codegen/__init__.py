@@ -32,15 +32,21 @@ DEFAULT_RINGBUF_BYTES = 1 << 22
 HOOKS = {
     "subject": ["task_alloc", "bprm_check_security"],
     "file": ["file_open", "path_mknod", "path_mkdir", "path_symlink", "path_unlink", "path_rmdir",
-             "path_chmod", "path_chown", "path_truncate", "path_rename", "path_link"],
+             "path_chmod", "path_chown", "path_truncate", "path_rename", "path_link",
+             "unix_stream_connect", "unix_may_send", "file_ioctl"],
     "execmap": ["mmap_file", "file_mprotect"],
-    "net": ["socket_connect", "socket_bind", "socket_sendmsg", "socket_create"],
-    "mount": ["sb_mount", "move_mount"],
-    "capability": ["capable"],
-    "task": ["task_kill", "ptrace_access_check", "ptrace_traceme"],
+    "net": ["socket_connect", "socket_bind", "socket_sendmsg", "socket_create", "socket_listen",
+            "sctp_bind_connect"],
+    "mount": ["sb_mount", "move_mount", "sb_umount", "sb_pivotroot", "capable"],
+    "capability": ["capable", "uring_override_creds"],
+    "task": ["task_kill", "ptrace_access_check", "ptrace_traceme", "perf_event_alloc", "file_fcntl",
+             "file_ioctl", "file_set_fowner", "file_free_security", "file_send_sigiotask"],
     "module": ["kernel_read_file", "kernel_load_data", "kernel_module_request"],
     "bpf": ["bpf"],
 }
+# Hooks the subject family adds when a policy has `subject exe` or `except exe`: the subject
+# and exception state of an exec is committed where the exec can no longer fail.
+EXEC_COMMIT_HOOKS = ["bprm_creds_for_exec", "bprm_committing_creds"]
 ENFORCED_FAMILIES = ("file", "exec", "net", "mount", "capability", "signal", "ptrace", "module", "bpf")
 
 
@@ -231,7 +237,7 @@ def manifest_for(program: Program, policy: Policy, families: list[str], obj: byt
         "object": f"{policy.name}.bpf.o",
         "object_sha256": _sha256(obj),
         "families": families,
-        "hooks": [h for f in families for h in HOOKS[f]],
+        "hooks": list(dict.fromkeys(h for f in families for h in HOOKS[f])),
         "subjects": [
             {"kind": s.kind, "exe": s.exe.text if s.exe else None, "cgroup": s.cgroup,
              "location": str(s.span)}
@@ -292,8 +298,11 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
         c_path.write_text(c_source)
     manifest = manifest_for(program, policy, families, obj, maps, ringbuf_bytes)
     manifest["cgroup_fixups"] = fixups
-    if template_flags(policy)["has_exe_exceptions"]:
-        manifest["hooks"].append("bprm_creds_for_exec")
+    flags = template_flags(policy)
+    if flags["has_exe_subjects"] or flags["has_exe_exceptions"]:
+        manifest["hooks"] += EXEC_COMMIT_HOOKS
+    if flags["has_exe_exceptions"] and "ptrace_access_check" not in manifest["hooks"]:
+        manifest["hooks"].append("ptrace_access_check")  # no attaching to an excepted program
     manifest_path = out_dir / f"{policy.name}.manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return BuildResult(policy.name, obj_path, manifest_path, c_path, tuple(manifest["hooks"]))

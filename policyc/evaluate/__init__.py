@@ -119,6 +119,25 @@ def rule_matches(rule: Rule, event: Event) -> bool:
     return True
 
 
+_UNSPECIFIED = (ipaddress.IPv6Address("::"), to_v6_address("0.0.0.0"))
+_LOOPBACK_V6, _LOOPBACK_V4 = ipaddress.IPv6Address("::1"), to_v6_address("127.0.0.1")
+
+
+def destination(addr: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
+    """The address a connect or send reaches: the kernel rewrites the unspecified address to
+    loopback after the LSM hook (`::` to `::1`; `0.0.0.0` and `::ffff:0.0.0.0` to 127.0.0.1,
+    or to the socket's bound IPv4 source, which an event does not carry). docs/semantics.md.
+
+    >>> str(destination(to_v6_address("0.0.0.0"))), str(destination(ipaddress.IPv6Address("::")))
+    ('::ffff:7f00:1', '::1')
+    """
+    if addr == _UNSPECIFIED[0]:
+        return _LOOPBACK_V6
+    if addr == _UNSPECIFIED[1]:
+        return _LOOPBACK_V4
+    return addr
+
+
 def _net_matches(rule: Rule, event: Event) -> bool:
     spec = rule.net
     if spec.proto != "any" and spec.proto != (event.proto or "tcp"):
@@ -130,6 +149,8 @@ def _net_matches(rule: Rule, event: Event) -> bool:
             addr = to_v6_address(event.addr)
         except ValueError:
             return False
+        if event.sub_op == "connect":
+            addr = destination(addr)
         if not any(addr in n for n in spec.nets):
             return False
     if spec.ports:

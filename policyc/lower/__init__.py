@@ -195,11 +195,13 @@ class _Loader:
 
         return text, offset_map
 
-    def glob(self, s: S.Str, lets, what: str) -> M.Glob | None:
+    def glob(self, s: S.Str, lets, what: str, abstract_socket: bool = False) -> M.Glob | None:
         r = self.interpolate(s, lets)
         if r is None:
             return None
         text, offset_map = r
+        if abstract_socket and text.startswith("@"):
+            return parse_glob(text, s.span, self.diags, offset_map)
         if not text.startswith(("/", "{")):
             self.diags.error("P018", s.span, f"{what} `{text}` is not an absolute path",
                              hints=(f"write `/{text}`" if text and not text.startswith("*") else
@@ -495,7 +497,8 @@ class _Lowering:
                 ok = False
             else:
                 for s in body.paths:
-                    g = self.l.glob(s, lets, "path")
+                    # `@name`: an abstract AF_UNIX socket (file rules only; docs/language.md)
+                    g = self.l.glob(s, lets, "path", abstract_socket=fname == "file")
                     if g is None:
                         ok = False
                     else:

@@ -25,13 +25,16 @@ def render_sarif(diags: list[Diagnostic], out: TextIO) -> None:
     out.write("\n")
 
 
+WARNING_P_CODES = {"P054"}   # P codes that are warnings (policyc/diagnostics.py)
+
+
 def to_sarif(diags: list[Diagnostic]) -> dict:
     codes = sorted({d.code for d in diags})
     index = {c: i for i, c in enumerate(codes)}
     rules = []
     for c in codes:
         name, desc = CODES.get(c, (c.lower(), c))
-        level = "error" if c.startswith("P") else "warning"
+        level = "error" if c.startswith("P") and c not in WARNING_P_CODES else "warning"
         rules.append({
             "id": c,
             "name": _camel(name),

@@ -65,6 +65,7 @@ enum policyc_reason {
 	REASON_PROTECT = 6,       /* rename/link would move a path out from under a deny rule */
 	REASON_ANON_EXEC = 7,     /* executing or mapping a file that has no path (memfd...) */
 	REASON_BAD_ADDRESS = 8,   /* fail closed: a socket address that cannot be read */
+	REASON_CRED_OVERRIDE = 9, /* an io_uring personality: the op would run on other credentials */
 };
 
 enum policyc_hook {
@@ -74,8 +75,11 @@ enum policyc_hook {
 	HOOK_SOCKET_CONNECT, HOOK_SOCKET_BIND, HOOK_SOCKET_SENDMSG, HOOK_SB_MOUNT, HOOK_MOVE_MOUNT,
 	HOOK_CAPABLE, HOOK_TASK_KILL, HOOK_PTRACE_ACCESS_CHECK, HOOK_PTRACE_TRACEME,
 	HOOK_KERNEL_READ_FILE, HOOK_KERNEL_LOAD_DATA, HOOK_KERNEL_MODULE_REQUEST, HOOK_BPF,
-	HOOK_SOCKET_CREATE,
-	POLICYC_N_HOOKS = 32,
+	HOOK_SOCKET_CREATE, HOOK_UNIX_STREAM_CONNECT, HOOK_UNIX_MAY_SEND, HOOK_SOCKET_LISTEN,
+	HOOK_SCTP_BIND_CONNECT, HOOK_SB_UMOUNT, HOOK_SB_PIVOTROOT, HOOK_URING_OVERRIDE_CREDS,
+	HOOK_FILE_SEND_SIGIOTASK, HOOK_PERF_EVENT_ALLOC, HOOK_BPRM_COMMITTING_CREDS, HOOK_FILE_IOCTL,
+	HOOK_MOUNT_SYSCALL,
+	POLICYC_N_HOOKS = 64,
 };
 
 /* Per-hook counters (per-CPU array indexed by hook), read by `policyc status`. */

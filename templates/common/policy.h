@@ -47,6 +47,12 @@
 #define SUBJECT_GOVERNED 0x1   /* started a subject executable, or descends from one */
 #define SUBJECT_PENDING 0x2    /* `policyc exec`: governed from its next exec on, which is not checked */
 #define SUBJECT_EXCEPTED 0x4   /* runs an `except exe` program: not governed; not inherited */
+#define SUBJECT_STICKY 0x8     /* governed through a subject cgroup: for good, wherever it moves */
+/* What the exec in progress will make of the task, applied only at bprm_committing_creds,
+ * where the exec can no longer fail: an exec that fails after bprm_check_security (E2BIG on a
+ * `#!` line, a missing ELF interpreter) leaves the old program as it was. */
+#define SUBJECT_NEXT_GOVERNED 0x10
+#define SUBJECT_NEXT_EXCEPTED 0x20
 
 /* subject_cgroups values */
 #define CGROUP_SUBJECT 1
@@ -195,6 +201,18 @@ static __always_inline __u64 raw_arg(void *ctx, __u32 n)
 	return v;
 }
 
+/* The x86-64 system call the current task is in, or -1 where pt_regs has no orig_ax (another
+ * architecture: the callers' decisions then do not happen, and `check` says so). For the
+ * few hooks that cannot tell which call reached them. */
+static __always_inline long current_syscall(void)
+{
+	if (!bpf_core_field_exists(struct pt_regs, orig_ax))
+		return -1;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	return BPF_CORE_READ(regs, orig_ax);
+}
+
 static __always_inline struct policyc_config *get_config(void)
 {
 	__u32 zero = 0;
@@ -224,16 +242,25 @@ static __always_inline void count(__u32 hook, int which)
 /* ---- subjects ----------------------------------------------------------------------------- */
 
 /* Is the current task governed by this policy? Marked tasks (exec of a subject executable, or
- * a descendant of one), `subject all`, or a task in (or below) a subject cgroup. */
-static __always_inline int governed(struct policyc_config *cfg)
+ * a descendant of one), `subject all`, or a task in (or below) a subject cgroup.
+ *
+ * Cgroup membership is sticky: the first time a task is seen in a subject cgroup it is marked
+ * (SUBJECT_STICKY) and stays governed wherever it moves, and task_alloc hands the mark to its
+ * children (clone3(CLONE_INTO_CGROUP) starts a child in another cgroup with no open or write
+ * of cgroup.procs). `except cgroup` therefore exempts tasks that start inside the excepted
+ * cgroup, not a governed task that moves into it. `ignore_exception`: decide as if no `except
+ * exe` held (an excepted program's own exec of another program is decided). */
+static __always_inline int governed_ex(struct policyc_config *cfg, int ignore_exception)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct subject_state *s = bpf_task_storage_get(&subjects, task, 0, 0);
 	__u32 state = s ? s->state : 0;
-	if (state & SUBJECT_EXCEPTED)
+	if ((state & SUBJECT_EXCEPTED) && !ignore_exception)
 		return 0;
-	int in_cgroup = 0;
+	if (state & SUBJECT_STICKY)
+		return 1;
 	if (cfg->flags & (CFG_SUBJECT_CGROUP | CFG_EXCEPT_CGROUP)) {
+		int in_cgroup = 0;
 		for (int level = 0; level < 32; level++) {
 			if (level > cfg->cgroup_levels)
 				break;
@@ -246,8 +273,19 @@ static __always_inline int governed(struct policyc_config *cfg)
 			if (kind && *kind == CGROUP_SUBJECT)
 				in_cgroup = 1;
 		}
+		if (in_cgroup) {
+			s = bpf_task_storage_get(&subjects, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+			if (s)
+				s->state |= SUBJECT_GOVERNED | SUBJECT_STICKY;
+			return 1;  /* governed now even if the mark could not be stored */
+		}
 	}
-	return (state & SUBJECT_GOVERNED) || (cfg->flags & CFG_SUBJECT_ALL) || in_cgroup;
+	return (state & SUBJECT_GOVERNED) || (cfg->flags & CFG_SUBJECT_ALL);
+}
+
+static __always_inline int governed(struct policyc_config *cfg)
+{
+	return governed_ex(cfg, 0);
 }
 
 /* ---- paths -------------------------------------------------------------------------------- */

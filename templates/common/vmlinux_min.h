@@ -153,9 +153,12 @@ struct css_set {
 };
 
 struct task_struct {
+	unsigned int flags;             /* PF_IO_WORKER: an io_uring worker thread */
 	int pid;
 	int tgid;
 	const struct cred *real_cred;   /* the task's own credentials (not override_creds') */
+	const struct cred *cred;        /* the credentials in force (override_creds') */
+	struct task_struct *group_leader;
 	struct task_struct *real_parent;
 	struct nsproxy *nsproxy;
 	struct mm_struct *mm;
@@ -163,18 +166,60 @@ struct task_struct {
 };
 
 struct sock_common {
+	__be32 skc_rcv_saddr;           /* the bound IPv4 source address, 0 when none */
+	unsigned short skc_num;         /* the bound local port (inet_num), 0 before a bind */
 	unsigned short skc_family;
 };
 
+struct socket;
 struct sock {
 	struct sock_common __sk_common;
 	u16 sk_type;
 	u16 sk_protocol;
+	struct socket *sk_socket;
 };
 
 struct socket {
 	short type;
 	struct sock *sk;
+};
+
+struct sockaddr_un {
+	sa_family_t sun_family;
+	char sun_path[108];
+};
+
+/* AF_UNIX: a peer's bound name. `path` is set for a pathname socket (its inode in the file
+ * system); an abstract name lives only in `addr` (sun_path starting with a NUL byte). */
+struct unix_address {
+	int len;
+	struct sockaddr_un name[];
+};
+
+struct unix_sock {
+	struct sock sk;
+	struct unix_address *addr;
+	struct path path;
+};
+
+struct super_block {
+	struct dentry *s_root;
+};
+
+/* SIGIO: fcntl(F_SETOWN) records the owner; the signal goes out from any context later */
+struct pid;
+struct fown_struct {
+	struct pid *pid;
+	int signum;
+};
+
+struct hw_perf_event {
+	struct task_struct *target;
+};
+
+struct perf_event {
+	struct hw_perf_event hw;
+	struct perf_event *parent;      /* set for an event inherited at fork */
 };
 
 struct sockaddr {
@@ -185,6 +230,11 @@ struct sockaddr {
 struct msghdr {
 	void *msg_name;
 	int msg_namelen;
+};
+
+/* x86-64: the system call a task is in (for hooks that cannot tell which call reached them) */
+struct pt_regs {
+	unsigned long orig_ax;
 };
 
 #pragma clang attribute pop

@@ -48,11 +48,27 @@ def build(text: str, name_hint: str = "t"):
     return program, policy, res.manifest_path
 
 
+def build_file(path: str, policy_name: str, name_hint: str = "t"):
+    """Build one policy of a policy file as shipped (its includes resolve beside it)."""
+    n = next(_counter)
+    d = BUILD_ROOT / f"{name_hint}-{n}"
+    d.mkdir(parents=True, exist_ok=True)
+    diags = Diagnostics()
+    program = load_program([path], diags)
+    assert program is not None, [str(x) for x in diags.items]
+    (policy,) = [p for p in program.policies if p.name == policy_name]
+    res = build_policy(program, policy, d / "out")
+    return program, policy, res.manifest_path
+
+
 class Loaded:
     """A policy loaded for a test: `run` commands as its subject, `worker()` for many ops."""
 
-    def __init__(self, text: str, name_hint: str = "t"):
-        self.program, self.policy, self.manifest_path = build(text, name_hint)
+    def __init__(self, text: str, name_hint: str = "t", *, shipped: tuple[str, str] | None = None):
+        if shipped is not None:  # (file, policy name): an example policy, unchanged
+            self.program, self.policy, self.manifest_path = build_file(*shipped, name_hint)
+        else:
+            self.program, self.policy, self.manifest_path = build(text, name_hint)
         self.session = Session(self.manifest_path, name=f"kt{os.getpid()}-{next(_counter)}")
 
     def run(self, argv, **kw):
