@@ -109,6 +109,20 @@ def do(req: dict):
                     return {"net_errno": _errno(e)}
         finally:
             s.close()
+    elif op == "unix-connect":
+        # AF_UNIX: a connect is a `file write` of the socket's path (`@NAME`: abstract)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(0.5)
+            name = req["path"]
+            try:
+                s.connect("\0" + name[1:] if name.startswith("@") else name)
+            except OSError as e:
+                if e.errno in (errno.EPERM, errno.EACCES):
+                    raise
+                return {"net_errno": _errno(e)}
+        finally:
+            s.close()
     elif op == "reopen-proc-fd":
         fd = os.open(p, os.O_PATH)
         try:

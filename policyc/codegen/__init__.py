@@ -283,7 +283,13 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
     if "net" in families:
         maps.update(net_maps(policy))
     if "capability" in families or "module" in families or "bpf" in families:
-        maps.update(simple_maps(policy))
+        simple = simple_maps(policy)
+        # each map only where its template declares it (a `deny module load` policy without
+        # capability rules has no cap_verdicts, and loading failed on the missing map)
+        if "capability" in families:
+            maps["cap_verdicts"] = simple["cap_verdicts"]
+        if "module" in families or "bpf" in families:
+            maps["simple_verdicts"] = simple["simple_verdicts"]
     if "task" in families:
         task, fixups = task_maps(policy)
         maps.update(task)

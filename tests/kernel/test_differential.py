@@ -7,12 +7,13 @@ import ipaddress
 import os
 import random
 import shutil
+import socket
 import subprocess
 
 import pytest
 
-from policyc.evaluate import decide_policy
-from policyc.ir.model import Event
+from policyc.evaluate import decide_policy, destination
+from policyc.ir.model import Event, to_v6_address
 
 from .harness import Loaded, copy_true
 
@@ -29,12 +30,14 @@ MOUNT_GLOBS = [f"{MNTDIR}/**", f"{MNTDIR}/a", f"{MNTDIR}/*/c", f"{MNTDIR}/{{a,b}
 RULE_SIGNALS = ["cont", "winch", "urg", "chld", "hup", "term"]
 EVENT_SIGNALS = ["cont", "winch", "urg", "chld"]  # ignored by default: the target lives on
 FILES = ["a/x", "a/y.txt", "a/b/x", "a/b/c/zz", "b/x", "b/yy.conf", "c/x.txt", "c/d/e/x", "ü/x"]
+SOCKETS = ["a/s.sock", "c/d/x"]   # AF_UNIX listeners: a connect is a file write of the path
 COMPONENTS = ["a", "b", "c", "x", "y.txt", "zz", "d", "e", "x.txt", "yy.conf", "ü", "*", "**", "?", "{a,b}",
               "{x,y.txt}", "*.txt", "y?txt", "{c,ü}"]
 FILE_OPS = ["read", "write", "append", "delete", "rename", "link", "chmod", "chown", "exec-map"]
 NETS = ["10.0.0.0/8", "10.1.2.0/24", "192.0.2.0/24", "169.254.169.254", "127.0.0.1", "fd00::/8", "::1"]
 ADDRS = ["10.1.2.3", "10.9.9.9", "192.0.2.5", "169.254.169.254", "127.0.0.1", "fd00::5", "::1",
          "::ffff:10.1.2.3"]
+UNSPECIFIED = ["0.0.0.0", "::", "::ffff:0.0.0.0"]   # the kernel reaches loopback
 PORTS = [53, 80, 443, 8080]
 N_POLICIES = 16
 EVENTS_PER_POLICY = 64
@@ -111,8 +114,17 @@ def random_event(rng: random.Random) -> Event:
         return Event("/nonexistent/diff", "ptrace", target_exe=rng.choice(SIG_TARGETS))
     if k < 0.94:
         return Event("/nonexistent/diff", "mount", path=rng.choice(MOUNT_POINTS))
-    return Event("/nonexistent/diff", "net.connect", addr=rng.choice(ADDRS), port=rng.choice(PORTS),
+    if k < 0.97:
+        return Event("/nonexistent/diff", "net.connect", addr=rng.choice(ADDRS), port=rng.choice(PORTS),
+                     proto=rng.choice(["tcp", "udp"]))
+    if k < 0.985:
+        return Event("/nonexistent/diff", "file.write", path=f"{ROOT}/{rng.choice(SOCKETS)}")
+    return Event("/nonexistent/diff", "net.connect", addr=rng.choice(UNSPECIFIED), port=rng.choice(PORTS),
                  proto=rng.choice(["tcp", "udp"]))
+
+
+SOCKET_PATHS = {f"{ROOT}/{s}" for s in SOCKETS}
+_listeners: list = []
 
 
 def reset_tree() -> None:
@@ -124,6 +136,12 @@ def reset_tree() -> None:
     os.makedirs(CAPDIR)
     for f in FILES:
         copy_true(f"{ROOT}/{f}")
+    for s in SOCKETS:
+        os.makedirs(os.path.dirname(f"{ROOT}/{s}"), exist_ok=True)
+        ls = socket.socket(socket.AF_UNIX)
+        ls.bind(f"{ROOT}/{s}")
+        ls.listen(1024)   # never accepted: a connect completes into the backlog
+        _listeners.append(ls)
     for t in SIG_TARGETS:
         os.makedirs(os.path.dirname(t), exist_ok=True)
         shutil.copy("/usr/bin/sleep", t)
@@ -173,9 +191,12 @@ def kernel_decide(pol: Loaded, w, ev: Event, n: int, targets: dict) -> tuple[str
         match = lambda e: e.family == fam
     elif fam == "net":
         ans = w.op("connect", addr=ev.addr, port=ev.port, proto=ev.proto)
-        want = norm_addr(ev.addr)
+        want = norm_addr(str(destination(to_v6_address(ev.addr))))
         match = lambda e: e.family == "net" and e.port == ev.port and norm_addr(e.addr) == want
         ev_op = "connect"
+    elif ev.path in SOCKET_PATHS:
+        ans = w.op("unix-connect", ev.path)
+        match = lambda e: e.path == ev.path and e.op == "write" and e.hook == "unix_stream_connect"
     else:
         kw = {}
         if op in ("rename", "link"):

@@ -230,6 +230,7 @@ def test_uselib_of_a_read_denied_file(unix_pol):
     pol, _ = unix_pol
     for name in ("secret-lib", "free-lib"):
         Path(f"{R}/{name}").write_bytes(b"\x7fELF not a library" * 8)
+        os.chmod(f"{R}/{name}", 0o755)  # uselib needs exec permission before it opens
     # with no policy, uselib opens and reads the file (then refuses it as no library)
     assert out(ungoverned(py(USELIB, f"{R}/secret-lib"))) == f"errno {errno.ENOEXEC}"
     res = pol.run(py(USELIB, f"{R}/secret-lib"))
