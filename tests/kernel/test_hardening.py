@@ -87,11 +87,21 @@ policy hardtask {
 
 EXCEPT_POLICY = f"""
 policy hardexcept {{
-    subject exe "/nonexistent/hardexcept" except exe "{R}/jail/trusted", exe "{R}/bin/trusted-cat"
+    subject exe "/nonexistent/hardexcept" except exe "{R}/jail/trusted", exe "{R}/bin/trusted-cat",
+        exe "{R}/bin/trusted.sh"
     default allow
     deny file read "{R}/secret"
 }}
 """
+
+DENY_SCRIPT_POLICY = f"""
+policy hardscript {{
+    subject exe "/nonexistent/hardscript"
+    default allow
+    deny exec "{R}/bin/trusted.sh"
+}}
+"""
+E2BIG_PROBE = str(Path(__file__).with_name("probes") / "e2big.py")
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -598,6 +608,8 @@ def except_pol():
     copy_true(f"{R}/jail/trusted")   # dynamically linked: its ELF interpreter is missing in the jail
     os.makedirs(f"{R}/bin", exist_ok=True)
     shutil.copy("/bin/cat", f"{R}/bin/trusted-cat")
+    Path(f"{R}/bin/trusted.sh").write_text("#!/bin/sh\nexit 0\n")
+    os.chmod(f"{R}/bin/trusted.sh", 0o755)
     Path(f"{R}/secret").write_text("s3cret\n")
     p = Loaded(EXCEPT_POLICY, "hardexcept")
     yield p
@@ -616,6 +628,35 @@ def test_failed_exec_of_an_excepted_program_leaves_no_exception(except_pol):
     # the control: the excepted program, run for real, is excepted
     res = pol.run(["sh", "-c", f"{R}/bin/trusted-cat {R}/secret"])
     assert out(res) == "s3cret", res.stdout + res.stderr
+
+
+def boundary(res) -> int:
+    words = out(res).split()
+    assert len(words) == 2 and words[0] == "boundary", res.stdout + res.stderr
+    return int(words[1])
+
+
+def test_e2big_after_the_script_was_checked_leaves_no_exception(except_pol):
+    pol = except_pol
+    script, secret = f"{R}/bin/trusted.sh", f"{R}/secret"
+    # The window exists: where the exec is denied at bprm_check_security, sizes up to `late`
+    # get that denial (EPERM), so the exec reached the check; past `early`, E2BIG comes first.
+    with Loaded(DENY_SCRIPT_POLICY, "hardscript") as deny:
+        late = boundary(deny.run([sys.executable, E2BIG_PROBE, "search", script, secret], timeout=600))
+    early = boundary(pol.run([sys.executable, E2BIG_PROBE, "search", script, secret], timeout=600))
+    assert late > early, (early, late)
+    # with no policy deciding: those sizes fail with E2BIG and the old program goes on
+    res = ungoverned([sys.executable, E2BIG_PROBE, "window", script, secret, str(early + 1), str(late)])
+    rows = [line.split(None, 1)[1] for line in out(res).splitlines()]
+    assert rows and set(rows) == {f"{errno.E2BIG} read"}, res.stdout
+    # under the policy: the same failed exec commits no exception; the secret stays denied
+    res = pol.run([sys.executable, E2BIG_PROBE, "window", script, secret, str(early + 1), str(late)], timeout=600)
+    rows = [line.split(None, 1)[1] for line in out(res).splitlines()]
+    assert rows and set(rows) == {f"{errno.E2BIG} errno {errno.EPERM}"}, res.stdout + res.stderr
+    evs = [e for e in res.events if e.path == secret]
+    assert len(evs) == len(rows) and all(e.rule_id == pol.rule_id_of("deny file read") for e in evs)
+    # the control: the same script with room to spare runs, excepted
+    assert pol.run([script]).returncode == 0
 
 
 def auxv_secure(text: bytes) -> int:
