@@ -32,9 +32,12 @@ class Diagnostic:
     message: str
     hints: tuple[str, ...] = ()
     notes: tuple[Note, ...] = ()
+    # The reason of an inline `# policyc: ignore[CODE] reason` that suppresses this warning
+    # (policyc/report/suppress.py); None when it is reported.
+    suppressed: str | None = None
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "code": self.code,
             "severity": self.severity.value,
             "message": self.message,
@@ -42,6 +45,9 @@ class Diagnostic:
             "hints": list(self.hints),
             "notes": [{"message": n.message, "location": _span_dict(n.span)} for n in self.notes],
         }
+        if self.suppressed is not None:
+            d["suppressed"] = {"reason": self.suppressed}
+        return d
 
 
 def _span_dict(span: Span | None) -> dict | None:
@@ -114,6 +120,7 @@ CODES: dict[str, tuple[str, str]] = {
     "P030": ("host-wide-deny", "a `subject all` policy in enforce mode denies what every system needs"),
     "P040": ("not-enforced", "`policyc build`: a rule family the kernel backend does not enforce yet"),
     "P050": ("kernel-lacks-hook", "`--kernel`: the target kernel lacks a hook or helper a rule needs"),
+    "P051": ("verifier-refuses-program", "`--load-test`: the running kernel's verifier refuses a program a rule needs"),
     "P054": ("mount-api-without-hook", "a path-scoped `deny mount` that the new mount API (no LSM hook) gets around"),
     "P090": ("fmt-failed", "the formatter could not keep a file's meaning (a policyc bug)"),
     "W101": ("duplicate-rule", "a rule written twice"),
@@ -126,4 +133,13 @@ CODES: dict[str, tuple[str, str]] = {
     "W108": ("subject-matches-everything", "a subject pattern that matches every program"),
     "W109": ("needless-acknowledgement", "`acknowledge host-wide-deny` where nothing needs it"),
     "W110": ("limit-without-events", "a `limit` on an `allow` rule or `default allow`, which send no events"),
+    "W111": ("bad-suppression", "a `# policyc: ignore[...]` without a reason, or naming an error or unknown code"),
 }
+
+# The codes that are warnings: every W code, and the P codes listed here. Only these may be
+# suppressed inline or disabled in policyc.toml; errors never can.
+WARNING_P_CODES = frozenset({"P054"})
+
+
+def is_warning_code(code: str) -> bool:
+    return code.startswith("W") or code in WARNING_P_CODES

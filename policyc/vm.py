@@ -2,12 +2,22 @@
 
 The host kernel refuses BPF LSM programs, so everything that loads one runs in a guest:
 
-    img = resolve_kernel("6.1")             # or "6.12", or a path to DIR/boot/vmlinuz-V
+    img = resolve_kernel("6.1")             # or "6.12", "7.2", "newest", or DIR/boot/vmlinuz-V
     res = run_in_vm(["bpftool", "prog"], kernel=img, stream=sys.stdout)
     res.returncode, res.output
 
 Kernels come from Debian's archive (`apt-get download`), are unpacked with `dpkg-deb -x` into
-`${POLICYC_CACHE:-~/.cache/policyc}/kernels/<package>/` and reused. The guest sees the host's
+`${POLICYC_CACHE:-~/.cache/policyc}/kernels/<package>/` and reused. 6.1 and 6.12 come through
+the host's apt (bookworm, bookworm-security). "7.2" and "newest" come from Debian sid through a
+private apt state, `kernels/sid-apt/` (its own sources list, lists and cache; the host's apt
+configuration and lists are never touched), filled by `apt-get update` only when its lists are
+missing or when the environment has POLICYC_REFRESH_KERNELS=1. Sid splits a kernel into
+linux-binary-V (vmlinuz), linux-modules-V and linux-base-V (config, modules.builtin/order):
+they are extracted into one tree, with the vmlinuz copied to boot/vmlinuz-V. "newest" is
+whatever sid's linux-image-amd64 named when first resolved or last refreshed, pinned in
+`kernels/newest.json` (package, version, date) and reused until the next refresh, so repeated
+runs boot the same kernel; a refresh that fails (offline) keeps the pinned, cached kernel and
+says so. The guest sees the host's
 `/` read-only over 9p (so the venv of the running Python works by absolute path), gets no
 environment of ours (we pass it with `env K=V ... CMD`), and reports the command's exit code on
 a marker line of its own: vng's exit code 255 also means "the guest never reported". A boot
@@ -20,7 +30,9 @@ from __future__ import annotations
 import codecs
 import contextlib
 import dataclasses
+import datetime
 import fcntl
+import json
 import os
 import re
 import select
@@ -42,6 +54,17 @@ KERNEL_SERIES = {
     "6.1": "linux-image-amd64",
     "6.12": "linux-image-6.12-amd64",
 }
+# Series fetched from Debian sid (private apt state, see the module docstring), and the spec for
+# sid's newest kernel, pinned in kernels/newest.json.
+SID_SERIES = ("7.2",)
+NEWEST = "newest"
+SID_META = "linux-image-amd64"
+SID_MIRROR = "http://deb.debian.org/debian"
+SID_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+SID_SOURCES = f"deb [signed-by={SID_KEYRING}] {SID_MIRROR} sid main\n"
+SID_STATE = "sid-apt"  # under kernels/
+PIN_FILE = "newest.json"  # under kernels/
+REFRESH_ENV = "POLICYC_REFRESH_KERNELS"  # =1: `apt-get update` sid's lists, re-pin "newest"
 # The guest mounts empty tmpfs over these: a kernel or script kept there is invisible to it.
 GUEST_HIDDEN_DIRS = ("/var/tmp", "/var/cache", "/run", "/dev/shm")
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -66,7 +89,7 @@ class VmError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class KernelImage:
-    spec: str  # what was asked: "6.1", "6.12" or a path
+    spec: str  # what was asked: "6.1", "6.12", "7.2", "newest" or a path
     version: str  # `uname -r` in the guest, e.g. "6.1.0-56-amd64"
     vmlinuz: Path  # ROOT/boot/vmlinuz-VERSION
     root: Path  # extracted package tree, modules in ROOT/lib/modules/VERSION
@@ -183,24 +206,56 @@ def resolve_package(spec: str) -> str:
     return package
 
 
-def fetch_package(package: str, kernels: Path) -> Path:
-    """Download and extract `package` into kernels/<package>, once; returns the tree."""
+def fetch_package(
+    package: str,
+    kernels: Path,
+    parts: Sequence[str] | None = None,
+    apt_options: Sequence[str] = (),
+) -> Path:
+    """Download and extract `package` into kernels/<package>, once; returns the tree.
+
+    `parts` are the packages that make up the kernel when it is split (sid: linux-binary-V,
+    linux-modules-V, linux-base-V), extracted into the one tree; default: `package` itself.
+    `apt_options` select a private apt state (sid). The tree appears complete or not at all.
+    """
     tree = kernels / package
     if (tree / "boot").is_dir():
         return tree
+    parts = list(parts or [package])
     work = Path(tempfile.mkdtemp(prefix=f".{package}-", dir=kernels))
     try:
-        progress(f"downloading {package}")
-        run_tool(["apt-get", "download", package], cwd=work)
-        debs = list(work.glob("*.deb"))
-        if len(debs) != 1:
-            raise VmError(f"apt-get download {package} left {len(debs)} .deb files in {work}")
-        progress(f"extracting {debs[0].name}")
-        run_tool(["dpkg-deb", "-x", str(debs[0]), str(work / "tree")])
+        progress(f"downloading {', '.join(parts)}")
+        run_sid_tool("apt-get", apt_options, ["download", *parts], cwd=work)
+        debs = sorted(work.glob("*.deb"))
+        if len(debs) != len(parts):
+            raise VmError(
+                f"apt-get download {' '.join(parts)} left {len(debs)} .deb files in {work}"
+            )
+        for deb in debs:
+            progress(f"extracting {deb.name}")
+            run_tool(["dpkg-deb", "-x", str(deb), str(work / "tree")])
+        if not (work / "tree" / "boot").is_dir():
+            place_vmlinuz(work / "tree")  # split packages: vmlinuz is under usr/lib/modules/V
         (work / "tree").rename(tree)  # atomic: a tree with boot/ is complete
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return tree
+
+
+def place_vmlinuz(tree: Path) -> Path:
+    """Copy tree/usr/lib/modules/V/vmlinuz to tree/boot/vmlinuz-V, where vng looks for it."""
+    found = sorted(tree.glob("usr/lib/modules/*/vmlinuz")) + sorted(
+        tree.glob("lib/modules/*/vmlinuz")
+    )
+    if len(found) != 1:
+        raise VmError(
+            f"the extracted kernel packages hold {len(found)} lib/modules/VERSION/vmlinuz "
+            "files and no boot/vmlinuz-VERSION: expected one"
+        )
+    target = tree / "boot" / f"vmlinuz-{found[0].parent.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(found[0], target)
+    return target
 
 
 def cached_trees(kernels: Path, spec: str) -> list[Path]:
@@ -213,14 +268,238 @@ def cached_trees(kernels: Path, spec: str) -> list[Path]:
     return sorted(trees, key=key)
 
 
+# --- sid: the newest kernel, through a private apt state --------------------------------------
+
+
+def sid_apt_options(state: Path) -> list[str]:
+    """apt-get/apt-cache options that use only the private apt state in `state` (sid)."""
+    return [
+        "-o", f"Dir::Etc::sourcelist={state / 'sources.list'}",
+        "-o", "Dir::Etc::sourceparts=/dev/null",
+        "-o", "Dir::Etc::preferences=/dev/null",
+        "-o", "Dir::Etc::preferencesparts=/dev/null",
+        "-o", f"Dir::State::Lists={state / 'lists'}",
+        "-o", f"Dir::Cache={state / 'cache'}",
+        "-o", "Dir::State::status=/dev/null",
+        "-o", "APT::Sandbox::User=root",  # the _apt user cannot write a private dir of root's
+    ]  # fmt: skip
+
+
+def refresh_requested(environ: Mapping[str, str] | None = None) -> bool:
+    """POLICYC_REFRESH_KERNELS=1 (or true/yes/on): refresh sid's lists and re-pin "newest"."""
+    value = (os.environ if environ is None else environ).get(REFRESH_ENV, "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def sid_lists_date(state: Path) -> str | None:
+    """When the private sid lists were fetched (UTC date), None when there are none."""
+    lists = [p for p in (state / "lists").glob("*_Packages*") if p.is_file()]
+    if not lists:
+        return None
+    mtime = max(p.stat().st_mtime for p in lists)
+    return datetime.datetime.fromtimestamp(mtime, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+_sid_refreshed = False  # a refresh asked by the environment happens once per process
+
+
+class SidMoved(VmError):
+    """Sid's linux-image-amd64 names a kernel of another series than the one asked for."""
+
+
+def run_sid_tool(
+    tool: str, apt_options: Sequence[str], args: Sequence[str], cwd: Path | None = None
+) -> str:
+    """run_tool for apt-get/apt-cache with `apt_options` (the private sid state: its errors
+    leave the long options out); without options, exactly run_tool([tool, *args])."""
+    if not apt_options:
+        return run_tool([tool, *args], cwd=cwd)
+    try:
+        return run_tool([tool, *apt_options, *args], cwd=cwd)
+    except VmError as exc:
+        message = str(exc).replace(shlex.join(apt_options) + " ", "")
+        raise VmError(f"{message} (Debian sid, private apt state)") from None
+
+
+def sid_apt(kernels: Path, refresh: bool) -> list[str]:
+    """The private sid apt state under kernels/, its lists fetched when missing or `refresh`."""
+    global _sid_refreshed
+    state = kernels / SID_STATE
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    sources = state / "sources.list"
+    if not sources.is_file() or sources.read_text() != SID_SOURCES:
+        sources.write_text(SID_SOURCES)
+    options = sid_apt_options(state)
+    missing = sid_lists_date(state) is None
+    if missing or (refresh and not _sid_refreshed):
+        progress(f"fetching Debian sid's package lists into {state}")
+        run_sid_tool("apt-get", options, ["-q", "update"])
+        if sid_lists_date(state) is None:
+            raise VmError(f"`apt-get update` of {SID_SOURCES.strip()!r} left no package lists")
+        _sid_refreshed = _sid_refreshed or refresh
+    return options
+
+
+def parse_split_depends(text: str, image_package: str) -> list[str]:
+    """The packages a split sid kernel is made of, from `apt-cache depends linux-image-V`.
+
+    linux-image-V is empty and depends on linux-binary-V (vmlinuz) and linux-modules-V, and on
+    linux-base-V (config, System.map, modules.builtin and modules.order). Returns them as
+    [base (when named), binary, modules]; [] for a kernel that is not split (the image package
+    holds everything); VmError when only one of binary/modules is named.
+    """
+    version = image_package.removeprefix("linux-image-")
+    named = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*\|?(?:Pre)?Depends:\s*linux-(base|binary|modules)-(\S+)\s*$", line)
+        if m and m.group(2) == version:
+            named.setdefault(m.group(1), f"linux-{m.group(1)}-{version}")
+    if not {"binary", "modules"} & named.keys():
+        return []
+    if not {"binary", "modules"} <= named.keys():
+        raise VmError(
+            f"{image_package} depends on {', '.join(named.values())} only: a split kernel "
+            f"needs both linux-binary-{version} and linux-modules-{version}"
+        )
+    return [named[k] for k in ("base", "binary", "modules") if k in named]
+
+
+def resolve_sid_package(spec: str, apt_options: Sequence[str]) -> str:
+    """The linux-image-V that sid's linux-image-amd64 names, checked against `spec`."""
+    text = run_sid_tool("apt-cache", apt_options, ["depends", SID_META])
+    package = parse_apt_depends(text)
+    if package is None:
+        raise VmError(
+            f"`apt-cache depends {SID_META}` in Debian sid names no linux-image-V package: "
+            f"set {REFRESH_ENV}=1 to refresh sid's package lists"
+        )
+    if spec != NEWEST and not package.startswith(f"linux-image-{spec}."):
+        raise SidMoved(
+            f"Debian sid's {SID_META} now depends on {package}, not on a {spec} kernel "
+            f"(use --kernel {NEWEST} for it)"
+        )
+    return package
+
+
+def fetch_sid(package: str, kernels: Path, apt_options: Sequence[str]) -> Path:
+    """kernels/<package> of sid, its split parts downloaded and extracted into it once."""
+    tree = kernels / package
+    if (tree / "boot").is_dir():
+        return tree
+    text = run_sid_tool("apt-cache", apt_options, ["depends", package])
+    parts = parse_split_depends(text, package)
+    return fetch_package(package, kernels, parts or [package], apt_options)
+
+
+def pin_record(package: str, now: datetime.datetime | None = None) -> dict:
+    """What kernels/newest.json holds: the package "newest" resolved to, its version, when."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    return {
+        "package": package,
+        "version": package.removeprefix("linux-image-"),
+        "resolved": now.astimezone(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def parse_pin(text: str, where: str = PIN_FILE) -> dict:
+    """The pin in the text of kernels/newest.json, checked; VmError when it is not one."""
+    hint = f"delete it or set {REFRESH_ENV}=1 to pin sid's current kernel"
+    try:
+        pin = json.loads(text)
+    except ValueError as exc:
+        raise VmError(f"{where} is not JSON ({exc}): {hint}") from None
+    package = pin.get("package") if isinstance(pin, dict) else None
+    if not isinstance(package, str) or not re.fullmatch(r"linux-image-\d[\w.+~-]*", package):
+        raise VmError(f"{where} names no linux-image-VERSION package: {hint}")
+    if pin.get("version") != package.removeprefix("linux-image-") or not isinstance(
+        pin.get("resolved"), str
+    ):
+        raise VmError(f"{where}: version or resolved date missing or not {package}'s: {hint}")
+    return pin
+
+
+def read_pin(path: Path) -> dict | None:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return parse_pin(text, str(path))
+
+
+def write_pin(path: Path, pin: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(pin, indent=2) + "\n")
+    tmp.replace(path)  # atomic
+
+
+def resolve_sid(spec: str, kernels: Path, refresh: bool) -> tuple[Path, str]:
+    """(tree, package) for "7.2" or "newest" from sid; the caller holds kernels/.lock."""
+    pin_path = kernels / PIN_FILE
+    pin = None
+    if spec == NEWEST:
+        try:
+            pin = read_pin(pin_path)
+        except VmError:
+            if not refresh:
+                raise  # with a refresh, a broken pin is replaced
+    if pin is not None and not refresh:
+        package = pin["package"]
+        tree = kernels / package
+        if not (tree / "boot").is_dir():  # pinned, not (or no longer) cached: fetch that one
+            try:
+                tree = fetch_sid(package, kernels, sid_apt(kernels, refresh=False))
+            except VmError as exc:
+                raise VmError(
+                    f"{exc}; {pin_path} pins {package} (resolved {pin['resolved']}), which is "
+                    f"not cached: set {REFRESH_ENV}=1 to pin sid's current kernel"
+                ) from None
+        progress(
+            f"{NEWEST} is {package}, pinned in {pin_path} on {pin['resolved']} "
+            f"({REFRESH_ENV}=1 re-resolves it)"
+        )
+        return tree, package
+    apt_options: list[str] | None = None
+    try:
+        apt_options = sid_apt(kernels, refresh)
+        package = resolve_sid_package(spec, apt_options)
+        tree = fetch_sid(package, kernels, apt_options)
+    except VmError as exc:
+        if spec == NEWEST:
+            cached = [kernels / pin["package"]] if pin is not None else []
+        else:
+            cached = cached_trees(kernels, spec)
+        cached = [t for t in cached if (t / "boot").is_dir()]
+        if not cached:
+            what = f"no {spec} kernel is cached in {kernels}"
+            if apt_options is not None and not refresh and not isinstance(exc, SidMoved):
+                what += (
+                    f"; sid's package lists are from {sid_lists_date(kernels / SID_STATE)}: "
+                    f"set {REFRESH_ENV}=1 to refresh them"
+                )
+            raise VmError(f"{exc}; {what}") from None
+        tree, package = cached[-1], cached[-1].name
+        progress(f"{exc}; using cached {package}")
+        return tree, package
+    if spec == NEWEST:
+        if pin is not None and pin["package"] != package:
+            progress(f"{NEWEST} was {pin['package']}, is now {package}")
+        write_pin(pin_path, pin_record(package))
+        progress(f"{NEWEST} is {package}, pinned in {pin_path}")
+    return tree, package
+
+
 def resolve_kernel(spec: str) -> KernelImage:
-    """A bootable kernel for "6.1", "6.12" (Debian packages, cached) or a vmlinuz path."""
+    """A bootable kernel for "6.1", "6.12", "7.2", "newest" (Debian packages, cached) or a
+    vmlinuz path. "7.2" and "newest" come from sid (module docstring; POLICYC_REFRESH_KERNELS=1
+    refreshes sid's lists and re-pins "newest")."""
     spec = str(spec)
-    if spec not in KERNEL_SERIES:
+    if spec not in KERNEL_SERIES and spec not in SID_SERIES and spec != NEWEST:
         if "/" in spec or os.path.exists(spec):
             return kernel_from_path(Path(spec), spec=spec)
         raise VmError(
-            f"unknown kernel {spec!r}: use one of {', '.join(KERNEL_SERIES)} "
+            f"unknown kernel {spec!r}: use one of "
+            f"{', '.join([*KERNEL_SERIES, *SID_SERIES, NEWEST])} "
             "or a path to DIR/boot/vmlinuz-VERSION with DIR/lib/modules/VERSION beside it"
         )
     kernels = cache_dir() / "kernels"
@@ -228,6 +507,9 @@ def resolve_kernel(spec: str) -> KernelImage:
     kernels.mkdir(parents=True, exist_ok=True)
     with open(kernels / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one download/extract at a time across processes
+        if spec not in KERNEL_SERIES:
+            tree, package = resolve_sid(spec, kernels, refresh_requested())
+            return image_in_tree(tree, spec, package)
         try:
             package = resolve_package(spec)
             tree = fetch_package(package, kernels)

@@ -4,8 +4,8 @@ It deals in files and bytes and never imports `policyc`. See docs/design.md, "Ru
 """
 
 from .errors import BpfError
-from .loader import (DEFAULT_PIN_ROOT, LoadedPolicy, MapFill, ensure_bpffs, list_loaded, load,
-                     unload)
+from .loader import (DEFAULT_PIN_ROOT, LoadedPolicy, MapFill, ProgramVerdict, ensure_bpffs, list_loaded,
+                     load, load_test, unload)
 from .lsm import LsmStatus, check_bpf_lsm
 from .maps import map_info, mark_task, read_map
 from .ringbuf import RingBufferReader
@@ -17,12 +17,14 @@ __all__ = [
     "LoadedPolicy",
     "LsmStatus",
     "MapFill",
+    "ProgramVerdict",
     "RingBufferReader",
     "check_bpf_lsm",
     "enable_stats",
     "ensure_bpffs",
     "list_loaded",
     "load",
+    "load_test",
     "map_info",
     "mark_task",
     "prog_stats",

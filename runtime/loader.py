@@ -194,6 +194,19 @@ def _obj_pin(fd: int, path: str) -> None:
 class _Object:
     """An opened, loaded and filled bpf_object; `programs` and `maps` in ELF order."""
 
+    @staticmethod
+    def open_only(obj_path: str):
+        """The bpf_object of OBJ_PATH, opened and not loaded (the caller closes it)."""
+        lib = B.lib()
+        if not os.path.isfile(obj_path):
+            raise BpfError(f"object `{obj_path}` does not exist")
+        with B.LogCapture() as cap:
+            obj = lib.bpf_object__open_file(os.fsencode(obj_path), B.ffi.NULL)
+            err = B.ffi.errno
+        if obj == B.ffi.NULL:
+            raise BpfError(f"opening `{obj_path}` failed: {B.describe(err or errno.EINVAL)}", cap.text)
+        return obj
+
     def __init__(self, obj_path: str, maps: dict[str, MapFill], undo: _Undo, log: list[str]):
         lib = B.lib()
         self.lib = lib
@@ -435,6 +448,62 @@ def _load_fresh(obj_path: str, name: str, maps: dict[str, MapFill], pin_dir: str
         B.lib().bpf_link__destroy(link)
     obj.close()
     return LoadedPolicy(name, pin_dir, link_pins, map_pins, "".join(log))
+
+
+@dataclass(frozen=True)
+class ProgramVerdict:
+    """What the running kernel's verifier said of one program, loaded alone."""
+    program: str
+    hook: str          # the LSM hook (the section name after `lsm/`)
+    ok: bool
+    reason: str        # empty when ok: libbpf's error and the verifier's last lines
+
+
+def load_test(obj_path: str, maps: dict[str, MapFill] | None = None) -> list[ProgramVerdict]:
+    """Load each program of OBJ_PATH on its own, attaching and pinning nothing, and report
+    which ones this kernel's verifier refuses. (libbpf fails a whole object on one refused
+    program: loading them one by one names every refusal, not just the first.) Only map
+    sizes are taken from MAPS; nothing is filled."""
+    lib = B.lib()
+    sizes = {m: f for m, f in (maps or {}).items() if f.max_entries is not None}
+    names: list[tuple[str, str]] = []
+    probe = _Object.open_only(obj_path)
+    try:
+        p = lib.bpf_object__next_program(probe, B.ffi.NULL)
+        while p != B.ffi.NULL:
+            if lib.bpf_program__autoload(p):
+                section = B.ffi.string(lib.bpf_program__section_name(p)).decode()
+                names.append((B.ffi.string(lib.bpf_program__name(p)).decode(), section))
+            p = lib.bpf_object__next_program(probe, p)
+    finally:
+        lib.bpf_object__close(probe)
+    out = []
+    for pname, section in names:
+        obj = _Object.open_only(obj_path)
+        try:
+            p = lib.bpf_object__next_program(obj, B.ffi.NULL)
+            while p != B.ffi.NULL:
+                lib.bpf_program__set_autoload(p, B.ffi.string(lib.bpf_program__name(p)).decode() == pname)
+                p = lib.bpf_object__next_program(obj, p)
+            m = lib.bpf_object__next_map(obj, B.ffi.NULL)
+            while m != B.ffi.NULL:
+                lib.bpf_map__set_pin_path(m, B.ffi.NULL)
+                fill = sizes.get(B.ffi.string(lib.bpf_map__name(m)).decode())
+                if fill is not None:
+                    lib.bpf_map__set_max_entries(m, fill.max_entries)
+                m = lib.bpf_object__next_map(obj, m)
+            with B.LogCapture() as cap:
+                rc = lib.bpf_object__load(obj)
+            reason = ""
+            if rc < 0:
+                lines = [ln for ln in cap.text.splitlines() if ln.strip() and not ln.startswith("libbpf: prog")]
+                verifier = [ln for ln in cap.text.splitlines() if ln and not ln.startswith("libbpf:")
+                            and not ln[:1].isdigit() and not ln.startswith(";")]
+                reason = f"{B.describe(rc)}: " + " / ".join((verifier or lines)[-3:])
+            out.append(ProgramVerdict(pname, section.split("/", 1)[-1], rc >= 0, reason))
+        finally:
+            lib.bpf_object__close(obj)
+    return out
 
 
 def _link_ids(link_fd: int) -> tuple[int, int]:

@@ -1,8 +1,15 @@
-"""`policyc check PATH... [--format text|json|sarif]`: parse, lower and run every check.
+"""`policyc check PATH... [--format text|json|sarif|github] [--werror] [--no-config]
+[--kernel SPEC] [--load-test]`: parse, lower and run every check.
 
-Silent on success in text format; exit 0 when clean or warnings only, 2 on errors. In json
-and sarif formats the document goes to stdout (an empty list / no results when clean) and
-nothing else does.
+Silent on success in text format; exit 0 when clean or warnings only, 2 on errors (and, with
+`--werror`, on any warning left). In json, sarif and github formats the document goes to
+stdout (an empty list / no results / no lines when clean) and nothing else does.
+
+Warnings named by an inline `# policyc: ignore[CODE] reason` are suppressed
+(policyc/report/suppress.py): not printed in text and github, marked in json and sarif, never
+counted. `policyc.toml` (or `[tool.policyc]` in pyproject.toml, policyc/config.py) sets
+defaults for `--werror` and `--format` and the codes never reported (`disable`); flags win,
+`--no-config` ignores the file.
 """
 
 from __future__ import annotations
@@ -11,30 +18,90 @@ from typing import List, Optional, TextIO
 
 import typer
 
-from ..diagnostics import Diagnostics
-from ..report import FORMATS
-from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load_and_check, print_diagnostics
+from ..config import Config, ConfigError, load_config
+from ..diagnostics import Diagnostic, Diagnostics, Severity
+from ..report import FORMATS, Sources, apply_suppressions, render, summary
+from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load_and_check
 
 
-def run_check(paths: list[str], fmt: str, out: TextIO, err: TextIO, kernel: str | None = None) -> int:
+def run_check(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, kernel: str | None = None, *,
+              werror: bool | None = None, use_config: bool = True, load_test: bool = False) -> int:
+    config = Config()
+    if use_config:
+        try:
+            config = load_config()
+        except ConfigError as e:
+            err.write(f"policyc: error: {e} (--no-config ignores it)\n")
+            return EXIT_BAD_INPUT
+    fmt = fmt or config.format or "text"
     if fmt not in FORMATS:
         err.write(f"policyc: unknown format `{fmt}` (one of {', '.join(FORMATS)})\n")
         return EXIT_BAD_INPUT
+    werror = config.werror if werror is None else werror
     diags = Diagnostics()
     program, ok = load_and_check(paths, diags, err, kernel)
     if not ok:
         return EXIT_BAD_INPUT
-    print_diagnostics(diags, fmt, out, err, program)
-    return EXIT_BAD_INPUT if diags.has_errors else EXIT_OK
+    if load_test and program is not None and not diags.has_errors:
+        if not _load_test(program, diags, err):
+            return EXIT_BAD_INPUT
+    sources = Sources(program.sources if program is not None else {})
+    items = apply_suppressions(diags.sorted(), program, sources)
+    items = [d for d in items if d.code not in config.disable]
+    render(items, fmt, out, sources)
+    shown = [d for d in items if d.suppressed is None]
+    errors = any(d.severity is Severity.ERROR for d in shown)
+    warnings = any(d.severity is Severity.WARNING for d in shown)
+    if fmt == "text" and shown:
+        _summary(items, bool(werror) and warnings and not errors, out, err)
+    return EXIT_BAD_INPUT if errors or (werror and warnings) else EXIT_OK
+
+
+def _load_test(program, diags: Diagnostics, err: TextIO) -> bool:
+    """`--load-test`: each policy's programs loaded alone on this kernel (P051 per refusal)."""
+    import runtime
+
+    from ..codegen import BuildError
+    from ..load_test import load_test_program
+
+    try:
+        load_test_program(program, diags)
+    except BuildError as e:
+        err.write(f"policyc: error: --load-test builds each policy first: {e.message}\n")
+        return False
+    except runtime.BpfError as e:
+        err.write(f"policyc: error: --load-test could not load on this kernel: {e.message} (it needs "
+                  "root and a kernel with BPF LSM; nothing was attached)\n")
+        return False
+    return True
+
+
+def _summary(items: list[Diagnostic], failed_by_werror: bool, out: TextIO, err: TextIO) -> None:
+    try:
+        out.flush()
+    except (OSError, ValueError):
+        pass
+    tail = " (--werror: warnings are errors)" if failed_by_werror else ""
+    err.write(f"policyc: {summary(items)}{tail}\n")
 
 
 def command(
     paths: List[str] = typer.Argument(..., metavar="PATH...", help="policy files or directories of them"),
-    fmt: str = typer.Option("text", "--format", "-f", help="text, json or sarif"),
-    kernel: Optional[str] = typer.Option(None, "--kernel", metavar="6.1|6.12|PATH",
+    fmt: Optional[str] = typer.Option(None, "--format", "-f",
+                                      help="text, json, sarif or github (default: policyc.toml's, else text)"),
+    werror: Optional[bool] = typer.Option(None, "--werror/--no-werror",
+                                          help="warnings count as errors: exit 2 when any is left"),
+    no_config: bool = typer.Option(False, "--no-config",
+                                   help="ignore policyc.toml and the tool.policyc table of pyproject.toml"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", metavar="6.1|6.12|7.2|PATH",
                                          help="also check every rule against this kernel's hooks and helpers (its BTF)"),
+    load_test: bool = typer.Option(False, "--load-test",
+                                   help="build each policy and load every program on the running kernel, "
+                                        "attaching nothing: what its verifier refuses is reported per rule "
+                                        "(P051; root and BPF LSM)"),
 ) -> None:
     """Check policies: syntax, names, includes, and the checks in docs/diagnostics.md."""
     import sys
 
-    guarded(run_check, paths, fmt, out=sys.stdout, err=sys.stderr, kernel=kernel)
+    guarded(run_check, paths, fmt, out=sys.stdout, err=sys.stderr, kernel=kernel, werror=werror,
+            use_config=not no_config, load_test=load_test)

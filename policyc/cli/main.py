@@ -37,7 +37,7 @@ app.command("suggest")(suggest_cmd.command)
 
 @app.command("vm", context_settings={"allow_interspersed_args": False})
 def vm(
-    kernel: str = typer.Option("6.1", "--kernel", metavar="VERSION", help="the kernel to boot (6.1, 6.12)"),
+    kernel: str = typer.Option("6.1", "--kernel", metavar="VERSION", help="the kernel to boot (6.1, 6.12, 7.2, newest, or DIR/boot/vmlinuz-V)"),
     argv: Optional[List[str]] = typer.Argument(None, metavar="-- CMD...", help="the command to run in the VM"),
 ) -> None:
     """Boot a kernel in a VM and run a command in it (policyc/cli/vm_cmd.py)."""

@@ -1,16 +1,20 @@
-"""`policyc test PATH... [--kernel VERSION] [-v]`: run the policies' `test` blocks (in the
-file or in NAME.policy.test beside it) against the reference evaluator.
+"""`policyc test PATH... [--format text|json|junit|tap|github] [--kernel VERSION] [-v]`: run the
+policies' `test` blocks (in the file or in NAME.policy.test beside it) against the reference
+evaluator.
 
 Each test block checks its own policy alone (other policies loaded with it do not take
-part), so a policy's tests pass or fail the same whatever else is loaded. Prints one line per
-failure, `file:line: FAIL expect ...: got allow (by policy default at file:line:col)`, then
-`PASS: n/m`. Exit 0 all passed, 1 a test failed, 2 bad input.
+part), so a policy's tests pass or fail the same whatever else is loaded. The text format
+prints one line per failure, `file:line: FAIL expect ...: got allow (by policy default at
+file:line:col)`, then `PASS: n/m` on stdout, and ends with `N passed, N failed` on stderr.
+The other formats (policyc/report/testresults.py) write only to stdout. Input without test
+blocks is said on stderr. Exit 0 all passed, 1 a test failed, 2 bad input.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import time
 from typing import List, Optional, TextIO
 
 import typer
@@ -18,11 +22,18 @@ import typer
 from ..diagnostics import Diagnostics
 from ..evaluate import Decision, decide
 from ..ir.model import Expectation, Program
+from ..report.testresults import TEST_FORMATS, TestResult, count_line, render_results
 from .common import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, guarded, load, print_diagnostics
 
 
 def run_test(paths: list[str], kernel: str | None = None, verbose: bool = False, *, out: TextIO,
-             err: TextIO) -> int:
+             err: TextIO, fmt: str = "text") -> int:
+    if fmt not in TEST_FORMATS:
+        err.write(f"policyc: unknown format `{fmt}` (one of {', '.join(TEST_FORMATS)})\n")
+        return EXIT_BAD_INPUT
+    if kernel is not None and fmt != "text":
+        err.write(f"policyc: `--format {fmt}` is for the reference evaluator; `--kernel` prints text only\n")
+        return EXIT_BAD_INPUT
     diags = Diagnostics()
     program = load(paths, diags)
     if program is None:
@@ -30,30 +41,41 @@ def run_test(paths: list[str], kernel: str | None = None, verbose: bool = False,
         return EXIT_BAD_INPUT
     if kernel is not None:
         return _kernel(program, kernel, out, err)
-    total = passed = 0
-    for tc in program.tests:
-        policy = program.policy(tc.policy)
-        for ex in tc.expectations:
-            total += 1
-            d = decide((policy,), ex.event)
-            if d.action == ex.decision:
-                passed += 1
-                if verbose:
-                    out.write(f"{_where(ex)}: PASS {ex.text}\n")
-            else:
-                out.write(f"{_where(ex)}: FAIL {ex.text}: got {d.action} ({why(d, ex)})\n")
+    results = evaluate_tests(program)
+    render_results(results, fmt, out, verbose)
+    _flush(out)
     tested = {tc.policy for tc in program.tests}
     for p in program.policies:
         if p.name not in tested and verbose:
             err.write(f"{p.span}: note: policy `{p.name}` has no tests\n")
-    out.write(f"PASS: {passed}/{total}\n")
-    if total == 0:
-        err.write("policyc: no tests found (write `test NAME { ... }` blocks)\n")
-    return EXIT_OK if passed == total else EXIT_FAIL
+    if not program.tests:
+        err.write(f"policyc: no tests found in {', '.join(paths)} (write `test NAME {{ ... }}` blocks, "
+                  "in the policy file or in NAME.policy.test beside it)\n")
+    elif not results:
+        err.write("policyc: no tests found: the test blocks hold no `expect` lines\n")
+    if fmt == "text":
+        err.write(count_line(results) + "\n")
+    return EXIT_OK if all(r.passed for r in results) else EXIT_FAIL
 
 
-def _where(ex: Expectation) -> str:
-    return f"{ex.span.file}:{ex.span.line}"
+def evaluate_tests(program: Program) -> list[TestResult]:
+    """Every expectation of every test block, decided by its own policy alone."""
+    results = []
+    for tc in program.tests:
+        policy = program.policy(tc.policy)
+        for ex in tc.expectations:
+            t0 = time.perf_counter()
+            d = decide((policy,), ex.event)
+            secs = time.perf_counter() - t0
+            results.append(TestResult(tc, ex, d, why(d, ex), secs))
+    return results
+
+
+def _flush(out: TextIO) -> None:
+    try:
+        out.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def why(d: Decision, ex: Expectation) -> str:
@@ -72,11 +94,12 @@ def _kernel(program: Program, kernel: str, out: TextIO, err: TextIO) -> int:
 
 def command(
     paths: List[str] = typer.Argument(..., metavar="PATH...", help="policy files or directories of them"),
+    fmt: str = typer.Option("text", "--format", "-f", help="text, json, junit, tap or github"),
     kernel: Optional[str] = typer.Option(None, "--kernel", metavar="VERSION",
                                          help="run the tests in a VM with this kernel (e.g. 6.1)"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="print passing tests too"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="print passing tests too (text format)"),
 ) -> None:
     """Run the policies' test blocks against the reference evaluator."""
     import sys
 
-    guarded(run_test, paths, kernel, verbose, out=sys.stdout, err=sys.stderr)
+    guarded(run_test, paths, kernel, verbose, out=sys.stdout, err=sys.stderr, fmt=fmt)

@@ -8,8 +8,10 @@ from policyc.vm import VmError, run_in_vm
 
 
 def run_vm(kernel: str, argv: list[str], out: TextIO, err: TextIO) -> int:
-    """Run `argv` in a VM of `kernel` ("6.1", "6.12" or a vmlinuz path), streaming its output
-    to `out`; returns the guest command's exit code, or 2 when the VM could not run it."""
+    """Run `argv` in a VM of `kernel` ("6.1", "6.12", "7.2", "newest" or a vmlinuz path),
+    streaming its output to `out`; returns the guest command's exit code, or 2 when the VM
+    could not run it. "7.2" and "newest" come from Debian sid; POLICYC_REFRESH_KERNELS=1
+    refreshes sid's package lists and re-pins "newest" (policyc/vm.py)."""
     if not argv:
         print("error: no command to run in the vm", file=err)
         return 2

@@ -1,9 +1,11 @@
-"""One renderer for diagnostics: `text` (people), `json` (scripts), `sarif` (code scanning).
+"""One renderer for diagnostics: `text` (people), `json` (scripts), `sarif` (code scanning),
+`github` (GitHub Actions annotations).
 
     render(diagnostics, fmt, out, sources=None, color=None)
 
 Every format is built from `Diagnostic.to_dict()` data or the same fields; passes never
-format their own messages for output.
+format their own messages for output. Suppressed diagnostics (`Diagnostic.suppressed`, see
+suppress.py) are left out of `text` and `github`, and kept, marked, in `json` and `sarif`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import os
 from typing import Iterable, TextIO
 
 from ..diagnostics import Diagnostic, Severity
+from .github import render_github
 from .sarif import render_sarif
 from .sources import Sources
+from .suppress import apply_suppressions
 from .text import render_text
 from .tojson import render_json
 
-FORMATS = ("text", "json", "sarif")
+FORMATS = ("text", "json", "sarif", "github")
 
 
 def use_color(out: TextIO) -> bool:
@@ -37,21 +41,28 @@ def render(diags: Iterable[Diagnostic], fmt: str, out: TextIO, sources: Sources 
         render_json(diags, out)
     elif fmt == "sarif":
         render_sarif(diags, out)
+    elif fmt == "github":
+        render_github(diags, out)
     else:
-        render_text(diags, out, sources or Sources(), use_color(out) if color is None else color)
+        shown = [d for d in diags if d.suppressed is None]
+        render_text(shown, out, sources or Sources(), use_color(out) if color is None else color)
 
 
 def summary(diags: Iterable[Diagnostic]) -> str:
-    """`2 errors, 1 warning` (empty when there is nothing)."""
+    """`2 errors, 1 warning` (empty when nothing is reported), `, 3 suppressed` when some are."""
     diags = list(diags)
-    errors = sum(d.severity is Severity.ERROR for d in diags)
-    warnings = sum(d.severity is Severity.WARNING for d in diags)
+    shown = [d for d in diags if d.suppressed is None]
+    errors = sum(d.severity is Severity.ERROR for d in shown)
+    warnings = sum(d.severity is Severity.WARNING for d in shown)
     parts = []
     if errors:
         parts.append(f"{errors} error{'s' if errors != 1 else ''}")
     if warnings:
         parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    if parts and len(shown) < len(diags):
+        parts.append(f"{len(diags) - len(shown)} suppressed")
     return ", ".join(parts)
 
 
-__all__ = ["FORMATS", "Sources", "render", "render_json", "render_sarif", "render_text", "summary", "use_color"]
+__all__ = ["FORMATS", "Sources", "apply_suppressions", "render", "render_github", "render_json", "render_sarif",
+           "render_text", "summary", "use_color"]

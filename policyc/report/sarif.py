@@ -2,7 +2,9 @@
 
 One run; the tool's rules are the diagnostic codes that occur (id = code, name, description,
 default level); each diagnostic is a result with a physicalLocation region (1-based lines and
-columns, columns counted in Unicode code points); notes become relatedLocations.
+columns, columns counted in Unicode code points); notes become relatedLocations. A warning
+suppressed by an inline `# policyc: ignore[CODE] reason` is still a result, carrying
+`suppressions: [{"kind": "inSource", "justification": reason}]`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import __version__
-from ..diagnostics import CODES, Diagnostic, Severity
+from ..diagnostics import CODES, WARNING_P_CODES, Diagnostic, Severity, is_warning_code
 from ..span import Span
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -25,16 +27,13 @@ def render_sarif(diags: list[Diagnostic], out: TextIO) -> None:
     out.write("\n")
 
 
-WARNING_P_CODES = {"P054"}   # P codes that are warnings (policyc/diagnostics.py)
-
-
 def to_sarif(diags: list[Diagnostic]) -> dict:
     codes = sorted({d.code for d in diags})
     index = {c: i for i, c in enumerate(codes)}
     rules = []
     for c in codes:
         name, desc = CODES.get(c, (c.lower(), c))
-        level = "error" if c.startswith("P") and c not in WARNING_P_CODES else "warning"
+        level = "warning" if is_warning_code(c) else "error"
         rules.append({
             "id": c,
             "name": _camel(name),
@@ -61,6 +60,8 @@ def to_sarif(diags: list[Diagnostic]) -> dict:
                 related.append(loc)
         if related:
             r["relatedLocations"] = related
+        if d.suppressed is not None:
+            r["suppressions"] = [{"kind": "inSource", "justification": d.suppressed}]
         results.append(r)
     return {
         "$schema": SCHEMA,
@@ -106,4 +107,4 @@ def _camel(name: str) -> str:
     return "".join(w.capitalize() for w in name.split("-"))
 
 
-__all__ = ["render_sarif", "to_sarif"]
+__all__ = ["WARNING_P_CODES", "render_sarif", "to_sarif"]

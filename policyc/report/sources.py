@@ -1,4 +1,5 @@
-"""Source lines for snippets: from the texts the front end already read, else from disk."""
+"""Source lines for snippets and suppression comments: from the texts the front end already
+read, else from disk."""
 
 from __future__ import annotations
 
@@ -7,21 +8,28 @@ class Sources:
     def __init__(self, texts: dict[str, str] | None = None):
         self._texts = dict(texts or {})
         self._lines: dict[str, list[str] | None] = {}
+        self._unreadable: set[str] = set()
 
     def add(self, path: str, text: str) -> None:
         self._texts[path] = text
         self._lines.pop(path, None)
 
+    def text(self, path: str) -> str | None:
+        """The whole text of `path`, or None when it cannot be had."""
+        text = self._texts.get(path)
+        if text is None and path not in self._unreadable:
+            try:
+                with open(path, "rb") as f:
+                    text = f.read().decode("utf-8", errors="replace")
+            except OSError:
+                self._unreadable.add(path)
+                return None
+        return text
+
     def line(self, path: str, lineno: int) -> str | None:
         """Line `lineno` (1-based) of `path`, or None when it cannot be had."""
         if path not in self._lines:
-            text = self._texts.get(path)
-            if text is None:
-                try:
-                    with open(path, "rb") as f:
-                        text = f.read().decode("utf-8", errors="replace")
-                except OSError:
-                    text = None
+            text = self.text(path)
             self._lines[path] = text.split("\n") if text is not None else None
         lines = self._lines[path]
         if lines is None or not 1 <= lineno <= len(lines):

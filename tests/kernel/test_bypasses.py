@@ -97,13 +97,38 @@ def test_mount_namespace_view_is_denied(pol):
     assert any(e.hook == "sb_mount" and e.decision == "deny" for e in res.events), res.events
 
 
-def test_detached_mount_fails_closed(pol, w):
+def test_detached_mount_clone_is_a_mount(pol, w):
+    # under `deny mount`, open_tree(OPEN_TREE_CLONE) is refused at its CAP_SYS_ADMIN check
     ans = w.op("open-tree-read", dir=f"{R}/pub", name="readme")
     if ans["errno"] == "ENOSYS":
         pytest.fail("open_tree(2) is missing: both supported kernels have it")
     assert ans["errno"] == "EPERM", ans
     evs = pol.drain()
-    assert any(e.reason == "detached-mount" and e.decision == "deny" for e in evs), evs
+    assert any(e.hook == "mount_syscall" and e.aux == 428 and e.rule_id == pol.rule_id_of("deny mount")
+               for e in evs), evs
+
+
+DETACHED_POLICY = f"""
+policy detached {{
+    subject exe "/nonexistent/detached"
+    default allow
+    deny file read "{R}/secret/**"
+}}
+"""
+
+
+def test_detached_mount_fails_closed(pol):  # pol: the files
+    # without `deny mount` the clone is made; a file reached through it cannot be named
+    with Loaded(DETACHED_POLICY, "detached") as p:
+        w = p.worker()
+        try:
+            p.drain()
+            ans = w.op("open-tree-read", dir=f"{R}/pub", name="readme")
+            assert ans["errno"] == "EPERM", ans
+            evs = p.drain()
+            assert any(e.reason == "detached-mount" and e.decision == "deny" for e in evs), evs
+        finally:
+            w.close()
 
 
 def test_chroot_does_not_rename_files(pol):

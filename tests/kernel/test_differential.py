@@ -3,6 +3,7 @@ defaults, modes; file, exec, net, capability, signal, module and bpf rules), 1,0
 events, each decided by both and compared on the decision and the rule. A disagreement is
 shrunk to a minimal policy and printed."""
 
+import dataclasses
 import ipaddress
 import os
 import random
@@ -34,7 +35,8 @@ SOCKETS = ["a/s.sock", "c/d/x"]   # AF_UNIX listeners: a connect is a file write
 COMPONENTS = ["a", "b", "c", "x", "y.txt", "zz", "d", "e", "x.txt", "yy.conf", "ü", "*", "**", "?", "{a,b}",
               "{x,y.txt}", "*.txt", "y?txt", "{c,ü}"]
 FILE_OPS = ["read", "write", "append", "delete", "rename", "link", "chmod", "chown", "exec-map"]
-NETS = ["10.0.0.0/8", "10.1.2.0/24", "192.0.2.0/24", "169.254.169.254", "127.0.0.1", "fd00::/8", "::1"]
+NETS = ["10.0.0.0/8", "10.1.2.0/24", "192.0.2.0/24", "169.254.169.254", "127.0.0.1", "fd00::/8", "::1",
+        "0.0.0.0", "::"]
 ADDRS = ["10.1.2.3", "10.9.9.9", "192.0.2.5", "169.254.169.254", "127.0.0.1", "fd00::5", "::1",
          "::ffff:10.1.2.3"]
 UNSPECIFIED = ["0.0.0.0", "::", "::ffff:0.0.0.0"]   # the kernel reaches loopback
@@ -80,7 +82,8 @@ def random_rule(rng: random.Random) -> str:
     if rng.random() < 0.4:
         lo = rng.choice(PORTS)
         ports = f" port {lo}" if rng.random() < 0.5 else f" port {lo}-{lo + 500}"
-    return f"{decision} net connect {proto} {net}{ports}".rstrip()
+    op = "bind" if rng.random() < 0.3 else "connect"
+    return f"{decision} net {op} {proto} {net}{ports}".rstrip()
 
 
 def random_policy(rng: random.Random, idx: int, rules: list[str] | None = None) -> tuple[str, list[str]]:
@@ -97,21 +100,37 @@ def random_policy(rng: random.Random, idx: int, rules: list[str] | None = None) 
     return text, rules
 
 
+@dataclasses.dataclass(frozen=True)
+class WayEvent(Event):
+    """An event the kernel side performs another way than the usual: a `file.write` as
+    FS_IOC_SETFLAGS, a signal through a file's owner (SIGIO), a ptrace as a perf_event_open
+    of the target, a `net.bind` as listen(2) on an unbound socket. The evaluator sees an
+    Event."""
+    way: str = ""
+
+
+def via(ev: Event, way: str) -> Event:
+    return WayEvent(**{f.name: getattr(ev, f.name) for f in dataclasses.fields(Event)}, way=way)
+
+
 def random_event(rng: random.Random) -> Event:
     k = rng.random()
     if k < 0.5:
-        return Event("/nonexistent/diff", "file." + rng.choice(FILE_OPS), path=f"{ROOT}/{rng.choice(FILES)}")
+        ev = Event("/nonexistent/diff", "file." + rng.choice(FILE_OPS), path=f"{ROOT}/{rng.choice(FILES)}")
+        return via(ev, "setflags") if ev.op == "file.write" and rng.random() < 0.3 else ev
     if k < 0.6:
         return Event("/nonexistent/diff", "exec", path=f"{ROOT}/{rng.choice(FILES)}")
     if k < 0.72:
         return Event("/nonexistent/diff", "capability", cap=rng.choice(CAPS))
     if k < 0.84:
-        return Event("/nonexistent/diff", "signal", signal=rng.choice(EVENT_SIGNALS),
-                     target_exe=rng.choice(SIG_TARGETS))
+        ev = Event("/nonexistent/diff", "signal", signal=rng.choice(EVENT_SIGNALS),
+                   target_exe=rng.choice(SIG_TARGETS))
+        return via(ev, "sigio") if rng.random() < 0.3 else ev
     if k < 0.88:
         return Event("/nonexistent/diff", rng.choice(["module.load", "bpf"]))
     if k < 0.91:
-        return Event("/nonexistent/diff", "ptrace", target_exe=rng.choice(SIG_TARGETS))
+        ev = Event("/nonexistent/diff", "ptrace", target_exe=rng.choice(SIG_TARGETS))
+        return via(ev, "perf") if rng.random() < 0.4 else ev
     if k < 0.94:
         return Event("/nonexistent/diff", "mount", path=rng.choice(MOUNT_POINTS))
     if k < 0.97:
@@ -119,6 +138,9 @@ def random_event(rng: random.Random) -> Event:
                      proto=rng.choice(["tcp", "udp"]))
     if k < 0.985:
         return Event("/nonexistent/diff", "file.write", path=f"{ROOT}/{rng.choice(SOCKETS)}")
+    if k < 0.99:
+        return via(Event("/nonexistent/diff", "net.bind", addr=rng.choice(["0.0.0.0", "::"]), port=0,
+                         proto="tcp"), "listen")
     return Event("/nonexistent/diff", "net.connect", addr=rng.choice(UNSPECIFIED), port=rng.choice(PORTS),
                  proto=rng.choice(["tcp", "udp"]))
 
@@ -175,13 +197,14 @@ def kernel_decide(pol: Loaded, w, ev: Event, n: int, targets: dict) -> tuple[str
             assert evs, f"EPERM without an event for {ev}"
             return "deny", evs[0].rule_id or None
         return (evs[0].decision, evs[0].rule_id or None) if evs else ("allow", None)
+    way = getattr(ev, "way", "")
     if fam == "signal":
         pid = targets[ev.target_exe].pid
-        ans = w.op("signal", pid=pid, sig=SIGNAL_NUMBERS[ev.signal])
+        ans = w.op("sigio" if way == "sigio" else "signal", pid=pid, sig=SIGNAL_NUMBERS[ev.signal])
         match = lambda e: e.family == "signal" and e.target_pid == pid and e.aux == SIGNAL_NUMBERS[ev.signal]
     elif fam == "ptrace":
         pid = targets[ev.target_exe].pid
-        ans = w.op("ptrace", pid=pid)
+        ans = w.op("perf" if way == "perf" else "ptrace", pid=pid)
         match = lambda e: e.family == "ptrace" and e.target_pid == pid
     elif fam == "mount":
         ans = w.op("mount", ev.path)
@@ -189,11 +212,17 @@ def kernel_decide(pol: Loaded, w, ev: Event, n: int, targets: dict) -> tuple[str
     elif fam in ("module", "bpf"):
         ans = w.op("module-load" if fam == "module" else "bpf")
         match = lambda e: e.family == fam
+    elif fam == "net" and way == "listen":
+        ans = w.op("listen", family=6 if ":" in ev.addr else 4)
+        match = lambda e: e.family == "net" and e.hook == "socket_listen"
     elif fam == "net":
         ans = w.op("connect", addr=ev.addr, port=ev.port, proto=ev.proto)
         want = norm_addr(str(destination(to_v6_address(ev.addr))))
         match = lambda e: e.family == "net" and e.port == ev.port and norm_addr(e.addr) == want
         ev_op = "connect"
+    elif way == "setflags":
+        ans = w.op("setflags", ev.path)
+        match = lambda e: e.path == ev.path and e.op == "write" and e.hook == "file_ioctl"
     elif ev.path in SOCKET_PATHS:
         ans = w.op("unix-connect", ev.path)
         match = lambda e: e.path == ev.path and e.op == "write" and e.hook == "unix_stream_connect"

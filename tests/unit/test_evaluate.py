@@ -152,3 +152,39 @@ def test_evaluator_is_total_on_odd_events(program):
     for ev in (Event(EXE, "file.read"), Event(EXE, "net.connect", addr="not-an-ip"), Event(EXE, "nonsense.op"),
                Event(EXE, "signal"), Event(EXE, "capability"), Event(EXE, "exec")):
         assert decide(program, ev).action in ("allow", "deny", "audit")
+
+
+LOOPBACK = '''policy lo {
+    subject exe "/usr/bin/app"
+    default allow
+    deny net connect any 127.0.0.0/8, ::1
+    deny net bind any 0.0.0.0
+    deny file write "/run/docker.sock", "@dbus-*"
+}
+'''
+
+
+@pytest.mark.parametrize("addr", ["0.0.0.0", "::", "::ffff:0.0.0.0", "127.0.0.2", "::1"])
+def test_connect_to_the_unspecified_address_is_loopback(tmp_path, addr):
+    # the kernel rewrites the unspecified address to loopback after the LSM hook
+    program, diags = load(tmp_path, LOOPBACK)
+    d = decide(program, Event("/usr/bin/app", "net.connect", addr=addr, port=80, proto="tcp"))
+    assert d.action == "deny" and d.rule.span.line == 4
+
+
+def test_bind_to_the_unspecified_address_stays_unspecified(tmp_path):
+    program, diags = load(tmp_path, LOOPBACK)
+    d = decide(program, Event("/usr/bin/app", "net.bind", addr="0.0.0.0", port=0, proto="tcp"))
+    assert d.action == "deny" and d.rule.span.line == 5      # listen(2)'s implied bind
+    d = decide(program, Event("/usr/bin/app", "net.bind", addr="127.0.0.1", port=0, proto="tcp"))
+    assert d.action == "allow"
+    d = decide(program, Event("/usr/bin/app", "net.connect", addr="10.0.0.1", port=80, proto="tcp"))
+    assert d.action == "allow"
+
+
+@pytest.mark.parametrize("path, action", [("/run/docker.sock", "deny"), ("@dbus-session", "deny"),
+                                          ("@other", "allow"), ("/run/other.sock", "allow")])
+def test_sockets_are_file_writes(tmp_path, path, action):
+    program, diags = load(tmp_path, LOOPBACK)
+    assert not diags.has_errors, diags.items
+    assert decide(program, Event("/usr/bin/app", "file.write", path=path)).action == action

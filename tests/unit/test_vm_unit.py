@@ -1,8 +1,12 @@
 """policyc.vm without booting: apt output, kernel trees, the guest script, the marker."""
 
+import datetime
 import importlib.util
 import io
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -153,6 +157,312 @@ def test_fetch_extracts_once_and_cleans_up(tmp_path, monkeypatch):
     assert sorted(p.name for p in kernels.iterdir()) == ["linux-image-6.1.0-56-amd64"]
     monkeypatch.setattr(vm, "run_tool", no_apt)
     assert vm.fetch_package("linux-image-6.1.0-56-amd64", kernels) == tree
+
+
+# --- sid: 7.2 and newest, through a private apt state ----------------------------------------
+
+SID_V = "7.2.13+deb14-amd64"
+DEPENDS_SID_META = f"""\
+linux-image-amd64
+  Depends: linux-base-amd64
+  Depends: linux-image-{SID_V}
+"""
+# `apt-cache depends linux-image-7.2.13+deb14-amd64` in sid, November 2026.
+DEPENDS_SID_IMAGE = f"""\
+linux-image-{SID_V}
+  PreDepends: linux-base
+ |Depends: dracut
+ |Depends: initramfs-tools
+  Depends: <linux-initramfs-tool>
+    dracut
+    initramfs-tools
+    tiny-initramfs
+  Depends: linux-base-{SID_V}
+  Depends: linux-binary-{SID_V}
+  Depends: linux-modules-{SID_V}
+  Breaks: <fwupdate>
+  Breaks: initramfs-tools
+  Recommends: apparmor
+  Suggests: linux-doc-7.2
+"""
+SID_PARTS = [f"linux-base-{SID_V}", f"linux-binary-{SID_V}", f"linux-modules-{SID_V}"]
+
+
+def test_parse_depends_names_sids_image_package():
+    assert vm.parse_apt_depends(DEPENDS_SID_META) == f"linux-image-{SID_V}"
+
+
+def test_parse_split_depends_names_the_parts():
+    assert vm.parse_split_depends(DEPENDS_SID_IMAGE, f"linux-image-{SID_V}") == SID_PARTS
+
+
+def test_parse_split_depends_ignores_other_versions_and_kinds():
+    text = f"""\
+linux-image-{SID_V}
+  Depends: linux-binary-7.2.12+deb14-amd64
+  Depends: linux-modules-{SID_V}-extra
+  Suggests: linux-binary-{SID_V}-dbg
+  Depends: linux-binary-{SID_V}
+  Depends: linux-modules-{SID_V}
+"""
+    assert vm.parse_split_depends(text, f"linux-image-{SID_V}") == SID_PARTS[1:]
+
+
+def test_parse_split_depends_of_an_unsplit_kernel_is_empty():
+    bookworm = "linux-image-6.1.0-56-amd64\n  Depends: kmod\n  Depends: linux-base\n"
+    assert vm.parse_split_depends(bookworm, "linux-image-6.1.0-56-amd64") == []
+    assert vm.parse_split_depends("", "linux-image-6.1.0-56-amd64") == []
+
+
+def test_parse_split_depends_refuses_half_a_kernel():
+    text = f"linux-image-{SID_V}\n  Depends: linux-binary-{SID_V}\n"
+    with pytest.raises(vm.VmError, match="needs both .*" + re.escape(f"linux-modules-{SID_V}")):
+        vm.parse_split_depends(text, f"linux-image-{SID_V}")
+
+
+def test_sid_apt_options_use_only_the_private_state(tmp_path):
+    opts = vm.sid_apt_options(tmp_path)
+    assert opts[::2] == ["-o"] * (len(opts) // 2)
+    values = dict(o.split("=", 1) for o in opts[1::2])
+    assert values == {
+        "Dir::Etc::sourcelist": f"{tmp_path}/sources.list",
+        "Dir::Etc::sourceparts": "/dev/null",
+        "Dir::Etc::preferences": "/dev/null",
+        "Dir::Etc::preferencesparts": "/dev/null",
+        "Dir::State::Lists": f"{tmp_path}/lists",
+        "Dir::Cache": f"{tmp_path}/cache",
+        "Dir::State::status": "/dev/null",
+        "APT::Sandbox::User": "root",
+    }
+    assert vm.SID_SOURCES == (
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+        "http://deb.debian.org/debian sid main\n"
+    )
+
+
+@pytest.mark.parametrize("value, wanted", [("1", True), ("yes", True), (" True ", True),
+                                           ("0", False), ("", False), ("no", False)])
+def test_refresh_requested(value, wanted):
+    assert vm.refresh_requested({vm.REFRESH_ENV: value}) is wanted
+    assert vm.refresh_requested({}) is False
+
+
+def test_pin_round_trip():
+    now = datetime.datetime(2026, 11, 30, 12, 0, 5, tzinfo=datetime.UTC)
+    pin = vm.pin_record(f"linux-image-{SID_V}", now)
+    assert pin == {"package": f"linux-image-{SID_V}", "version": SID_V,
+                   "resolved": "2026-11-30T12:00:05+00:00"}
+    assert vm.parse_pin(json.dumps(pin)) == pin
+
+
+@pytest.mark.parametrize("text", [
+    "", "{", "[]", '{"package": 3}', '{"package": "linux-base-7.2"}',
+    f'{{"package": "linux-image-{SID_V}", "resolved": "x"}}',
+    f'{{"package": "linux-image-{SID_V}", "version": "7.2.12+deb14-amd64", "resolved": "x"}}',
+    f'{{"package": "linux-image-{SID_V}", "version": "{SID_V}"}}',
+])
+def test_parse_pin_refuses_what_is_not_a_pin(text):
+    with pytest.raises(vm.VmError, match="POLICYC_REFRESH_KERNELS=1"):
+        vm.parse_pin(text, "newest.json")
+
+
+def test_place_vmlinuz_copies_it_to_boot(tmp_path):
+    (tmp_path / f"usr/lib/modules/{SID_V}").mkdir(parents=True)
+    (tmp_path / f"usr/lib/modules/{SID_V}/vmlinuz").write_bytes(b"MZ7")
+    target = vm.place_vmlinuz(tmp_path)
+    assert target == tmp_path / f"boot/vmlinuz-{SID_V}" and target.read_bytes() == b"MZ7"
+    assert (tmp_path / f"usr/lib/modules/{SID_V}/vmlinuz").exists()
+    with pytest.raises(vm.VmError, match="0 lib/modules/VERSION/vmlinuz"):
+        vm.place_vmlinuz(tmp_path / "empty")
+
+
+class FakeSid:
+    """apt-get/apt-cache/dpkg-deb of a private sid state, as run_tool: no network."""
+
+    def __init__(self, version=SID_V):
+        self.version = version  # what sid's linux-image-amd64 points at
+        self.offline = False
+        self.calls = []
+
+    def kinds(self):
+        return [a for a in self.calls if a[0] in ("apt-get", "apt-cache", "dpkg-deb")]
+
+    def __call__(self, argv, cwd=None):
+        argv = list(argv)
+        self.calls.append(argv)
+        opts = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "-o")
+        args = [a for i, a in enumerate(argv[1:], 1)
+                if a not in ("-o", "-q") and argv[i - 1] != "-o"]
+        if argv[0] == "apt-get" and args == ["update"]:
+            assert opts["Dir::State::status"] == "/dev/null"
+            if self.offline:
+                raise vm.VmError("`apt-get update` failed (exit 100): Could not resolve host")
+            lists = Path(opts["Dir::State::Lists"])
+            (lists / "deb.debian.org_debian_dists_sid_main_binary-amd64_Packages.lz4").touch()
+            return ""
+        if argv[0] == "apt-cache" and args[0] == "depends":
+            assert "Dir::State::Lists" in opts  # never the host's lists
+            if args[1] == "linux-image-amd64":
+                return f"linux-image-amd64\n  Depends: linux-image-{self.version}\n"
+            v = args[1].removeprefix("linux-image-")
+            return "".join(f"  Depends: linux-{k}-{v}\n" for k in ("base", "binary", "modules"))
+        if argv[0] == "apt-get" and args[0] == "download":
+            if self.offline:
+                raise vm.VmError("`apt-get download` failed (exit 100): 404 Not Found")
+            for part in args[1:]:
+                (Path(cwd) / f"{part}_1_amd64.deb").write_text(part)
+            return ""
+        if argv[0] == "dpkg-deb":
+            part = Path(argv[2]).read_text()
+            kind, v = re.match(r"linux-(base|binary|modules)-(.+)", part).groups()
+            mod = Path(argv[3]) / "usr/lib/modules" / v
+            f = {"base": mod / "config", "binary": mod / "vmlinuz",
+                 "modules": mod / "kernel/net/sctp/sctp.ko.xz"}[kind]
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(kind)
+            return ""
+        raise AssertionError(f"unexpected {argv}")
+
+
+@pytest.fixture
+def sid(tmp_path, monkeypatch):
+    monkeypatch.setenv("POLICYC_CACHE", str(tmp_path))
+    monkeypatch.delenv(vm.REFRESH_ENV, raising=False)
+    monkeypatch.setattr(vm, "_sid_refreshed", False)
+    fake = FakeSid()
+    monkeypatch.setattr(vm, "run_tool", fake)
+    return fake
+
+
+def updates(fake):
+    return [a for a in fake.calls if a[0] == "apt-get" and "update" in a]
+
+
+def test_fetch_package_extracts_split_parts_into_one_tree(tmp_path, monkeypatch):
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    fake = FakeSid()
+    monkeypatch.setattr(vm, "run_tool", fake)
+    opts = vm.sid_apt_options(kernels / "sid-apt")
+    tree = vm.fetch_package(f"linux-image-{SID_V}", kernels, SID_PARTS, opts)
+    assert tree == kernels / f"linux-image-{SID_V}"
+    assert sorted(p.name for p in kernels.iterdir()) == [tree.name]  # no temp dir left
+    assert (tree / f"boot/vmlinuz-{SID_V}").read_text() == "binary"
+    assert (tree / f"usr/lib/modules/{SID_V}/kernel/net/sctp/sctp.ko.xz").is_file()
+    assert (tree / f"usr/lib/modules/{SID_V}/config").is_file()
+    assert fake.calls[0] == ["apt-get", *opts, "download", *SID_PARTS]
+    image = vm.image_in_tree(tree, "7.2", tree.name)
+    assert image.version == SID_V
+
+
+def test_sid_72_resolves_downloads_and_reuses(sid, tmp_path, capsys):
+    image = vm.resolve_kernel("7.2")
+    assert (image.spec, image.version, image.package) == ("7.2", SID_V, f"linux-image-{SID_V}")
+    assert image.root == tmp_path / f"kernels/linux-image-{SID_V}"
+    state = tmp_path / "kernels/sid-apt"
+    assert (state / "sources.list").read_text() == vm.SID_SOURCES
+    assert len(updates(sid)) == 1  # the lists were missing
+    assert not (tmp_path / "kernels/newest.json").exists()  # 7.2 pins nothing
+    sid.calls.clear()
+    assert vm.resolve_kernel("7.2").root == image.root
+    # no update, no download
+    assert [a[-2:] for a in sid.calls] == [["depends", "linux-image-amd64"]]
+
+
+def test_sid_72_after_sid_moved_uses_the_cached_72(sid, tmp_path, capsys):
+    make_tree(tmp_path / f"kernels/linux-image-{SID_V}", SID_V, modules="usr/lib/modules")
+    sid.version = "7.3.1+deb14-amd64"
+    assert vm.resolve_kernel("7.2").version == SID_V
+    err = capsys.readouterr().err
+    assert "now depends on linux-image-7.3.1+deb14-amd64, not on a 7.2 kernel" in err
+    assert f"using cached linux-image-{SID_V}" in err
+
+
+def test_sid_72_after_sid_moved_without_cache_fails_clearly(sid):
+    sid.version = "7.3.1+deb14-amd64"
+    with pytest.raises(vm.VmError, match=r"not on a 7.2 kernel \(use --kernel newest for it\); "
+                                         r"no 7.2 kernel is cached in "):
+        vm.resolve_kernel("7.2")
+
+
+def test_sid_72_offline_without_cache_says_so(sid):
+    sid.offline = True
+    with pytest.raises(vm.VmError, match="Could not resolve host.*no 7.2 kernel is cached"):
+        vm.resolve_kernel("7.2")
+
+
+def test_sid_download_failure_with_old_lists_suggests_a_refresh(sid):
+    vm.sid_apt(Path(os.environ["POLICYC_CACHE"]) / "kernels", refresh=False)
+    sid.offline = True
+    with pytest.raises(vm.VmError, match="404.*lists are from .*POLICYC_REFRESH_KERNELS=1"):
+        vm.resolve_kernel("7.2")
+
+
+def test_newest_is_pinned_until_a_refresh(sid, tmp_path, monkeypatch, capsys):
+    pin_path = tmp_path / "kernels/newest.json"
+    first = vm.resolve_kernel("newest")
+    assert (first.spec, first.version) == ("newest", SID_V)
+    pin = json.loads(pin_path.read_text())
+    assert (pin["package"], pin["version"]) == (f"linux-image-{SID_V}", SID_V)
+    # sid moves on; without a refresh, newest stays where it was, without apt
+    sid.version = "7.3.1+deb14-amd64"
+    sid.calls.clear()
+    assert vm.resolve_kernel("newest").version == SID_V
+    assert sid.calls == []
+    assert f"newest is linux-image-{SID_V}, pinned in {pin_path}" in capsys.readouterr().err
+    # the refresh re-resolves (one apt-get update) and moves the pin
+    monkeypatch.setenv(vm.REFRESH_ENV, "1")
+    assert vm.resolve_kernel("newest").version == "7.3.1+deb14-amd64"
+    assert len(updates(sid)) == 1
+    assert json.loads(pin_path.read_text())["package"] == "linux-image-7.3.1+deb14-amd64"
+    assert f"newest was linux-image-{SID_V}, is now linux-image-7.3.1" in capsys.readouterr().err
+    vm.resolve_kernel("newest")
+    assert len(updates(sid)) == 1  # once per process
+
+
+def test_newest_refresh_offline_keeps_the_pinned_cached_kernel(sid, tmp_path, monkeypatch,
+                                                               capsys):
+    vm.resolve_kernel("newest")
+    pin = (tmp_path / "kernels/newest.json").read_text()
+    sid.offline = True
+    monkeypatch.setenv(vm.REFRESH_ENV, "1")
+    assert vm.resolve_kernel("newest").version == SID_V
+    assert ("Could not resolve host (Debian sid, private apt state); "
+            f"using cached linux-image-{SID_V}") in capsys.readouterr().err
+    assert (tmp_path / "kernels/newest.json").read_text() == pin
+
+
+def test_newest_pinned_but_not_cached_fetches_the_pinned_one(sid, tmp_path):
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    pin = vm.pin_record("linux-image-7.1.9+deb14-amd64")
+    (kernels / "newest.json").write_text(json.dumps(pin))
+    assert vm.resolve_kernel("newest").version == "7.1.9+deb14-amd64"  # not sid's 7.2.13
+    sid.offline = True
+    shutil.rmtree(kernels / "linux-image-7.1.9+deb14-amd64")
+    with pytest.raises(vm.VmError, match="pins linux-image-7.1.9.*not cached.*REFRESH_KERNELS=1"):
+        vm.resolve_kernel("newest")
+
+
+def test_newest_with_a_broken_pin(sid, tmp_path, monkeypatch):
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels/newest.json").write_text("{")
+    with pytest.raises(vm.VmError, match="not JSON"):
+        vm.resolve_kernel("newest")
+    monkeypatch.setenv(vm.REFRESH_ENV, "1")
+    assert vm.resolve_kernel("newest").version == SID_V
+    assert vm.parse_pin((tmp_path / "kernels/newest.json").read_text())["version"] == SID_V
+
+
+def test_newest_offline_without_pin_fails(sid):
+    sid.offline = True
+    with pytest.raises(vm.VmError, match="no newest kernel is cached"):
+        vm.resolve_kernel("newest")
+
+
+def test_unknown_kernel_lists_the_sid_specs():
+    with pytest.raises(vm.VmError, match="use one of 6.1, 6.12, 7.2, newest or a path"):
+        vm.resolve_kernel("7.1")
 
 
 # --- the guest script and the marker --------------------------------------------------------
