@@ -9,10 +9,12 @@ governed it opens no file but the ones asked for (under `default deny` nothing e
 
 import ctypes
 import errno
+import fcntl
 import json
 import mmap
 import os
 import socket
+import struct
 import sys
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -175,6 +177,47 @@ def do(req: dict):
             raise OSError(e, os.strerror(e))
         os.waitpid(req["pid"], 0)
         libc.ptrace(17, req["pid"], 0, 0)  # PTRACE_DETACH
+    elif op == "sigio":
+        # the kernel signals a file's owner when I/O is possible (send_sigio), not kill(2)
+        r, w = os.pipe()
+        try:
+            fcntl.fcntl(r, fcntl.F_SETOWN, req["pid"])
+            fcntl.fcntl(r, 10, req["sig"])  # F_SETSIG
+            fcntl.fcntl(r, fcntl.F_SETFL, os.O_ASYNC)
+            os.write(w, b"x")
+        finally:
+            os.close(r)
+            os.close(w)
+    elif op == "perf":
+        # a software counter on another process: decided as ptrace of it
+        attr = ctypes.create_string_buffer(struct.pack("<IIQ", 1, 128, 0) + bytes(112))
+        fd = libc.syscall(298, attr, req["pid"], -1, -1, 0)
+        if fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        os.close(fd)
+    elif op == "listen":
+        # listen(2) on a socket never bound: the kernel binds it (autobind)
+        s = socket.socket(socket.AF_INET6 if req.get("family") == 6 else socket.AF_INET)
+        try:
+            s.listen(1)
+        finally:
+            s.close()
+    elif op == "setflags":
+        # FS_IOC_SETFLAGS through a read-only fd: decided as a write of the file
+        # (an fd opened before the worker was governed, when there is one: the open is
+        # not what is being decided)
+        fd = preopened[p] if p in preopened else os.open(p, os.O_RDONLY)
+        try:
+            try:
+                fcntl.ioctl(fd, 0x40086602, struct.pack("l", 0))
+            except OSError as e:
+                if e.errno in (errno.EPERM, errno.EACCES):
+                    raise
+                return {"other_errno": errno.errorcode.get(e.errno, str(e.errno))}
+        finally:
+            if p not in preopened:
+                os.close(fd)
     elif op == "module-load":
         buf = b"not a module" * 8  # init_module: the LSM hook runs before the image is parsed
         if libc.syscall(175, buf, len(buf), b"") != 0:
