@@ -1,8 +1,9 @@
 """Derive policyc/kernels/VERSION.json from a supported kernel's own BTF, in a VM:
 
-    .venv/bin/python scripts/derive_kernel_facts.py 6.1 6.12
+    .venv/bin/python scripts/derive_kernel_facts.py 6.1 6.12 7.2
 
-The JSON lists the kernel's BPF LSM hooks and BPF helpers; `policyc check --kernel` reads it.
+The JSON lists the kernel's BPF LSM hooks (with their argument types) and BPF helpers;
+`policyc check --kernel` reads it.
 """
 
 import json
@@ -16,7 +17,7 @@ from policyc.vm import run_in_vm  # noqa: E402
 
 
 def main(versions: list[str]) -> int:
-    for v in versions or ["6.1", "6.12"]:
+    for v in versions or ["6.1", "6.12", "7.2"]:
         res = run_in_vm([sys.executable, "-m", "policyc.kernel_facts", "--derive", "/sys/kernel/btf/vmlinux"], kernel=v)
         lines = [l for l in res.output.splitlines() if l.startswith("policyc-facts:")]
         if res.returncode != 0 or not lines:

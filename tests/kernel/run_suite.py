@@ -2,7 +2,7 @@
 
     python tests/kernel/run_suite.py --kernel 6.1 --kernel 6.12 [-- extra pytest args]
 
-Without --kernel, runs 6.1 then 6.12. Pytest args naming tests/kernel/... files run only
+Without --kernel, runs 6.1, 7.2, then 6.12. Pytest args naming tests/kernel/... files run only
 those (`-- tests/kernel/test_vm_sanity.py`); otherwise the whole of tests/kernel runs. Use the
 python of the venv made by scripts/setup.sh: the guest runs `<that python> -m pytest` by
 absolute path. Prints one summary line per kernel; exits 0 when every kernel passed, 1 when
@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from policyc.vm import VmError, resolve_kernel, run_in_vm  # noqa: E402
 
-DEFAULT_KERNELS = ["6.1", "6.12"]
+DEFAULT_KERNELS = ["6.1", "7.2", "6.12"]
 PASSED, FAILED, VM_ERROR = 0, 1, 2
 
 
@@ -31,7 +31,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     own, pytest_args = argv[:cut], argv[cut + 1 :]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kernel", action="append", metavar="SPEC",
-                        help='"6.1", "6.12" or a path to DIR/boot/vmlinuz-V (repeatable)')
+                        help='"6.1", "6.12", "7.2", "newest" or a path to DIR/boot/vmlinuz-V (repeatable)')
     parser.add_argument("--timeout", type=float, default=2400, help="seconds per boot (2400)")
     args = parser.parse_args(own)
     args.kernel = args.kernel or DEFAULT_KERNELS

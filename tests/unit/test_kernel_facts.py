@@ -48,3 +48,26 @@ def test_a_missing_hook_is_reported_at_the_rule(tmp_path):
 def test_unknown_kernel_is_a_clear_error():
     with pytest.raises(FactsError, match="unknown kernel"):
         load_facts("/nonexistent/btf")
+
+
+def test_a_hook_whose_arguments_changed_is_reported(tmp_path):
+    import doctest
+
+    import policyc.kernel_facts as kf
+
+    assert doctest.testmod(kf).failed == 0
+    ref = json.loads((REPO / "policyc" / "kernels" / f"{kf.REFERENCE_KERNEL}.json").read_text())
+    if "hook_args" not in ref:
+        pytest.fail("the reference kernel's facts carry no hook_args: re-derive them "
+                    "(scripts/derive_kernel_facts.py)")
+    facts = dict(ref, hook_args=dict(ref["hook_args"]))
+    facts["hook_args"]["file_open"] = ["struct file *", "int"]                 # an argument more
+    facts["hook_args"]["sb_pivotroot"] = ["struct path *", "struct path *"]    # const only: no change
+    f = tmp_path / "k.json"
+    f.write_text(json.dumps(facts))
+    p = program(tmp_path, 'policy p {\n  subject exe "/x"\n  deny file read "/secret"\n  deny mount\n}\n')
+    d = Diagnostics()
+    check_program(p, str(f), d)
+    found = [(x.code, x.span.line) for x in d.items]
+    assert found == [("P050", 3)], [str(x) for x in d.items]
+    assert "file_open" in d.items[0].message and "(struct file *, int)" in d.items[0].message
