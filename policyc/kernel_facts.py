@@ -75,9 +75,10 @@ def hook_signatures(dump: str) -> dict[str, list[str]]:
     ...         "[4] FUNC_PROTO '(anon)' ret_type_id=1 vlen=2\\n\\t'file' type_id=3\\n\\t'n' type_id=1\\n"
     ...         "[5] FUNC 'bpf_lsm_file_open' type_id=4 linkage=static")
     >>> hook_signatures(dump)
-    {'file_open': ['struct file *', 'int']}
+    {'file_open': ['struct file *', 's32']}
     """
     types: dict[int, tuple[str, str, int | None]] = {}
+    ints: dict[int, str] = {}        # INT type id -> `u64`, `s32`, `bool`, `char`
     params: dict[int, list[int]] = {}
     funcs: dict[str, int] = {}
     current = None
@@ -91,6 +92,14 @@ def hook_signatures(dump: str) -> dict[str, list[str]]:
                 params[tid] = []
             if kind == "FUNC" and name.startswith("bpf_lsm_"):
                 funcs[name[len("bpf_lsm_"):]] = int(ref)
+            if kind == "INT" and name == "char":
+                ints[tid] = "char"  # its signedness differs between compilers, not kernels
+            elif kind == "INT":
+                size = re.search(r" size=(\d+)", line)
+                enc = re.search(r"encoding=(\S+)", line)
+                e = enc.group(1) if enc else ""
+                ints[tid] = ("bool" if e == "BOOL" else "char" if e == "CHAR" else
+                             f"{'s' if e == 'SIGNED' else 'u'}{int(size.group(1)) * 8 if size else 0}")
             continue
         p = _PARAM.match(line)
         if p and current is not None:
@@ -100,6 +109,12 @@ def hook_signatures(dump: str) -> dict[str, list[str]]:
         if tid == 0 or depth > 8:
             return "void"
         kind, name, ref = types.get(tid, ("?", "?", None))
+        if kind == "TYPEDEF":
+            # `u64` and `unsigned long` are one argument to a reader: compare what is under
+            # the names (integers by width and sign, pointers by what they point to)
+            return text(ref or 0, depth + 1)
+        if kind == "INT":
+            return ints.get(tid, name)
         if kind == "PTR":
             return text(ref or 0, depth + 1) + " *"
         if kind in ("CONST", "VOLATILE", "RESTRICT"):
@@ -139,9 +154,18 @@ def rule_needs(families: list[str], cgroups: bool) -> tuple[list[str], list[str]
 REFERENCE_KERNEL = "6.1"
 
 
+# Argument lists that differ from the reference and that the templates were written to handle.
+HANDLED = {
+    # 7.2 appended `bool kernel`: policyc_bpf reads no `ret` slot and the new argument with
+    # bpf_get_func_arg (templates/module.bpf.c.j2)
+    "bpf": [["s32", "union bpf_attr *", "u32", "bool"]],
+}
+
+
 def changed_hooks(facts: dict) -> dict[str, tuple[list[str], list[str]]]:
     """{hook: (reference args, target args)} for hooks whose argument types differ from the
-    reference kernel's (qualifiers aside: `const` is no change to a reader)."""
+    reference kernel's (qualifiers aside: `const` is no change to a reader), except the
+    differences the templates handle (HANDLED)."""
     target = facts.get("hook_args")
     if not target:
         return {}
@@ -150,7 +174,8 @@ def changed_hooks(facts: dict) -> dict[str, tuple[list[str], list[str]]]:
     def bare(args):
         return [a.replace("const ", "").replace("volatile ", "") for a in args]
 
-    return {h: (ref[h], target[h]) for h in target if h in ref and bare(ref[h]) != bare(target[h])}
+    return {h: (ref[h], target[h]) for h in target if h in ref and bare(ref[h]) != bare(target[h])
+            and bare(target[h]) not in [bare(a) for a in HANDLED.get(h, [])]}
 
 
 def check_program(program: Program, spec: str, diags: Diagnostics) -> None:

@@ -18,7 +18,7 @@ def test_path_scoped_deny_mount_under_default_allow(tmp_path):
     assert found(diags, {"P054"}) == [("P054", 4, 5)]
     (d,) = [d for d in diags.items if d.code == "P054"]
     assert d.severity is Severity.WARNING and not diags.has_errors
-    assert "Debian 6.1 and 6.12" in d.message and "mount_setattr(2)" in d.message
+    assert "Debian 6.1, 6.12 and 7.2" in d.message and "mount_setattr(2)" in d.message
     assert [(n.span.line, n.span.col) for n in d.notes] == [(3, 5)]   # the `default allow`
 
 
@@ -62,5 +62,5 @@ def test_a_less_severe_closer_does_not_count(tmp_path):
 # --- the kernels named ------------------------------------------------------------------------
 def test_kernels_named_are_the_supported_ones():
     shipped = sorted(p.stem for p in (ROOT / "policyc" / "kernels").glob("*.json"))
-    assert shipped == ["6.1", "6.12"], "a new kernel: check P054 still holds on it, then update KERNELS"
-    assert KERNELS.startswith("Debian 6.1 and 6.12 ")
+    assert shipped == ["6.1", "6.12", "7.2"], "a new kernel: check P054 still holds on it, then update KERNELS"
+    assert KERNELS.startswith("Debian 6.1, 6.12 and 7.2 ")

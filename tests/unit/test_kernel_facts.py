@@ -21,7 +21,7 @@ def program(tmp_path, text):
     return p
 
 
-@pytest.mark.parametrize("version", ["6.1", "6.12"])
+@pytest.mark.parametrize("version", ["6.1", "6.12", "7.2"])
 def test_supported_kernels_enforce_every_example_policy(version):
     facts = load_facts(version)
     assert "file_open" in facts["lsm_hooks"] and "loop" in facts["helpers"]
@@ -61,7 +61,7 @@ def test_a_hook_whose_arguments_changed_is_reported(tmp_path):
         pytest.fail("the reference kernel's facts carry no hook_args: re-derive them "
                     "(scripts/derive_kernel_facts.py)")
     facts = dict(ref, hook_args=dict(ref["hook_args"]))
-    facts["hook_args"]["file_open"] = ["struct file *", "int"]                 # an argument more
+    facts["hook_args"]["file_open"] = ["struct file *", "s32"]                 # an argument more
     facts["hook_args"]["sb_pivotroot"] = ["struct path *", "struct path *"]    # const only: no change
     f = tmp_path / "k.json"
     f.write_text(json.dumps(facts))
@@ -70,4 +70,4 @@ def test_a_hook_whose_arguments_changed_is_reported(tmp_path):
     check_program(p, str(f), d)
     found = [(x.code, x.span.line) for x in d.items]
     assert found == [("P050", 3)], [str(x) for x in d.items]
-    assert "file_open" in d.items[0].message and "(struct file *, int)" in d.items[0].message
+    assert "file_open" in d.items[0].message and "(struct file *, s32)" in d.items[0].message

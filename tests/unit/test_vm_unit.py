@@ -743,7 +743,7 @@ def test_run_suite_arguments():
     args, extra = rs.parse_args(["--kernel", "6.12", "--", "-k", "sanity", "--", "x"])
     assert args.kernel == ["6.12"] and extra == ["-k", "sanity", "--", "x"]
     args, extra = rs.parse_args([])
-    assert args.kernel == ["6.1", "6.12"] and extra == []
+    assert args.kernel == ["6.1", "7.2", "6.12"] and extra == []  # oldest, newest, then between
 
 
 def test_run_suite_reads_the_pytest_summary():
