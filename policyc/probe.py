@@ -30,6 +30,18 @@ def _errno(e: OSError) -> str:
     return errno.errorcode.get(e.errno, str(e.errno))
 
 
+def _net_call(fn, *args) -> dict:
+    """A socket call: a denial (EPERM, EACCES) raises; any other failure is the network's,
+    not the policy's, and is answered as `net_errno`."""
+    try:
+        fn(*args)
+    except OSError as e:
+        if e.errno in (errno.EPERM, errno.EACCES):
+            raise
+        return {"net_errno": _errno(e)}
+    return {}
+
+
 def do(req: dict):
     op = req["op"]
     p = req.get("path")
@@ -86,29 +98,14 @@ def do(req: dict):
         fam = socket.AF_INET6 if ":" in req["addr"] else socket.AF_INET
         kind = socket.SOCK_STREAM if req.get("proto", "tcp") == "tcp" else socket.SOCK_DGRAM
         s = socket.socket(fam, kind)
+        addr = (req["addr"], req["port"])
         try:
             s.settimeout(0.5)
             if op == "connect":
-                try:
-                    s.connect((req["addr"], req["port"]))
-                except OSError as e:
-                    if e.errno in (errno.EPERM, errno.EACCES):
-                        raise
-                    return {"net_errno": _errno(e)}
-            elif op == "sendto":
-                try:
-                    s.sendto(b"x", (req["addr"], req["port"]))
-                except OSError as e:
-                    if e.errno in (errno.EPERM, errno.EACCES):
-                        raise
-                    return {"net_errno": _errno(e)}
-            else:
-                try:
-                    s.bind((req["addr"], req["port"]))
-                except OSError as e:
-                    if e.errno in (errno.EPERM, errno.EACCES):
-                        raise
-                    return {"net_errno": _errno(e)}
+                return _net_call(s.connect, addr)
+            if op == "sendto":
+                return _net_call(s.sendto, b"x", addr)
+            return _net_call(s.bind, addr)
         finally:
             s.close()
     elif op == "unix-connect":
@@ -117,12 +114,7 @@ def do(req: dict):
         try:
             s.settimeout(0.5)
             name = req["path"]
-            try:
-                s.connect("\0" + name[1:] if name.startswith("@") else name)
-            except OSError as e:
-                if e.errno in (errno.EPERM, errno.EACCES):
-                    raise
-                return {"net_errno": _errno(e)}
+            return _net_call(s.connect, "\0" + name[1:] if name.startswith("@") else name)
         finally:
             s.close()
     elif op == "reopen-proc-fd":

@@ -23,3 +23,21 @@ class Span:
 
 
 NO_SPAN = Span("<builtin>", 0, 0, 0, 0)
+
+
+def comment_start(line: str) -> int | None:
+    """The index of the `#` that starts the line's comment (a `#` inside a string is text)."""
+    if "#" not in line:
+        return None
+    in_str = False
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if in_str and ch == "\\":
+            i += 1
+        elif ch == '"':
+            in_str = not in_str
+        elif ch == "#" and not in_str:
+            return i
+        i += 1
+    return None

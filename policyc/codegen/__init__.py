@@ -18,13 +18,14 @@ from pathlib import Path
 
 import jinja2
 
+from ..resources import resource_dir
 from .. import __version__
 from ..ir.model import Policy, Program
 from .dfa import DfaTooLarge
 from .tables import (MAX_LIMITED_RULES, MAX_TARGET_PATTERNS, MAX_TASK_RULES, config_map, dfa_maps,
                      limit_map, limited_rules, net_maps, policy_dfa, simple_maps, target_rules, task_maps)
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = resource_dir("templates")
 MANIFEST_FORMAT = 1
 DEFAULT_RINGBUF_BYTES = 1 << 22
 

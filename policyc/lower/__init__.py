@@ -19,7 +19,7 @@ from ..ir import model as M
 from ..ir import syntax as S
 from ..ir.vocab import FAMILIES, PROTOCOLS
 from ..parse import parse_file
-from ..span import Span
+from ..span import Span, comment_start
 from .globs import is_absolute, parse_glob
 
 MAX_INCLUDE_DEPTH = 32
@@ -217,18 +217,8 @@ class _Loader:
 
 def _without_comment(line: str) -> str:
     """A source line without its `# comment` (a `#` inside a string is text)."""
-    in_str = False
-    i = 0
-    while i < len(line):
-        ch = line[i]
-        if in_str and ch == "\\":
-            i += 1
-        elif ch == '"':
-            in_str = not in_str
-        elif ch == "#" and not in_str:
-            return line[:i]
-        i += 1
-    return line
+    i = comment_start(line)
+    return line if i is None else line[:i]
 
 
 @contextlib.contextmanager

@@ -12,11 +12,12 @@ from pathlib import Path
 import lark
 from lark import Lark, Token, Tree
 
+from ..resources import resource_dir
 from ..diagnostics import Diagnostics
 from ..ir import syntax as S
 from ..span import Span
 
-GRAMMAR = Path(__file__).resolve().parents[2] / "grammar" / "policy.lark"
+GRAMMAR = resource_dir("grammar") / "policy.lark"
 MAX_ERRORS_PER_FILE = 25
 MAX_FILE_BYTES = 64 * 1024 * 1024
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ..diagnostics import CODES, Diagnostic, Severity, did_you_mean, is_warning_code
 from ..ir.model import Program
-from ..span import Span
+from ..span import Span, comment_start
 from .sources import Sources
 
 MARKER = "policyc:"
@@ -42,24 +42,6 @@ class Marker:
     line: int
     codes: frozenset[str]     # the codes it suppresses (empty when it has no reason)
     reason: str
-
-
-def comment_start(line: str) -> int | None:
-    """The index of the `#` that starts the line's comment (a `#` inside a string is text)."""
-    if "#" not in line:
-        return None
-    in_str = False
-    i = 0
-    while i < len(line):
-        ch = line[i]
-        if in_str and ch == "\\":
-            i += 1
-        elif ch == '"':
-            in_str = not in_str
-        elif ch == "#" and not in_str:
-            return i
-        i += 1
-    return None
 
 
 def scan(path: str, text: str) -> tuple[dict[int, Marker], list[Diagnostic]]:
