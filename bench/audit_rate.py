@@ -67,19 +67,20 @@ print(d, time.monotonic() - t0)
 
 
 def host(args) -> int:
-    from policyc.codegen import build_policy
-    from policyc.diagnostics import Diagnostics
-    from policyc.lower import load_program
+    from policyc import pipeline
     from policyc.vm import VmError, run_in_vm
 
     BUILD.mkdir(parents=True, exist_ok=True)
     src = BUILD / "bench.policy"
     src.write_text(POLICY)
+    front = pipeline.front_end([str(src)])
+    if not front.ok:
+        print(f"audit_rate: the bench policy does not check: {[str(d) for d in front.diags.items][:3]}",
+              file=sys.stderr)
+        return 2
+    (policy,) = front.program.policies
     for label, size in RINGS.items():
-        diags = Diagnostics()
-        program = load_program([str(src)], diags)
-        (policy,) = program.policies
-        build_policy(program, policy, BUILD / label, ringbuf_bytes=size)
+        pipeline.build(front, policy, BUILD / label, ringbuf_bytes=size)
     argv = [sys.executable, str(Path(__file__).resolve()), "--guest", "--rates", args.rates,
             "--seconds", str(args.seconds)]
     try:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 
 import runtime
+
+from . import abi
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 STATE_MAPS = ("subjects", "events", "counters", "rule_drops", "rule_suppressed")
@@ -34,13 +35,23 @@ def read_manifest(path: Path) -> dict:
     return m
 
 
+def _program_order(path: Path) -> tuple:
+    """A build directory's manifests in program order (the build records it), then by name;
+    a manifest that cannot be read sorts last and fails where it is loaded."""
+    try:
+        order = json.loads(path.read_text()).get("program_order")
+    except (OSError, ValueError):
+        order = None
+    return (order if isinstance(order, int) else 1 << 30, path.name)
+
+
 def find_manifests(paths: list[str]) -> list[Path]:
     """`policyc load DIR|PATH...`: a build directory gives every NAME.manifest.json in it."""
     out: list[Path] = []
     for p in paths:
         pp = Path(p)
         if pp.is_dir():
-            found = sorted(pp.glob("*.manifest.json"))
+            found = sorted(pp.glob("*.manifest.json"), key=_program_order)
             if not found:
                 raise DeployError(f"no `*.manifest.json` in `{p}`", hint="run `policyc build POLICY -o DIR` first")
             out.extend(found)
@@ -87,18 +98,18 @@ def map_fills(manifest: dict, missing_cgroups: list[str] | None = None) -> dict[
         # a `to cgroup` target: its id exists only on the machine that loads the policy
         key, value = entries[fix["map"]][fix["index"]]
         off = fix["offset"]
-        value = value[:off] + struct.pack("<Q", cg(fix["cgroup"]) or 0) + value[off + 8:]
+        value = value[:off] + abi.U64.pack(cg(fix["cgroup"]) or 0) + value[off + abi.U64.size:]
         entries[fix["map"]][fix["index"]] = (key, value)
     fills = {name: runtime.MapFill(spec["max_entries"], entries[name]) for name, spec in manifest["maps"].items()}
     cg_entries = []
-    for kinds, value in (("subjects", b"\x01"), ("exceptions", b"\x02")):
+    for kinds, value in (("subjects", abi.CGROUP_SUBJECT), ("exceptions", abi.CGROUP_EXCEPT)):
         for s in manifest.get(kinds, ()):
             if s["kind"] == "cgroup":
                 ident = cg(s["cgroup"])
                 if ident is not None:
-                    cg_entries.append((struct.pack("<Q", ident), value))
+                    cg_entries.append((abi.U64.pack(ident), abi.U8.pack(value)))
     fills["subject_cgroups"] = runtime.MapFill(max(1, len(cg_entries)), cg_entries)
-    fills["events"] = runtime.MapFill(manifest.get("ringbuf_bytes", 1 << 22), [])
+    fills["events"] = runtime.MapFill(manifest.get("ringbuf_bytes", abi.DEFAULT_RINGBUF_BYTES), [])
     return fills
 
 
@@ -171,12 +182,13 @@ def loaded_names() -> list[str]:
     return runtime.list_loaded(PIN_ROOT)
 
 
-COUNTERS = struct.Struct("<QQQQQ")
+COUNTERS = abi.POLICYC_COUNTERS   # per CPU, by enum policyc_hook
 
 
 def hook_counters(name: str) -> dict[str, dict[str, int]]:
-    from .audit.event import HOOKS
-
+    """hook -> {checked, denied, audited, failed_closed, dropped}: policy NAME's per-hook
+    counters summed over CPUs (hooks that counted nothing left out)."""
+    hooks = abi.HOOKS
     path = os.path.join(PIN_ROOT, name, "maps", "counters")
     out: dict[str, dict[str, int]] = {}
     try:
@@ -184,16 +196,16 @@ def hook_counters(name: str) -> dict[str, dict[str, int]]:
     except runtime.BpfError:
         return out
     for key, values in rows:
-        idx = struct.unpack("<I", key)[0]
-        if idx >= len(HOOKS):
+        idx = abi.U32.unpack(key)[0]
+        if idx >= len(hooks):
             continue
         vals = values if isinstance(values, list) else [values]
-        total = [0] * 5
+        total = [0] * len(COUNTERS.names)
         for v in vals:
             for i, x in enumerate(COUNTERS.unpack(v[:COUNTERS.size])):
                 total[i] += x
         if any(total):
-            out[HOOKS[idx]] = dict(zip(("checked", "denied", "audited", "failed_closed", "dropped"), total))
+            out[hooks[idx]] = dict(zip(COUNTERS.names, total))
     return out
 
 
@@ -206,7 +218,7 @@ def per_rule_counts(name: str, map_name: str) -> tuple[int | None, dict[int, int
         map_id = runtime.map_info(pin)["id"]
         for key, values in runtime.read_map(pin):
             vals = values if isinstance(values, list) else [values]
-            counts[struct.unpack("<I", key)[0]] = sum(struct.unpack_from("<Q", v)[0] for v in vals)
+            counts[abi.U32.unpack(key)[0]] = sum(abi.U64.unpack_from(v)[0] for v in vals)
     except runtime.BpfError:
         return None, {}
     return map_id, counts

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +20,12 @@ from typing import Callable
 
 import runtime
 
-from . import deploy
-from .audit.event import RawEvent, decode, describe, format_text
+from . import abi, deploy
+from .audit.event import RawEvent, decode
+from .audit.schema import boot_offset_ns, event_record, format_text, hostname
 
-SUBJECT_GOVERNED = 1
-SUBJECT_PENDING = 2
+SUBJECT_GOVERNED = abi.SUBJECT_GOVERNED
+SUBJECT_PENDING = abi.SUBJECT_PENDING
 _TRAMPOLINE = 'kill -STOP $$; exec "$@"'
 
 
@@ -41,7 +41,7 @@ class Session:
     """One policy loaded under a private name for as long as the session lives."""
 
     def __init__(self, manifest_path: Path, name: str | None = None,
-                 on_event: Callable[[RawEvent, dict], None] | None = None):
+                 on_record: Callable[[dict], None] | None = None):
         self.manifest = deploy.read_manifest(manifest_path)
         self.name = name or f"{self.manifest['policy']}-exec-{os.getpid()}"
         # the session's commands are the subject: cgroups of this policy that do not exist
@@ -49,7 +49,9 @@ class Session:
         self.missing_cgroups: list[str] = []
         self.loaded = deploy.load_manifest(manifest_path, name=self.name, missing_cgroups=self.missing_cgroups)
         self.events: list[RawEvent] = []
-        self._on_event = on_event
+        self._on_record = on_record
+        self._host = hostname()
+        self._offset_ns = boot_offset_ns()
         try:
             self.reader = runtime.RingBufferReader([self.loaded.maps["events"]], self._collect)
         except Exception:
@@ -59,8 +61,14 @@ class Session:
     def _collect(self, data: bytes) -> None:
         ev = decode(data)
         self.events.append(ev)
-        if self._on_event is not None:
-            self._on_event(ev, self.manifest)
+        if self._on_record is not None:
+            self._on_record(self.record(ev))
+
+    def record(self, ev: RawEvent) -> dict:
+        """The event as `policyc audit` writes it (docs/audit-log.md), under the session's
+        instance name. The subject's exe and cgroup are read from /proc now, while the
+        process most likely still runs."""
+        return event_record(ev, self.manifest, instance=self.name, host=self._host, offset_ns=self._offset_ns)
 
     def drain(self) -> list[RawEvent]:
         """Every event sent so far (and forget them)."""
@@ -70,7 +78,7 @@ class Session:
 
     def govern(self, pid: int, state: int = SUBJECT_GOVERNED) -> None:
         try:
-            runtime.mark_task(pid, self.loaded.maps["subjects"], struct.pack("<I", state))
+            runtime.mark_task(pid, self.loaded.maps["subjects"], abi.SUBJECT_STATE.pack_fields(state=state))
         except runtime.BpfError as e:
             raise deploy.DeployError(f"could not make pid {pid} a subject of `{self.manifest['policy']}`: {e.message}")
 
@@ -114,16 +122,21 @@ class Session:
         self.close()
 
 
-def run_command(manifest_path: Path, argv: list[str], err, json_events: bool = False) -> int:
-    """`policyc exec`: stdin/stdout/stderr pass through; events go to `err` as they come."""
+def event_line(rec: dict, json_events: bool) -> str:
+    """How `policyc exec` prints an event record: the audit log's JSON line, or its text line."""
+    return json.dumps(rec, sort_keys=True) if json_events else "policyc: " + format_text(rec)
 
-    def show(ev: RawEvent, manifest: dict) -> None:
-        rec = describe(ev, manifest)
-        err.write((json.dumps(rec, sort_keys=True) if json_events else "policyc: " + format_text(rec)) + "\n")
+
+def run_command(manifest_path: Path, argv: list[str], err, json_events: bool = False) -> int:
+    """`policyc exec`: stdin/stdout/stderr pass through; events go to `err` as they come, as
+    the records `policyc audit` writes."""
+
+    def show(rec: dict) -> None:
+        err.write(event_line(rec, json_events) + "\n")
         err.flush()
 
     deploy.check_kernel()
-    with Session(manifest_path, on_event=show) as session:
+    with Session(manifest_path, on_record=show) as session:
         for cg in dict.fromkeys(session.missing_cgroups):   # a subject and a target may name one
             err.write(f"policyc: note: cgroup `{cg}` does not exist here: rules naming it match nothing\n")
         proc = session.spawn(argv)

@@ -18,26 +18,17 @@ import sys
 from pathlib import Path
 
 from .codegen import EXEC_COMMIT_HOOKS, HOOKS, template_families
+from .codegen.families import FAMILIES as CODEGEN_FAMILIES, TEMPLATE_FAMILIES
 from .diagnostics import Diagnostics, Note
 from .ir.model import Policy, Program
 
 SHIPPED = Path(__file__).with_name("kernels")
 
-# What each template family calls beyond its hooks (bpf_helper_defs names, without bpf_).
-HELPERS = {
-    "subject": ["loop", "task_storage_get", "get_current_task_btf", "ringbuf_output", "probe_read_kernel",
-                "ktime_get_boot_ns", "get_current_pid_tgid", "get_current_uid_gid", "get_current_comm",
-                "get_current_cgroup_id", "map_lookup_elem", "spin_lock", "spin_unlock"],
-    "file": ["task_pt_regs"], "execmap": ["get_func_arg"], "net": [], "mount": ["task_pt_regs"], "capability": ["get_func_arg"], "task": ["get_func_arg"],
-    "module": ["probe_read_kernel_str"], "bpf": [],
-}
+# What each template family calls beyond its hooks (the code generator's registry says).
+HELPERS = {name: list(t.helpers) for name, t in TEMPLATE_FAMILIES.items()}
 CGROUP_HELPERS = ["get_current_ancestor_cgroup_id"]
-# Which template family decides each rule family.
-RULE_TEMPLATES = {
-    "file": ["file"], "exec": ["subject", "execmap"], "net": ["net"], "mount": ["mount"],
-    "capability": ["capability"], "signal": ["task"], "ptrace": ["task"], "module": ["module"],
-    "bpf": ["bpf"],
-}
+# Which template families decide each rule family (the code generator's registry says).
+RULE_TEMPLATES = {name: fam.templates for name, fam in CODEGEN_FAMILIES.items()}
 
 
 class FactsError(Exception):

@@ -122,56 +122,80 @@ def _target_process(exe: str | None) -> subprocess.Popen:
     return subprocess.Popen([path, "30"])
 
 
+def _file_request(ev, op: str):
+    if op == "create":
+        _ensure_absent(ev.path)
+    else:
+        _ensure_file(ev.path, executable=(op == "exec-map"))
+    req = {"op": op, "path": ev.path}
+    if op in ("rename", "link"):
+        req["dest"] = tempfile.mktemp(prefix="policyc-kt-", dir="/tmp")
+    return req, None
+
+
+def _exec_request(ev, op: str):
+    _ensure_file(ev.path, executable=True)
+    return {"op": "exec", "path": ev.path}, None
+
+
+def _net_request(ev, op: str):
+    if op == "create":
+        return {"op": "net-create", "proto": ev.proto or "tcp"}, None
+    if op not in ("connect", "bind"):
+        raise _Unsupported(f"`net.{op}` cannot be performed")
+    if ev.addr is None:
+        raise _Unsupported("a network expectation needs an address to be performed")
+    return {"op": op, "addr": ev.addr, "port": ev.port or 80, "proto": ev.proto or "tcp"}, None
+
+
+def _capability_request(ev, op: str):
+    scratch = tempfile.mktemp(prefix="policyc-kt-", dir="/tmp")
+    Path(scratch).write_text("x")
+    return {"op": "cap", "name": ev.cap, "path": scratch}, None
+
+
+def _task_request(ev, op: str):
+    if ev.target_cgroup:
+        raise _Unsupported("`to cgroup` targets are not performed in the VM")
+    target = _target_process(ev.target_exe)
+    if ev.family == "signal":
+        from .ir.vocab import SIGNALS
+
+        return {"op": "signal", "pid": target.pid, "sig": SIGNALS[ev.signal]}, target
+    return {"op": "ptrace", "pid": target.pid}, target
+
+
+def _mount_request(ev, op: str):
+    path = ev.path or tempfile.mkdtemp(prefix="policyc-kt-mnt-", dir="/tmp")
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return {"op": "mount", "path": path}, None
+
+
+# The guest side's registry of rule families: how an expectation's event is performed (a
+# request to policyc/probe.py, and a process to clean up). One entry per family of
+# policyc/ir/vocab.py FAMILIES (tests/unit/test_family_registries.py); an op a family's
+# performer does not know is refused, never performed as another op.
+PERFORM = {
+    "file": _file_request,
+    "exec": _exec_request,
+    "net": _net_request,
+    "mount": _mount_request,
+    "capability": _capability_request,
+    "signal": _task_request,
+    "ptrace": _task_request,
+    "module": lambda ev, op: ({"op": "module-load"}, None),
+    "bpf": lambda ev, op: ({"op": "bpf"}, None),
+}
+
+
 def _perform(session, policy, ev, governed: bool) -> tuple[str, str]:
     """Do the event; (decision the kernel made, detail)."""
     from .probe import __file__ as probe_file
 
     fam, _, op = ev.op.partition(".")
-    req: dict = {}
-    cleanup = None
-    if fam == "file":
-        if op == "create":
-            _ensure_absent(ev.path)
-        else:
-            _ensure_file(ev.path, executable=(op == "exec-map"))
-        req = {"op": op, "path": ev.path}
-        if op in ("rename", "link"):
-            dest = tempfile.mktemp(prefix="policyc-kt-", dir="/tmp")
-            req["dest"] = dest
-    elif fam == "exec":
-        _ensure_file(ev.path, executable=True)
-        req = {"op": "exec", "path": ev.path}
-    elif fam == "net":
-        if op == "create":
-            req = {"op": "net-create", "proto": ev.proto or "tcp"}
-        elif ev.addr is None:
-            raise _Unsupported("a network expectation needs an address to be performed")
-        else:
-            req = {"op": "connect" if op == "connect" else "bind", "addr": ev.addr, "port": ev.port or 80,
-                   "proto": ev.proto or "tcp"}
-    elif fam == "capability":
-        scratch = tempfile.mktemp(prefix="policyc-kt-", dir="/tmp")
-        Path(scratch).write_text("x")
-        req = {"op": "cap", "name": ev.cap, "path": scratch}
-    elif fam in ("signal", "ptrace"):
-        if ev.target_cgroup:
-            raise _Unsupported("`to cgroup` targets are not performed in the VM")
-        target = _target_process(ev.target_exe)
-        cleanup = target
-        from .ir.vocab import SIGNALS
-
-        req = {"op": "signal", "pid": target.pid, "sig": SIGNALS[ev.signal]} if fam == "signal" else \
-            {"op": "ptrace", "pid": target.pid}
-    elif fam == "module":
-        req = {"op": "module-load"}
-    elif fam == "bpf":
-        req = {"op": "bpf"}
-    elif fam == "mount":
-        path = ev.path or tempfile.mkdtemp(prefix="policyc-kt-mnt-", dir="/tmp")
-        Path(path).mkdir(parents=True, exist_ok=True)
-        req = {"op": "mount", "path": path}
-    else:
+    if fam not in PERFORM:
         raise _Unsupported(f"`{ev.op}` cannot be performed")
+    req, cleanup = PERFORM[fam](ev, op)
     worker = subprocess.Popen([sys.executable, probe_file], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, bufsize=1)
     try:
@@ -221,22 +245,22 @@ def _matches(e, ev) -> bool:
 
 
 def guest_main(paths: list[str]) -> int:
-    from .codegen import build_policy
-    from .diagnostics import Diagnostics
+    from . import pipeline
     from .evaluate import decide_policy, governs
     from .execute import Session
-    from .lower import load_program
 
-    diags = Diagnostics()
-    program = load_program(paths, diags)
-    if program is None:
+    # the same front end (checks included) as on the host: `program.files` lists the files
+    # in program order, so the program is the one the host checked
+    front = pipeline.front_end(paths)
+    program = front.program
+    if not front.ok:
         print(MARK + json.dumps({"status": "unsupported", "location": "-", "text": "-",
                                  "reason": "the policies do not load in the VM"}))
         return EXIT_BAD_INPUT
     out_dir = Path(tempfile.mkdtemp(prefix="policyc-kt-build-"))
     for case in program.tests:
         policy = program.policy(case.policy)
-        res = build_policy(program, policy, out_dir)
+        res = pipeline.build(front, policy, out_dir)
         with Session(res.manifest_path, name=f"kt-{policy.name}"[:60]) as session:
             for x in case.expectations:
                 ev = x.event

@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .codegen import EXEC_COMMIT_HOOKS, HOOKS, build_policy, template_families
+from . import pipeline
+from .codegen import EXEC_COMMIT_HOOKS, HOOKS, template_families
 from .diagnostics import Diagnostics, Note
 from .ir.model import Policy, Program
 from .kernel_facts import RULE_TEMPLATES
@@ -60,17 +61,26 @@ def report(policy: Policy, refusals: list[Refusal], diags: Diagnostics) -> None:
              _hooks_of([f for f in used if f != "subject"]))
 
 
-def load_test_program(program: Program, diags: Diagnostics, out_dir: Path | None = None) -> list[Refusal]:
-    """Build every policy of PROGRAM and load-test its object here; P051 per refused hook."""
+def load_test_program(front: pipeline.FrontEnd | Program, diags: Diagnostics | None = None,
+                      out_dir: Path | None = None) -> list[Refusal]:
+    """Build every policy of a checked program (policyc/pipeline.py) and load-test its
+    object here; P051 per refused hook. Given a Program lowered into `diags` instead, the
+    pipeline's checks run on it first: nothing unchecked is built."""
     import runtime
 
     from . import deploy
 
+    if isinstance(front, Program):
+        front = pipeline.check(front, diags)
+    diags = front.diags
     refusals: list[Refusal] = []
     with tempfile.TemporaryDirectory(prefix="policyc-load-test-") as tmp:
         base = out_dir or Path(tmp)
-        for policy in program.policies:
-            res = build_policy(program, policy, base / policy.name)
+        # every policy built before any is loaded: a P051 below is an error, and the
+        # pipeline builds nothing from a program with errors
+        built = [(policy, pipeline.build(front, policy, base / policy.name))
+                 for policy in front.program.policies]
+        for policy, res in built:
             manifest = deploy.read_manifest(res.manifest_path)
             fills = deploy.map_fills(manifest, missing_cgroups=[])
             mine = [Refusal(policy.name, v.program, v.hook, v.reason)

@@ -34,11 +34,11 @@ from typing import Callable
 
 import runtime
 
-from .. import deploy
+from .. import abi, deploy
 from .event import decode, rule_entries
 from .schema import ProcCache, boot_offset_ns, dropped_record, event_record, hostname, suppressed_record
 
-RULE_DROPS_MAX = 4096  # templates/common/policy.h RULE_DROPS_MAX
+RULE_DROPS_MAX = abi.RULE_DROPS_MAX  # rule_drops' entries: past them a drop is counted per hook only
 FORMAT_SLICE_S = 0.005      # format for at most this long before draining the rings again
 MAX_BACKLOG_BYTES = 256 << 20  # raw events held at most; past it the rings are left to fill
 

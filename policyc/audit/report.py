@@ -5,24 +5,14 @@ from __future__ import annotations
 from collections import Counter
 
 from .logfile import Record
+from .families import family
 from .schema import iso_utc
 
 TOP = 10
 
 
 def object_text(rec: dict) -> str:
-    o, fam = rec["object"], rec["family"]
-    if fam == "net":
-        return f"{o.get('proto')} {o.get('addr')} port {o.get('port')}"
-    if fam == "capability":
-        return f"capability {o.get('capability')}"
-    if fam in ("signal", "ptrace"):
-        return (f"{o.get('signal', 'ptrace')} to {o.get('target_exe') or 'pid ' + str(o.get('target_pid'))}")
-    if fam == "module":
-        return f"module {o.get('module') or '?'}"
-    if fam == "bpf":
-        return "bpf"
-    return str(o.get("path"))
+    return family(rec["family"]).report_text(rec["object"])
 
 
 def subject_text(rec: dict) -> str:

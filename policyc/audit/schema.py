@@ -13,15 +13,15 @@ import os
 import socket
 import time
 
-from ..ir.vocab import CAPABILITIES, SIGNALS
-from .event import REASON_TEXT, RawEvent, capability_name, rule_location
+from .. import abi
+from .event import REASON_TEXT, REASONS, RawEvent, rule_location
+from .families import family, op_text
 
 SCHEMA_VERSION = 1
 RECORD_TYPES = ("event", "dropped", "suppressed")
-_SIGNAL_NAMES = {v: k for k, v in SIGNALS.items()}
-# reasons that mean "failed closed" (a decision the kernel could not make from rules)
-FAIL_CLOSED = {"path-too-long", "detached-mount", "read-fault", "map-fault", "bad-address",
-               "credential-override"}
+# reasons that mean "failed closed" (a decision the kernel could not make from rules): the ones
+# the kernel counts as failed_closed
+FAIL_CLOSED = frozenset(REASONS[v] for v in abi.FAILED_CLOSED)
 
 
 def boot_offset_ns() -> int:
@@ -90,39 +90,8 @@ class ProcCache:
         return self._cg[tgid]
 
 
-_MODULE_SUFFIXES = (".ko.xz", ".ko.zst", ".ko.gz", ".ko")
-
-
-def module_object(path: str) -> dict:
-    """`finit_module` sends the module file's path, a request modprobe would serve (the kernel
-    loading a protocol or filesystem for the process) its name; `init_module` nothing."""
-    if not path:
-        return {"module": None, "path": None}
-    if not path.startswith("/"):
-        return {"module": path, "path": None}
-    name = path.rsplit("/", 1)[-1]
-    for suffix in _MODULE_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return {"module": name, "path": path}
-
-
 def _object(ev: RawEvent) -> dict:
-    if ev.family == "net":
-        return {"addr": ev.addr, "port": ev.port, "proto": ev.proto}
-    if ev.family == "capability":
-        return {"capability": capability_name(ev.aux)}
-    if ev.family == "signal":
-        return {"signal": _SIGNAL_NAMES.get(ev.aux, str(ev.aux)), "target_pid": ev.target_pid,
-                "target_exe": ev.path or None}
-    if ev.family == "ptrace":
-        return {"target_pid": ev.target_pid, "target_exe": ev.path or None}
-    if ev.family == "module":
-        return module_object(ev.path)
-    if ev.family == "bpf":
-        return {}
-    return {"path": ev.path}
+    return family(ev.family).object(ev)
 
 
 def event_record(ev: RawEvent, manifest: dict, *, instance: str, host: str, offset_ns: int,
@@ -202,17 +171,8 @@ def format_text(rec: dict) -> str:
             per += (", " if per else "") + f"unattributed: {rec['unattributed']}"
         return f"{rec['time']} DROPPED policy={rec['policy']} count={rec['count']} ({per})"
     fam, o = rec["family"], rec["object"]
-    if fam == "net":
-        obj = f"{o['proto']} {o['addr']} port {o['port']}"
-    elif fam == "capability":
-        obj = o["capability"]
-    elif fam in ("signal", "ptrace"):
-        obj = (o.get("signal", "") + f" to pid {o['target_pid']} ({o.get('target_exe') or '?'})").strip()
-    elif fam == "module":
-        obj = o.get("module") or ""
-    else:
-        obj = o.get("path") or ""
-    op = "exec" if fam == "exec" else f"{fam}.{rec['op']}" if fam in ("file", "net") else rec["op"]
+    obj = family(fam).text(o)
+    op = op_text(fam, rec["op"])
     s = rec["subject"]
     why = rec["rule_text"] or rec["reason_text"] or (f"default {rec['decision']}" if rec["reason"] == "default"
                                                      else rec["reason"])

@@ -21,8 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..ir.model import Glob, Lit, Policy, Rule
-from ..lower.globs import expansions
-from ._globs import includes, literal_prefix
+from ._globs import first_branch, includes, literal_prefix
 from ._rules import RANK, Keys, net_covers, target_covers
 
 
@@ -97,7 +96,7 @@ class _Index:
         for a in self.anypath.get(key, ()):
             yield a, None
         if item is not None:
-            first = expansions(item.parts, 1)[0]
+            first = first_branch(item.parts)
             p = literal_prefix(first)
             if len(first) == 1 and isinstance(first[0], Lit):
                 # A literal glob covers only itself.

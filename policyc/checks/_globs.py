@@ -1,8 +1,11 @@
 """Glob language inclusion: does every path one glob matches also match another?
 
-Exact, by a product of the two globs' automata explored over a finite alphabet: the
-characters the two globs name, `/`, and one stand-in for every other character (they all
-behave alike in both globs). Used by the shadowing checks, which must never claim falsely.
+Exact, by a product of the two globs' automata: the automaton of policyc/ir/glob.py, the
+one the evaluator walks and the kernel's DFA is built from, so "included" here means included
+for the kernel too. The product is explored over a finite alphabet of bytes: the bytes the two
+globs name, and per byte class (`/`, UTF-8 continuation, other) one byte neither names (all
+such bytes behave alike in both globs). Used by the shadowing checks, which must never claim
+falsely.
 
 >>> from policyc.span import NO_SPAN
 >>> from policyc.diagnostics import Diagnostics
@@ -19,93 +22,22 @@ True
 False
 >>> includes(g("/a/?"), g("/a/*"))
 False
+
+Paths are bytes: `*` matches a lone continuation byte (a path that is not UTF-8), `?` does
+not, so a `*` is no `?` followed by a `*`, nor nothing:
+
+>>> includes(g("/a/{?*,}"), g("/a/*")), includes(g("/a/{?*,}"), g("/a/{é,}"))
+(False, True)
 """
 
 from __future__ import annotations
 
 import functools
-import re
 
-from ..ir.model import Alt, AnyChar, DoubleStar, Glob, Lit, Star
-from ..lower.globs import expansions, parse_glob, to_regex  # noqa: F401  (parse_glob: doctest)
+from ..ir.glob import CLASS_OF, matcher, parse_glob, path_bytes  # noqa: F401  (parse_glob: doctest)
+from ..ir.model import Alt, DoubleStar, Glob, Lit
 
-_NOT_SLASH = "^/"     # a transition label: any character but `/`
-_ANY = "*"            # any character
-_OTHER = "\0"         # stands for every character no glob names (NUL never occurs in a path)
 MAX_PAIRS = 20000     # product states explored before giving up (then: "not included")
-
-
-class _Nfa:
-    """States are ints; `edges[s]` is a list of (label, target) where label is one
-    character, _NOT_SLASH or _ANY; `eps[s]` the epsilon targets."""
-
-    def __init__(self):
-        self.edges: list[list[tuple[str, int]]] = []
-        self.eps: list[list[int]] = []
-        self.chars: set[str] = set()
-
-    def new(self) -> int:
-        self.edges.append([])
-        self.eps.append([])
-        return len(self.edges) - 1
-
-    def build(self, parts, cur: int) -> int:
-        for p in parts:
-            if isinstance(p, Lit):
-                for ch in p.text:
-                    nxt = self.new()
-                    self.edges[cur].append((ch, nxt))
-                    self.chars.add(ch)
-                    cur = nxt
-            elif isinstance(p, (Star, DoubleStar)):
-                loop = self.new()
-                self.eps[cur].append(loop)
-                self.edges[loop].append((_NOT_SLASH if isinstance(p, Star) else _ANY, loop))
-                cur = loop
-            elif isinstance(p, AnyChar):
-                nxt = self.new()
-                self.edges[cur].append((_NOT_SLASH, nxt))
-                cur = nxt
-            else:  # Alt
-                end = self.new()
-                for opt in p.options:
-                    start = self.new()
-                    self.eps[cur].append(start)
-                    self.eps[self.build(opt, start)].append(end)
-                cur = end
-        return cur
-
-    def closure(self, states) -> frozenset[int]:
-        seen = set(states)
-        stack = list(states)
-        while stack:
-            s = stack.pop()
-            for t in self.eps[s]:
-                if t not in seen:
-                    seen.add(t)
-                    stack.append(t)
-        return frozenset(seen)
-
-    def step(self, states: frozenset[int], ch: str) -> frozenset[int]:
-        out = set()
-        for s in states:
-            for label, t in self.edges[s]:
-                if label == ch or label == _ANY or (label == _NOT_SLASH and ch != "/"):
-                    out.add(t)
-        return self.closure(out) if out else frozenset()
-
-
-@functools.lru_cache(maxsize=16384)
-def _nfa(parts) -> tuple[_Nfa, frozenset[int], int]:
-    n = _Nfa()
-    start = n.new()
-    accept = n.build(parts, start)
-    return n, n.closure([start]), accept
-
-
-@functools.lru_cache(maxsize=65536)
-def _regex(parts) -> re.Pattern:
-    return re.compile(to_regex(parts), re.DOTALL)
 
 
 def literal_prefix(parts) -> str:
@@ -117,20 +49,41 @@ def _literal_suffix(parts) -> str:
     return parts[-1].text if parts and isinstance(parts[-1], Lit) else ""
 
 
-def _samples(parts) -> tuple[str, ...]:
-    """A few strings the glob matches (for a cheap necessary test before the exact one)."""
-    out = []
-    for fill_star, fill_any in (("", "x"), ("x", "x")):
-        text = []
-        for p in expansions(parts, 1)[0]:
-            if isinstance(p, Lit):
-                text.append(p.text)
-            elif isinstance(p, (Star, DoubleStar)):
-                text.append(fill_star)
-            elif isinstance(p, AnyChar):
-                text.append(fill_any)
-        out.append("".join(text))
+def first_branch(parts) -> tuple:
+    """The glob with every `{...}` replaced by its first alternative (merged): one brace-free
+    glob whose matches the glob's matches include (for indexes that want a literal prefix)."""
+    out: list = []
+    for p in parts:
+        for q in first_branch(p.options[0]) if isinstance(p, Alt) else (p,):
+            if out and isinstance(q, Lit) and isinstance(out[-1], Lit):
+                out[-1] = Lit(out[-1].text + q.text)
+            else:
+                out.append(q)
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=65536)
+def _samples(parts) -> tuple[bytes, ...]:
+    """Two paths the glob matches, read off its automaton (the first alternative of each
+    `{...}`; each `*`/`**` empty, then `x`; each `?` an `x`): a cheap necessary test before
+    the exact one."""
+    m = matcher(parts)
+    return m.nfa.sample(m.entry), m.nfa.sample(m.entry, b"x")
+
+
+@functools.lru_cache(maxsize=65536)
+def _named(parts) -> frozenset[int]:
+    return frozenset(matcher(parts).nfa.named_bytes())
+
+
+def _alphabet(named: frozenset[int]) -> list[int]:
+    """The named bytes, and a byte no glob names for each class that has one left."""
+    out = sorted(named)
+    for cls in range(3):
+        rep = next((b for b in range(256) if CLASS_OF[b] == cls and b not in named), None)
+        if rep is not None:
+            out.append(rep)
+    return out
 
 
 def includes(big: Glob, small: Glob) -> bool:
@@ -143,7 +96,7 @@ def parts_include(big, small) -> bool:
     if big == small:
         return True
     if all(isinstance(p, Lit) for p in small):
-        return _regex(big).fullmatch("".join(p.text for p in small)) is not None
+        return matcher(big).matches(path_bytes("".join(p.text for p in small)))
     if all(isinstance(p, Lit) for p in big):
         return False   # a wildcard glob matches more than one path (or, for `{a}`, was merged)
     # Cheap necessary conditions first.
@@ -153,30 +106,34 @@ def parts_include(big, small) -> bool:
     bs, ss = _literal_suffix(big), _literal_suffix(small)
     if not ss.endswith(bs) and not any(isinstance(p, Alt) for p in small):
         return False
-    rx = _regex(big)
-    if any(rx.fullmatch(s) is None for s in _samples(small)):
+    mb = matcher(big)
+    if not all(mb.matches(s) for s in _samples(small)):
         return False
     return _product_includes(big, small)
 
 
 def _product_includes(big, small) -> bool:
-    """L(small) ⊆ L(big): no reachable pair where `small` accepts and `big` does not."""
-    nb, startb, accb = _nfa(big)
-    ns, starts, accs = _nfa(small)
-    alphabet = sorted(nb.chars | ns.chars | {"/", _OTHER})
-    seen = {(starts, startb)}
-    stack = [(starts, startb)]
+    """L(small) ⊆ L(big): no reachable pair of states where `small` accepts and `big` does
+    not. States are the matchers' lazily made deterministic states (ints)."""
+    mb, ms = matcher(big), matcher(small)
+    mb.fresh()
+    ms.fresh()
+    alphabet = _alphabet(_named(big) | _named(small))
+    acc_b, acc_s = mb.accepting, ms.accepting   # grow as states are made; never replaced here
+    step_b, step_s = mb.step, ms.step
+    seen = {(1, 1)}
+    stack = [(1, 1)]
     while stack:
         s, b = stack.pop()
-        if accs in s and accb not in b:
+        if acc_s[s] and not acc_b[b]:
             return False
         for ch in alphabet:
-            s2 = ns.step(s, ch)
+            s2 = step_s(s, ch)
             if not s2:
                 continue
-            b2 = nb.step(b, ch)
+            b2 = step_b(b, ch)
             if not b2:
-                return False   # every state of a glob's automaton can still reach acceptance
+                return False   # every live state of a glob's automaton can still accept
             pair = (s2, b2)
             if pair not in seen:
                 if len(seen) > MAX_PAIRS:
@@ -195,4 +152,5 @@ def matches_everything(g: Glob) -> bool:
     return parts_include(g.parts, (Lit("/"), DoubleStar()))
 
 
-__all__ = ["includes", "parts_include", "equivalent", "literal_prefix", "matches_everything"]
+__all__ = ["includes", "parts_include", "equivalent", "literal_prefix", "first_branch",
+           "matches_everything"]

@@ -14,23 +14,10 @@ from typing import List, Optional, TextIO
 
 import typer
 
-from ..codegen import DEFAULT_RINGBUF_BYTES, ENFORCED_FAMILIES, BuildError, build_policy, unenforced_rules
+from .. import pipeline
+from ..codegen import DEFAULT_RINGBUF_BYTES, BuildError
 from ..diagnostics import Diagnostics
-from ..ir.model import Program
 from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load_and_check, print_diagnostics
-
-
-def select_policies(program: Program, names: list[str] | None, diags: Diagnostics):
-    if not names:
-        return list(program.policies)
-    chosen = []
-    for n in names:
-        p = program.policy(n)
-        if p is None:
-            diags.error("P022", None, f"no policy named `{n}` in the given files")
-        else:
-            chosen.append(p)
-    return chosen
 
 
 MIN_RINGBUF, MAX_RINGBUF = 4096, 1 << 30
@@ -54,24 +41,20 @@ def parse_size(text: str) -> int:
 def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, emit_c: bool,
                     out: TextIO, err: TextIO, quiet: bool = False, kernel: str | None = None,
                     ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES) -> tuple[int, list]:
-    """The front end, the checks and the code generator; (exit code, build results)."""
+    """The pipeline's front end (the checks included), then its build step for each policy
+    chosen, in program order; (exit code, build results)."""
     diags = Diagnostics()
-    program, ok = load_and_check(paths, diags, err, kernel)
+    front, ok = load_and_check(paths, diags, err, kernel)
     if not ok:
         return EXIT_BAD_INPUT, []
-    policies = select_policies(program, names, diags) if program is not None else []
-    for p in policies:
-        for r in unenforced_rules(p):
-            diags.error("P040", r.span, f"`{r.family}` rules are not enforced by the kernel backend yet",
-                        hints=(f"the kernel enforces {', '.join(ENFORCED_FAMILIES)} rules today; "
-                               "`policyc check`/`explain`/`test` still evaluate this rule",))
-    print_diagnostics(diags, "text", err, err, program)
+    policies = pipeline.select(front, names)
+    print_diagnostics(diags, "text", err, err, front.program)
     if diags.has_errors:
         return EXIT_BAD_INPUT, []
     results = []
     for p in policies:
         try:
-            res = build_policy(program, p, out_dir, emit_c=emit_c, ringbuf_bytes=ringbuf_bytes)
+            res = pipeline.build(front, p, out_dir, emit_c=emit_c, ringbuf_bytes=ringbuf_bytes)
         except BuildError as e:
             err.write(f"policyc: error: {e.message}\n")
             if e.detail:

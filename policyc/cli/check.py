@@ -39,11 +39,12 @@ def run_check(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, kerne
         return EXIT_BAD_INPUT
     werror = config.werror if werror is None else werror
     diags = Diagnostics()
-    program, ok = load_and_check(paths, diags, err, kernel)
+    front, ok = load_and_check(paths, diags, err, kernel)
     if not ok:
         return EXIT_BAD_INPUT
-    if load_test and program is not None and not diags.has_errors:
-        if not _load_test(program, diags, err):
+    program = front.program
+    if load_test and front.ok:
+        if not _load_test(front, err):
             return EXIT_BAD_INPUT
     sources = Sources(program.sources if program is not None else {})
     items = apply_suppressions(diags.sorted(), program, sources)
@@ -57,7 +58,7 @@ def run_check(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, kerne
     return EXIT_BAD_INPUT if errors or (werror and warnings) else EXIT_OK
 
 
-def _load_test(program, diags: Diagnostics, err: TextIO) -> bool:
+def _load_test(front, err: TextIO) -> bool:
     """`--load-test`: each policy's programs loaded alone on this kernel (P051 per refusal)."""
     import runtime
 
@@ -65,7 +66,7 @@ def _load_test(program, diags: Diagnostics, err: TextIO) -> bool:
     from ..load_test import load_test_program
 
     try:
-        load_test_program(program, diags)
+        load_test_program(front)
     except BuildError as e:
         err.write(f"policyc: error: --load-test builds each policy first: {e.message}\n")
         return False

@@ -12,7 +12,7 @@ import typer
 
 from ..diagnostics import Diagnostics
 from ..ir.model import Program
-from ..lower import load_program
+from ..pipeline import FrontEnd, front_end
 from ..report import Sources, render, summary
 
 EXIT_OK = 0
@@ -21,34 +21,23 @@ EXIT_BAD_INPUT = 2
 EXIT_BUG = 3
 
 
-def load(paths: list[str], diags: Diagnostics) -> Program | None:
-    """The front end, made total: whatever the input, a Program or diagnostics."""
-    try:
-        return load_program(list(paths), diags)
-    except RecursionError:
-        diags.error("P001", None, "input nests too deeply")
-        return None
+def load(paths: list[str], diags: Diagnostics, *, checks: bool = False, kernel: str | None = None) -> FrontEnd:
+    """Every command's front end: policyc/pipeline.py's, made total (any input gives a
+    FrontEnd, its problems in `diags`). `checks` for the commands that judge or build a
+    program; `explain` and `test` evaluate it as lowered."""
+    return front_end(list(paths), diags, checks=checks, kernel=kernel)
 
 
 def load_and_check(paths: list[str], diags: Diagnostics, err: TextIO,
-                   kernel: str | None = None) -> tuple[Program | None, bool]:
-    """The front end and every check, and with `kernel` the target kernel's facts (P050).
-    Returns (program, ok): ok is False when the kernel's facts could not be read (said)."""
-    from ..checks import run_checks
-
-    program = load(paths, diags)
-    if program is None:
-        return None, True
-    run_checks(program, diags)
-    if kernel is not None and not diags.has_errors:
-        from ..kernel_facts import FactsError, check_program
-
-        try:
-            check_program(program, kernel, diags)
-        except FactsError as e:
-            err.write(f"policyc: error: {e}\n")
-            return program, False
-    return program, True
+                   kernel: str | None = None) -> tuple[FrontEnd, bool]:
+    """The front end with every check and, with `kernel`, that kernel's facts (P050), for
+    the commands that judge or build a program. (front, ok): ok is False when the kernel's
+    facts could not be read (said on `err`)."""
+    front = load(paths, diags, checks=True, kernel=kernel)
+    if front.facts_error is not None:
+        err.write(f"policyc: error: {front.facts_error}\n")
+        return front, False
+    return front, True
 
 
 def print_diagnostics(diags: Diagnostics, fmt: str, out: TextIO, err: TextIO,

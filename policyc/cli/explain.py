@@ -3,7 +3,8 @@ the policy and the rule that made it (file:line:col and the rule's text).
 
 OP is `FAMILY[.OP]`: `file.read` ... `file.exec-map`, `exec`, `net.connect`, `net.bind`,
 `net.create`, `capability` (with --cap, or `capability.NAME`), `signal` (with --signal, or
-`signal.NAME`), `ptrace`, `mount`, `module.load`, `bpf`. JSON:
+`signal.NAME`), `ptrace`, `mount`, `module.load`, `bpf`. PATH is absolute, except for `exec`
+and `file.exec-map` of a file without one, named as the kernel names it (`memfd:x`). JSON:
 `{"decision": "allow|deny|audit", "policy": NAME|null, "rule": "file:line:col"|null, ...}`;
 a process that no policy governs is allowed with policy and rule null.
 """
@@ -84,7 +85,11 @@ def parse_event(exe: str, op: str, path, addr, port, proto, cap, signal, target_
     if family in ("file", "exec") and path is None:
         diags.error("P024", None, f"`{op}` needs `--path PATH`")
         return None
-    for what, value in (("--exe", exe), ("--path", path), ("--target-exe", target_exe),
+    # An executed or executable-mapped file without a path (a memfd, an anonymous inode) is
+    # named as the kernel names it, `memfd:x`: the evaluator denies it (docs/semantics.md,
+    # anonymous executables). Every other path must be absolute.
+    anonymous = op in ("exec", "file.exec-map") and bool(path) and not path.startswith("/")
+    for what, value in (("--exe", exe), ("--path", None if anonymous else path), ("--target-exe", target_exe),
                         *(("--parent-exe", p) for p in parents)):
         if value is not None and not value.startswith("/"):
             diags.error("P018", None, f"{what} `{value}` is not an absolute path")
@@ -123,7 +128,7 @@ def run_explain(paths: list[str], exe: str, op: str, path=None, addr=None, port=
                 signal=None, target_exe=None, target_cgroup=None, cgroup=None, parents=(), as_json=False,
                 *, out: TextIO, err: TextIO) -> int:
     diags = Diagnostics()
-    program = load(paths, diags)
+    program = load(paths, diags).program
     event = parse_event(exe, op, path, addr, port, proto, cap, signal, target_exe, target_cgroup, cgroup,
                         list(parents or ()), diags) if program is not None else None
     if program is None or event is None:
@@ -150,6 +155,9 @@ def render_text(d: Decision, program: Program, event: Event) -> str:
         lines.append(f"rule:     {d.rule.span}: {d.rule.text}")
         for u in d.rule.used_from:
             lines.append(f"          (brought in by `use` at {u})")
+    elif d.by == "anonymous-exec":
+        lines.append(f"rule:     none: `{event.path}` is a file without a path (a memfd, an anonymous "
+                     "inode): executing it or mapping it executable is denied, whatever the rules say")
     else:
         where = f" at {p.default_span}" if p.default_span else " (implicit)"
         lines.append(f"rule:     none: the policy's default `{p.default}`{where}")

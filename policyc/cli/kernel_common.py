@@ -22,18 +22,30 @@ def print_deploy_error(e: DeployError, err: TextIO) -> int:
 
 def manifests_for(paths: list[str], names: list[str] | None, out: TextIO, err: TextIO,
                   build_dir: str | None = None) -> tuple[int, list[Path]]:
-    """Build directories and manifests as they are; `.policy` files are built first (into a
-    private temporary directory, or `build_dir`)."""
-    built = [p for p in paths if not (Path(p).is_dir() and any(Path(p).glob("*.manifest.json")))
-             and not p.endswith(".manifest.json")]
-    ready = [p for p in paths if p not in built]
-    manifests: list[Path] = []
-    if ready:
-        manifests.extend(find_manifests(ready))
-    if built:
+    """Build directories and manifests as they are; `.policy` files are built first, as one
+    program (into a private temporary directory, or `build_dir`). The result keeps the command
+    line's order (the built program stands where its first source is named) and, with `-p`,
+    only the named policies: the kernel's "first loaded" is the evaluator's."""
+    def is_ready(p: str) -> bool:
+        return p.endswith(".manifest.json") or (Path(p).is_dir() and any(Path(p).glob("*.manifest.json")))
+
+    sources = [p for p in paths if not is_ready(p)]
+    built: list[Path] = []
+    if sources:
         target = Path(build_dir or tempfile.mkdtemp(prefix="policyc-"))
-        code, results = compile_program(built, target, names, False, out, err, quiet=True)
+        code, results = compile_program(sources, target, names, False, out, err, quiet=True)
         if code:
             return code, []
-        manifests.extend(r.manifest_path for r in results)
+        built = [r.manifest_path for r in results]
+    manifests: list[Path] = []
+    placed = False
+    for p in paths:
+        if is_ready(p):
+            found = find_manifests([p])
+            if names:
+                found = [m for m in found if m.name.removesuffix(".manifest.json") in names]
+            manifests.extend(found)
+        elif not placed:
+            manifests.extend(built)
+            placed = True
     return 0, manifests

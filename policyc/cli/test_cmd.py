@@ -7,7 +7,9 @@ part), so a policy's tests pass or fail the same whatever else is loaded. The te
 prints one line per failure, `file:line: FAIL expect ...: got allow (by policy default at
 file:line:col)`, then `PASS: n/m` on stdout, and ends with `N passed, N failed` on stderr.
 The other formats (policyc/report/testresults.py) write only to stdout. Input without test
-blocks is said on stderr. Exit 0 all passed, 1 a test failed, 2 bad input.
+blocks is said on stderr. Exit 0 all passed, 1 a test failed, 2 bad input. With `--kernel`
+every policy is built and loaded, so the checks run first (policyc/pipeline.py builds
+nothing they did not pass): an error among them is bad input too.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ def run_test(paths: list[str], kernel: str | None = None, verbose: bool = False,
         err.write(f"policyc: `--format {fmt}` is for the reference evaluator; `--kernel` prints text only\n")
         return EXIT_BAD_INPUT
     diags = Diagnostics()
-    program = load(paths, diags)
-    if program is None:
+    # With --kernel each policy is built and loaded, so the checks run first (the pipeline
+    # builds nothing they did not pass); the reference evaluator needs the lowering only.
+    front = load(paths, diags, checks=kernel is not None)
+    program = front.program
+    if program is None or diags.has_errors:
         print_diagnostics(diags, "text", err, err, program)
         return EXIT_BAD_INPUT
     if kernel is not None:

@@ -22,6 +22,7 @@ from ..resources import resource_dir
 from .. import __version__
 from ..ir.model import Policy, Program
 from .dfa import DfaTooLarge
+from .families import FAMILIES, TEMPLATE_FAMILIES, TEMPLATE_ORDER
 from .tables import (MAX_LIMITED_RULES, MAX_TARGET_PATTERNS, MAX_TASK_RULES, config_map, dfa_maps,
                      limit_map, limited_rules, net_maps, policy_dfa, simple_maps, target_rules, task_maps)
 
@@ -29,26 +30,12 @@ TEMPLATES = resource_dir("templates")
 MANIFEST_FORMAT = 1
 DEFAULT_RINGBUF_BYTES = 1 << 22
 
-# The rule families the kernel backend enforces today, and the hooks each template attaches.
-HOOKS = {
-    "subject": ["task_alloc", "bprm_check_security"],
-    "file": ["file_open", "path_mknod", "path_mkdir", "path_symlink", "path_unlink", "path_rmdir",
-             "path_chmod", "path_chown", "path_truncate", "path_rename", "path_link",
-             "unix_stream_connect", "unix_may_send", "file_ioctl"],
-    "execmap": ["mmap_file", "file_mprotect"],
-    "net": ["socket_connect", "socket_bind", "socket_sendmsg", "socket_create", "socket_listen",
-            "sctp_bind_connect"],
-    "mount": ["sb_mount", "move_mount", "sb_umount", "sb_pivotroot", "capable"],
-    "capability": ["capable", "uring_override_creds"],
-    "task": ["task_kill", "ptrace_access_check", "ptrace_traceme", "perf_event_alloc", "file_fcntl",
-             "file_ioctl", "file_set_fowner", "file_free_security", "file_send_sigiotask"],
-    "module": ["kernel_read_file", "kernel_load_data", "kernel_module_request"],
-    "bpf": ["bpf"],
-}
+# The hooks each template attaches (the code generator's registry, codegen/families.py, says).
+HOOKS = {name: list(t.hooks) for name, t in TEMPLATE_FAMILIES.items()}
 # Hooks the subject family adds when a policy has `subject exe` or `except exe`: the subject
 # and exception state of an exec is committed where the exec can no longer fail.
 EXEC_COMMIT_HOOKS = ["bprm_creds_for_exec", "bprm_committing_creds"]
-ENFORCED_FAMILIES = ("file", "exec", "net", "mount", "capability", "signal", "ptrace", "module", "bpf")
+ENFORCED_FAMILIES = tuple(FAMILIES)
 
 
 class BuildError(Exception):
@@ -76,36 +63,16 @@ def unenforced_rules(policy: Policy):
 def template_families(policy: Policy) -> list[str]:
     """The hook families this policy needs, and only those. Under `default allow` an allow
     rule never changes an outcome, so only deny and audit rules call for a hook."""
-    deny_default = policy.default == "deny"
-
-    def needed(*families: str, ops: tuple[str, ...] = ()) -> bool:
-        if deny_default:
-            return True
-        for r in policy.rules:
-            if r.family in families and r.decision != "allow":
-                if not ops or any(o in ops for o in r.ops) or r.family == "exec":
-                    return True
-        return False
-
-    fams = ["subject"]
-    protects = any(r.decision == "deny" and r.family in ("file", "exec") for r in policy.rules)
-    if needed("file") or protects:
-        fams.append("file")
-    if needed("exec") or needed("file", ops=("exec-map",)):
-        fams.append("execmap")
-    if needed("net"):
-        fams.append("net")
-    if needed("mount"):
-        fams.append("mount")
-    if needed("capability"):
-        fams.append("capability")
-    if needed("signal") or needed("ptrace"):
-        fams.append("task")
-    if needed("module"):
-        fams.append("module")
-    if needed("bpf"):
-        fams.append("bpf")
-    return fams
+    if policy.default == "deny":
+        return list(TEMPLATE_ORDER)   # the default decides every family
+    needed = {"subject"}
+    for r in policy.rules:
+        fam = FAMILIES[r.family]
+        if r.decision != "allow":
+            needed.update(fam.needs(r))
+        if r.decision == "deny" and fam.protects:
+            needed.add("file")   # rename/link protection of its paths lives in the file hooks
+    return [t for t in TEMPLATE_ORDER if t in needed]
 
 
 def template_flags(policy: Policy) -> dict:
@@ -230,6 +197,10 @@ def manifest_for(program: Program, policy: Policy, families: list[str], obj: byt
         "format": MANIFEST_FORMAT,
         "policyc_version": __version__,
         "policy": policy.name,
+        # where the policy stands in its program (command-line order, then source order, an
+        # include standing where it is written): `policyc load DIR` loads in this order, so the
+        # kernel's "first loaded" is the evaluator's
+        "program_order": next(i for i, p in enumerate(program.policies) if p is policy),
         "mode": policy.mode,
         "default": policy.default,
         "source": {"file": policy.span.file, "line": policy.span.line, "col": policy.span.col},

@@ -1,55 +1,44 @@
 """A policy's rules as BPF map contents: the DFA over paths, the net prefix table, config.
 
-The byte layouts here mirror templates/common/policy.h and event.h; tests/unit/
-test_codegen_tables.py pins them. Nothing here knows about clang or the runtime.
+Every byte layout, number and name the maps share with the C is policyc/abi.py's (the C
+header templates/common/abi.h is generated from it); the names below are the ones the rest of
+the compiler knows them by. Nothing here knows about clang or the runtime.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import struct
 from dataclasses import dataclass
 
+from .. import abi
+from ..abi import (CFG_EXCEPT_CGROUP, CFG_MODE_AUDIT, CFG_RATE_LIMITS, CFG_SUBJECT_ALL,  # noqa: F401
+                   CFG_SUBJECT_CGROUP, CGROUP_LEVELS, MAX_TARGET_PATTERNS, MAX_TASK_RULES, OP_EXCEPT,
+                   OP_EXEC, OP_MOUNT, OP_SUBJECT, SIMPLE_BPF, SIMPLE_MODULE_LOAD, TARGET_ANY,
+                   TARGET_CGROUP, TARGET_EXE, TASK_PTRACE, TASK_SIGNAL, U32)
 from ..ir.model import DoubleStar, Policy
+from ..ir.vocab import FILE_OPS, PROTOCOLS
 from .dfa import Dfa, Pattern, build_dfa, glob_atoms
+from .families import FAMILIES
 
-# enum policyc_op (event.h): the columns of a verdict vector
-FILE_OP_INDEX = {
-    "read": 0, "write": 1, "append": 2, "create": 3, "delete": 4, "rename": 5, "link": 6,
-    "chmod": 7, "chown": 8, "exec-map": 9,
-}
-OP_EXEC, OP_MOUNT, OP_SUBJECT, OP_EXCEPT = 10, 11, 12, 13
-N_OPS = 16
-OP_NAMES = {v: k for k, v in FILE_OP_INDEX.items()} | {OP_EXEC: "exec", OP_MOUNT: "mount", OP_SUBJECT: "subject",
-                                                         OP_EXCEPT: "except"}
+# the language's names for the ABI's numbers
+FILE_OP_INDEX = {op: abi.OP.index[op] for op in FILE_OPS}   # enum policyc_op: verdict columns
+N_OPS = abi.POLICYC_N_OPS
+OP_NAMES = abi.OPS
+NET_OP_INDEX = abi.NET_OP.index
+PROTO_BITS = {p: abi.PROTO.index[p] for p in PROTOCOLS if p != "any"} | {"any": abi.PROTO_MASK_ANY}
+RANK = abi.DECISION.index   # a decision's value is its precedence
 
-NET_OP_INDEX = {"connect": 0, "bind": 1, "create": 2}
-PROTO_BITS = {"tcp": 1, "udp": 2, "icmp": 4, "raw": 8, "packet": 16, "any": 0xFF}
-RANK = {"allow": 0, "audit": 1, "deny": 2}
-
-CFG_SUBJECT_ALL, CFG_SUBJECT_CGROUP, CFG_MODE_AUDIT, CFG_EXCEPT_CGROUP = 0x1, 0x2, 0x4, 0x8
-CFG_RATE_LIMITS = 0x10
-CGROUP_LEVELS = 31
-
-# struct layouts (little-endian: x86-64 and the BPF target agree)
-CONFIG = struct.Struct("<IIIB3x")
-DFA_STATE = struct.Struct("<IIIII")
-U32 = struct.Struct("<I")
-VERDICT = struct.Struct(f"<{N_OPS}I{N_OPS}BQ")
-SIMPLE_VERDICT = struct.Struct("<IB3x")
-TASK_RULE = struct.Struct("<QQIIBBB5x")
-SIMPLE_MODULE_LOAD, SIMPLE_BPF = 0, 1
-TASK_SIGNAL, TASK_PTRACE = 0, 1
-TARGET_ANY, TARGET_EXE, TARGET_CGROUP = 0, 1, 2
-MAX_TARGET_PATTERNS = 64
-MAX_TASK_RULES = 256
-NET_KEY = struct.Struct("<IB16s")
-NET_SLICE = struct.Struct("<II")
-NET_ENTRY = struct.Struct("<IHHBB2x")
-# struct rule_limit: bpf_spin_lock, per_window, window_ns, window_start, sent (the last three
-# are the kernel's; the lock is never copied from user space)
-RULE_LIMIT = struct.Struct("<IIQQQ")
-MAX_LIMITED_RULES = 4096  # templates/common/policy.h RULE_SUPPRESSED_MAX
+# struct layouts (abi.Struct: struct.Struct's pack/unpack/size, and pack_fields by name)
+CONFIG = abi.POLICYC_CONFIG
+DFA_STATE = abi.DFA_STATE
+VERDICT = abi.VERDICT
+SIMPLE_VERDICT = abi.SIMPLE_VERDICT
+TASK_RULE = abi.TASK_RULE
+NET_KEY = abi.NET_KEY
+NET_SLICE = abi.NET_SLICE
+NET_ENTRY = abi.NET_ENTRY
+RULE_LIMIT = abi.RULE_LIMIT   # the lock is never copied from user space: written as 0
+MAX_LIMITED_RULES = abi.RULE_SUPPRESSED_MAX
 
 
 @dataclass(frozen=True)
@@ -77,19 +66,11 @@ def path_patterns(policy: Policy) -> list[Pattern]:
     """Every path pattern of a policy, with the verdict columns it speaks for."""
     pats: list[Pattern] = []
     for rule in policy.rules:
-        if rule.family == "file":
-            mask = 0
-            for op in rule.ops:
-                mask |= 1 << FILE_OP_INDEX[op]
-                if op == "write":
-                    mask |= 1 << FILE_OP_INDEX["append"]  # write covers append
-        elif rule.family == "exec":
-            mask = (1 << OP_EXEC) | (1 << FILE_OP_INDEX["exec-map"])
-        elif rule.family == "mount":
-            mask = 1 << OP_MOUNT
-        else:
-            continue
-        protects = rule.decision == "deny" and rule.family in ("file", "exec")
+        fam = FAMILIES[rule.family]
+        if fam.columns is None:
+            continue   # not decided in the DFA
+        mask = fam.columns(rule)
+        protects = rule.decision == "deny" and fam.protects
         globs = [g.parts for g in rule.paths] or [(DoubleStar(),)]
         for parts in globs:
             for atoms in glob_atoms(parts):
@@ -123,7 +104,8 @@ def policy_dfa(policy: Policy) -> Dfa:
 
 def dfa_maps(dfa: Dfa) -> dict[str, MapData]:
     states = tuple(
-        (U32.pack(i), DFA_STATE.pack(s[0], s[1], s[2], s[3], s[4])) for i, s in enumerate(dfa.states)
+        (U32.pack(i), DFA_STATE.pack_fields(next=s[:3], verdict=s[3], protect_rule=s[4]))
+        for i, s in enumerate(dfa.states)
     )
     edges = tuple((U32.pack(k), U32.pack(v)) for k, v in sorted(dfa.edges.items()))
     verdicts = []
@@ -131,7 +113,7 @@ def dfa_maps(dfa: Dfa) -> dict[str, MapData]:
         ops, targets = vec[:-1], vec[-1]
         rules = [rule for _, rule in ops]
         decisions = [rank for rank, _ in ops]
-        verdicts.append((U32.pack(i), VERDICT.pack(*rules, *decisions, targets)))
+        verdicts.append((U32.pack(i), VERDICT.pack_fields(rule=rules, decision=decisions, targets=targets)))
     return {
         "dfa_states": MapData("array", 4, DFA_STATE.size, max(1, len(states)), states),
         "dfa_edges": MapData("hash", 4, 4, max(1, len(edges)), edges),
@@ -149,6 +131,10 @@ def net_maps(policy: Policy) -> dict[str, MapData]:
         for op in rule.ops:
             if op not in NET_OP_INDEX:
                 continue
+            if op == "create" and (rule.net.nets or rule.net.ports):
+                # socket() has no address or port yet: a rule that names either cannot speak
+                # for it (the evaluator's _net_matches), so it writes no create entry
+                continue
             for net in rule.net.nets or (everything,):
                 for lo, hi in rule.net.ports or ((0, 65535),):
                     entries.append((NET_OP_INDEX[op], net, lo, hi, PROTO_BITS[rule.net.proto],
@@ -160,9 +146,11 @@ def net_maps(policy: Policy) -> dict[str, MapData]:
         covering.sort(key=lambda e: (-e[5], e[6]))
         start = len(flat)
         for e in covering:
-            flat.append(NET_ENTRY.pack(e[6], e[2], e[3], e[4], e[5]))
-        keys.append(NET_KEY.pack(8 + net.prefixlen, op, net.network_address.packed))
-        slices.append(NET_SLICE.pack(start, len(covering)))
+            flat.append(NET_ENTRY.pack_fields(rule_id=e[6], port_lo=e[2], port_hi=e[3], proto_mask=e[4],
+                                              decision=e[5]))
+        keys.append(NET_KEY.pack_fields(prefixlen=abi.NET_KEY_OP_BITS + net.prefixlen, op=op,
+                                        addr=net.network_address.packed))
+        slices.append(NET_SLICE.pack_fields(start=start, count=len(covering)))
     return {
         "net_prefixes": MapData("lpm_trie", NET_KEY.size, NET_SLICE.size, max(1, len(keys)),
                                 tuple(zip(keys, slices))),
@@ -186,17 +174,17 @@ def simple_maps(policy: Policy) -> dict[str, MapData]:
     from ..ir.vocab import CAPABILITIES
 
     caps = []
-    for num in range(64):
+    for num in range(abi.POLICYC_N_CAPS):
         name = CAPABILITIES[num] if num < len(CAPABILITIES) else None
         rank, rule = _simple(policy, lambda r: r.family == "capability" and name in r.ops)
-        caps.append((U32.pack(num), SIMPLE_VERDICT.pack(rule, rank)))
+        caps.append((U32.pack(num), SIMPLE_VERDICT.pack_fields(rule_id=rule, decision=rank)))
     simple = []
     for idx, fam in ((SIMPLE_MODULE_LOAD, "module"), (SIMPLE_BPF, "bpf")):
         rank, rule = _simple(policy, lambda r: r.family == fam)
-        simple.append((U32.pack(idx), SIMPLE_VERDICT.pack(rule, rank)))
+        simple.append((U32.pack(idx), SIMPLE_VERDICT.pack_fields(rule_id=rule, decision=rank)))
     return {
-        "cap_verdicts": MapData("array", 4, SIMPLE_VERDICT.size, 64, tuple(caps)),
-        "simple_verdicts": MapData("array", 4, SIMPLE_VERDICT.size, 2, tuple(simple)),
+        "cap_verdicts": MapData("array", 4, SIMPLE_VERDICT.size, abi.POLICYC_N_CAPS, tuple(caps)),
+        "simple_verdicts": MapData("array", 4, SIMPLE_VERDICT.size, abi.POLICYC_N_SIMPLE, tuple(simple)),
     }
 
 
@@ -217,10 +205,12 @@ def task_maps(policy: Policy) -> tuple[dict[str, MapData], list[dict]]:
         if r.target is not None:
             kind = TARGET_EXE if r.target.kind == "exe" else TARGET_CGROUP
         if kind == TARGET_CGROUP:
-            fixups.append({"map": "task_rules", "index": i, "offset": 8, "cgroup": r.target.cgroup})
-        entries.append((U32.pack(i), TASK_RULE.pack(
-            mask, 0, r.id, bits.get(r.id, 0), TASK_SIGNAL if r.family == "signal" else TASK_PTRACE,
-            RANK[r.decision], kind)))
+            fixups.append({"map": "task_rules", "index": i, "offset": TASK_RULE.offset("target_cgroup"),
+                           "cgroup": r.target.cgroup})
+        entries.append((U32.pack(i), TASK_RULE.pack_fields(
+            sig_mask=mask, rule_id=r.id, target_bit=bits.get(r.id, 0),
+            kind=TASK_SIGNAL if r.family == "signal" else TASK_PTRACE, decision=RANK[r.decision],
+            target_kind=kind)))
     return {"task_rules": MapData("array", 4, TASK_RULE.size, max(1, len(entries)), tuple(entries))}, fixups
 
 
@@ -240,7 +230,8 @@ def limit_map(policy: Policy) -> dict[str, MapData]:
     limited = [(r.id, r.limit) for r in limited_rules(policy)]
     if default_limit(policy):
         limited.insert(0, (0, policy.default_limit))
-    entries = tuple((U32.pack(rid), RULE_LIMIT.pack(0, lim.count, lim.window_s * 1_000_000_000, 0, 0))
+    entries = tuple((U32.pack(rid), RULE_LIMIT.pack_fields(per_window=lim.count,
+                                                           window_ns=lim.window_s * 1_000_000_000))
                     for rid, lim in limited)
     size = max([rid for rid, _ in limited], default=0) + 1
     return {"rule_limits": MapData("array", 4, RULE_LIMIT.size, size, entries)}
@@ -259,5 +250,6 @@ def config_map(policy: Policy) -> MapData:
     if limited_rules(policy) or default_limit(policy):
         flags |= CFG_RATE_LIMITS
     n_task_rules = sum(1 for r in policy.rules if r.family in ("signal", "ptrace"))
-    value = CONFIG.pack(flags, CGROUP_LEVELS, n_task_rules, RANK[policy.default])
+    value = CONFIG.pack_fields(flags=flags, cgroup_levels=CGROUP_LEVELS, task_rules=n_task_rules,
+                               default_decision=RANK[policy.default])
     return MapData("array", 4, CONFIG.size, 1, ((U32.pack(0), value),))

@@ -1,20 +1,20 @@
 """The reference evaluator: the specification the kernel programs are held against.
 
 Plain and total: any Program, any Event, no speed tricks. docs/semantics.md says the same
-in words. It imports the model only (never policyc.checks).
+in words. It imports the IR only (the model and policyc/ir/glob.py's automaton; never
+the parser, never policyc.checks).
 
     decide(program_or_policies, event) -> Decision(action, policy, rule, by)
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import re
 from dataclasses import dataclass
 
-from ..ir.model import AnyChar, DoubleStar, Event, Glob, Lit, Policy, Program, Rule, Star, to_v6_address
-from ..lower.globs import to_regex
+from ..ir.glob import matcher, path_bytes
+from ..ir.model import Event, Glob, Policy, Program, Rule, to_v6_address
+from .families import OP_MATCHERS
 
 _RANK = {"allow": 0, "audit": 1, "deny": 2}
 
@@ -42,13 +42,10 @@ class Decision:
         }
 
 
-@functools.lru_cache(maxsize=65536)
-def _regex(glob_parts) -> re.Pattern:
-    return re.compile(to_regex(glob_parts), re.DOTALL)
-
-
 def glob_matches(glob: Glob, text: str) -> bool:
-    return _regex(glob.parts).fullmatch(text) is not None
+    """The glob matches the path (policyc/ir/glob.py says what a glob means, in bytes: the
+    kernel's DFA and the checks use the same automaton)."""
+    return matcher(glob.parts).matches(path_bytes(text))
 
 
 def _cgroup_within(cgroup: str | None, root: str) -> bool:
@@ -86,24 +83,9 @@ def governs(policy: Policy, event: Event) -> bool:
 
 
 def rule_matches(rule: Rule, event: Event) -> bool:
-    fam = rule.family
-    if fam == "exec" and event.op == "file.exec-map":
-        pass  # an exec rule also decides mapping that file executable (`ld.so /usr/bin/x`)
-    elif fam != event.family:
+    # which events the rule's family and ops speak for: the family's entry in the registry
+    if not OP_MATCHERS[rule.family](rule, event):
         return False
-    elif fam == "file":
-        # `write` covers `append`: an append is a write that cannot clobber
-        if event.sub_op not in rule.ops and not (event.sub_op == "append" and "write" in rule.ops):
-            return False
-    elif fam in ("net", "module"):
-        if event.sub_op not in rule.ops:
-            return False
-    elif fam == "capability":
-        if event.cap not in rule.ops:
-            return False
-    elif fam == "signal":
-        if event.signal not in rule.ops:
-            return False
     if rule.paths:
         if event.path is None or not any(glob_matches(g, event.path) for g in rule.paths):
             return False
@@ -159,38 +141,11 @@ def _net_matches(rule: Rule, event: Event) -> bool:
     return True
 
 
-def _can_extend(parts, i: int, text: str, j: int) -> bool:
-    """Can glob parts[i:] match some string that starts with text[j:]?"""
-    if j == len(text):
-        return True  # every glob matches some string
-    if i == len(parts):
-        return False
-    p = parts[i]
-    if isinstance(p, Lit):
-        rest = text[j:]
-        if len(rest) <= len(p.text):
-            return p.text.startswith(rest)
-        return rest.startswith(p.text) and _can_extend(parts, i + 1, text, j + len(p.text))
-    if isinstance(p, DoubleStar):
-        return True
-    if isinstance(p, Star):
-        k = j
-        while True:
-            if _can_extend(parts, i + 1, text, k):
-                return True
-            if k == len(text):
-                return True
-            if text[k] == "/":
-                return False
-            k += 1
-    if isinstance(p, AnyChar):
-        return text[j] != "/" and _can_extend(parts, i + 1, text, j + 1)
-    return any(_can_extend(tuple(o) + tuple(parts[i + 1:]), 0, text, j) for o in p.options)
-
-
 def protecting_rule(policy: Policy, path: str) -> Rule | None:
     """The first deny rule (file or exec) that covers `path` or anything below `path/`.
     Renaming or hard-linking such a path would carry it out from under its rule."""
+    data = path_bytes(path)
+    below = data + b"/"
     for rule in policy.rules:
         if rule.decision != "deny" or rule.family not in ("file", "exec"):
             continue
@@ -198,9 +153,22 @@ def protecting_rule(policy: Policy, path: str) -> Rule | None:
         if globs is None:
             return rule
         for g in globs:
-            if glob_matches(g, path) or _can_extend(g.parts, 0, path + "/", 0):
+            # covers the path itself, or some path below `path/` (every live state of the
+            # glob's automaton can still reach a match)
+            m = matcher(g.parts)
+            if m.matches(data) or m.viable(below):
                 return rule
     return None
+
+
+def decides_exec_mapping(policy: Policy) -> bool:
+    """Whether the policy says anything about which files' code may run in a process (an exec
+    or exec-map rule that is not `allow`, or `default deny`). Only then is mapping a file with
+    no path executable denied: a policy silent on executing code has no rule an anonymous
+    mapping could get around, and JITs map memfds executable (docs/semantics.md step 3)."""
+    return policy.default == "deny" or any(
+        r.decision != "allow" and (r.family == "exec" or (r.family == "file" and "exec-map" in r.ops))
+        for r in policy.rules)
 
 
 def decide_policy(policy: Policy, event: Event) -> Decision:
@@ -215,8 +183,8 @@ def decide_policy(policy: Policy, event: Event) -> Decision:
         action, by = best.decision, "rule"
     else:
         action, by = policy.default, "default"
-    if (event.op in ("exec", "file.exec-map") and event.path is not None
-            and not event.path.startswith("/")):
+    if (event.path is not None and not event.path.startswith("/")
+            and (event.op == "exec" or (event.op == "file.exec-map" and decides_exec_mapping(policy)))):
         # a pseudo file (memfd, anonymous inode): no path rule can speak for it
         action, best, by = "deny", None, "anonymous-exec"
     elif (event.op in ("file.rename", "file.link") and action != "deny" and event.path is not None):

@@ -7,7 +7,8 @@ on bad input. Binary junk, bad UTF-8 and oversize files become diagnostics.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
+import os
+import stat
 
 import lark
 from lark import Lark, Token, Tree
@@ -71,20 +72,40 @@ def _token_text(tok: Token) -> str:
 
 
 def read_source(path: str, diags: Diagnostics) -> str | None:
-    """Read a policy file as UTF-8 text; a diagnostic (no traceback) when it can't be."""
-    p = Path(path)
+    """Read a policy file as UTF-8 text; a diagnostic (no traceback) when it can't be.
+
+    Only regular files are read, and at most MAX_FILE_BYTES of them: `/dev/zero` never ends
+    and a FIFO blocks until a writer comes. The file is opened without blocking (a FIFO opens
+    at once that way) and checked on the open descriptor, so what is read is what was
+    checked; the read itself is bounded, since a file may grow after its size was seen."""
     try:
-        if p.is_dir():
+        if os.path.isdir(path):
             diags.error("P006", None, f"`{path}` is a directory, not a policy file")
             return None
-        if p.stat().st_size > MAX_FILE_BYTES:
-            diags.error("P006", Span(path, 1, 1, 1, 1), f"`{path}` is larger than {MAX_FILE_BYTES >> 20} MiB")
-            return None
-        data = p.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                # no span: whoever shows the diagnostic must not try to read it for a snippet
+                diags.error("P006", None, f"`{path}` is {_file_kind(mode)}, not a policy file",
+                            hints=("policy files are regular files",))
+                return None
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         diags.error("P006", None, f"cannot read `{path}`: {e.strerror or e}")
         return None
+    if len(data) > MAX_FILE_BYTES:
+        diags.error("P006", Span(path, 1, 1, 1, 1), f"`{path}` is larger than {MAX_FILE_BYTES >> 20} MiB")
+        return None
     return decode_source(path, data, diags)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def decode_source(path: str, data: bytes, diags: Diagnostics) -> str | None:

@@ -3,6 +3,11 @@ read, else from disk."""
 
 from __future__ import annotations
 
+import os
+import stat
+
+MAX_SNIPPET_SOURCE = 64 * 1024 * 1024   # the front end's own bound (policyc/parse MAX_FILE_BYTES)
+
 
 class Sources:
     def __init__(self, texts: dict[str, str] | None = None):
@@ -19,8 +24,15 @@ class Sources:
         text = self._texts.get(path)
         if text is None and path not in self._unreadable:
             try:
-                with open(path, "rb") as f:
-                    text = f.read().decode("utf-8", errors="replace")
+                # a snippet is shown only from a regular file, and never more than the front
+                # end reads (a FIFO would block, /dev/zero would never end)
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                with os.fdopen(fd, "rb") as f:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise OSError("not a regular file")
+                    text = f.read(MAX_SNIPPET_SOURCE + 1).decode("utf-8", errors="replace")
+                if len(text) > MAX_SNIPPET_SOURCE:
+                    raise OSError("too large")
             except OSError:
                 self._unreadable.add(path)
                 return None

@@ -31,88 +31,12 @@
 #define FMODE_NOACCOUNT 0x20000000  /* kernel-internal opens (overlayfs' real files) */
 #define MNT_NS_INTERNAL ((struct mnt_namespace *)-22)  /* ERR_PTR(-EINVAL) */
 
-/* Longest walk: a 4,096-byte path has at most 2,048 components; mounts crossed come on top. */
-#define MAX_COMPONENTS 2048
+/* Longest walk: MAX_COMPONENTS (abi.h) names, and the mounts crossed on top. */
 #define MAX_WALK_STEPS (MAX_COMPONENTS + 256)
-#define MAX_NET_ENTRIES 4096
 
-/* config.flags */
-#define CFG_SUBJECT_ALL 0x1
-#define CFG_SUBJECT_CGROUP 0x2
-#define CFG_MODE_AUDIT 0x4
-#define CFG_EXCEPT_CGROUP 0x8
-#define CFG_RATE_LIMITS 0x10     /* some rule has a `limit`: look rule_limits up */
-
-/* task storage state bits */
-#define SUBJECT_GOVERNED 0x1   /* started a subject executable, or descends from one */
-#define SUBJECT_PENDING 0x2    /* `policyc exec`: governed from its next exec on, which is not checked */
-#define SUBJECT_EXCEPTED 0x4   /* runs an `except exe` program: not governed; not inherited */
-#define SUBJECT_STICKY 0x8     /* governed through a subject cgroup: for good, wherever it moves */
-/* What the exec in progress will make of the task, applied only at bprm_committing_creds,
- * where the exec can no longer fail: an exec that fails after bprm_check_security (E2BIG on a
- * `#!` line, a missing ELF interpreter) leaves the old program as it was. */
-#define SUBJECT_NEXT_GOVERNED 0x10
-#define SUBJECT_NEXT_EXCEPTED 0x20
-
-/* subject_cgroups values */
-#define CGROUP_SUBJECT 1
-#define CGROUP_EXCEPT 2
-
-struct policyc_config {
-	__u32 flags;
-	__u32 cgroup_levels;     /* how many ancestor levels to test against subject_cgroups */
-	__u32 task_rules;        /* entries in task_rules */
-	__u8 default_decision;   /* the policy's default, for what no rule matches */
-	__u8 pad[3];
-};
-
-struct dfa_state {
-	__u32 next[3];           /* default successor by byte class: '/', 0x80-0xBF, other */
-	__u32 verdict;           /* index into verdicts */
-	__u32 protect_rule;      /* deny rule a rename/link of this path would escape, or 0 */
-};
-
-struct verdict {
-	__u32 rule[POLICYC_N_OPS];
-	__u8 decision[POLICYC_N_OPS];
-	__u64 targets;           /* bit i: target pattern i (signal/ptrace `to exe`) matches */
-};
-
-struct net_key {
-	__u32 prefixlen;
-	__u8 op;
-	__u8 addr[16];
-} __attribute__((packed));
-
-struct net_slice {
-	__u32 start;
-	__u32 count;
-};
-
-struct net_entry {
-	__u32 rule_id;
-	__u16 port_lo;
-	__u16 port_hi;
-	__u8 proto_mask;
-	__u8 decision;
-	__u8 pad[2];
-};
-
-/* A decision that depends on nothing but the family (module load, bpf) or a number
- * (capability): precomputed at build time. */
-struct simple_verdict {
-	__u32 rule_id;
-	__u8 decision;
-	__u8 pad[3];
-};
-
-#define SIMPLE_MODULE_LOAD 0
-#define SIMPLE_BPF 1
-#define SIMPLE_NET_UNUSED 2
-
-struct subject_state {
-	__u32 state;
-};
+/* The constants, flags and map value structs Python shares (config, dfa_state, verdict,
+ * net_key, net_slice, net_entry, simple_verdict, subject_state, task_rule, rule_limit) are
+ * in abi.h, generated from policyc/abi.py. */
 
 struct scratch {
 	struct policyc_event ev;
@@ -158,7 +82,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, POLICYC_N_SIMPLE);
 	__type(key, __u32);
 	__type(value, struct simple_verdict);
 } simple_verdicts SEC(".maps");
@@ -172,7 +96,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
+	__uint(max_entries, DEFAULT_RINGBUF_BYTES);
 } events SEC(".maps");
 
 struct {
@@ -261,7 +185,7 @@ static __always_inline int governed_ex(struct policyc_config *cfg, int ignore_ex
 		return 1;
 	if (cfg->flags & (CFG_SUBJECT_CGROUP | CFG_EXCEPT_CGROUP)) {
 		int in_cgroup = 0;
-		for (int level = 0; level < 32; level++) {
+		for (int level = 0; level < CGROUP_LEVELS + 1; level++) {
 			if (level > cfg->cgroup_levels)
 				break;
 			__u64 id = bpf_get_current_ancestor_cgroup_id(level);
@@ -535,9 +459,9 @@ static __always_inline int apply(struct policyc_config *cfg, struct scratch *s, 
 }
 
 /* Events the ring buffer had no room for, per rule id (0: a default or fail-closed decision).
- * `policyc audit` turns growth into `dropped` records; a rule id that finds the map full is
- * still counted per hook in `counters` (the reader reports the difference as unattributed). */
-#define RULE_DROPS_MAX 4096
+ * `policyc audit` turns growth into `dropped` records; a rule id that finds the map full (past
+ * RULE_DROPS_MAX) is still counted per hook in `counters` (the reader reports the difference
+ * as unattributed). */
 #define POLICYC_MAP_PERCPU_HASH 5  /* BPF_MAP_TYPE_PERCPU_HASH (not in vmlinux_min.h) */
 #define POLICYC_NOEXIST 1          /* BPF_NOEXIST */
 struct {
@@ -550,7 +474,6 @@ struct {
 /* Events a rule's `limit N/UNIT` held back, per rule id: reported as `suppressed` records. At
  * most RULE_SUPPRESSED_MAX rules carry a limit (`policyc build` refuses more), so the map
  * never fills and every suppressed event is counted. */
-#define RULE_SUPPRESSED_MAX 4096
 struct {
 	__uint(type, POLICYC_MAP_PERCPU_HASH);
 	__uint(max_entries, RULE_SUPPRESSED_MAX);
@@ -575,18 +498,8 @@ static __always_inline void count_per_rule(void *map, __u32 rule_id)
 	}
 }
 
-/* `limit N/UNIT`, indexed by rule id, the default's at 0 (filled at load; per_window 0: no
- * limit). A fixed window that opens with the first event after the previous one closed; the
- * lock makes the count exact across CPUs. The limit only ever withholds the event, never
- * changes the decision. */
-struct rule_limit {
-	struct bpf_spin_lock lock;
-	__u32 per_window;
-	__u64 window_ns;
-	__u64 window_start;
-	__u64 sent;              /* events sent in the current window */
-};
-
+/* `limit N/UNIT`, indexed by rule id, the default's at 0 (filled at load; struct rule_limit
+ * in abi.h). The limit only ever withholds the event, never changes the decision. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -630,7 +543,7 @@ static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *
 	ev->decision = decision;
 	ev->rule_id = rule_id;
 	ev->reason = reason;
-	ev->mode = audit_mode ? 1 : 0;
+	ev->mode = audit_mode ? MODE_AUDIT : MODE_ENFORCE;
 	__u64 size = POLICYC_EVENT_HEADER_SIZE + (ev->path_len & (POLICYC_PATH_MAX - 1)) + 1;
 	/* rule limits, and the default's at index 0 (a failed-closed decision is never limited) */
 	if (!quiet && (cfg->flags & CFG_RATE_LIMITS) && (rule_id || reason == REASON_DEFAULT) &&

@@ -10,11 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from policyc import probe
-from policyc.codegen import build_policy
-from policyc.diagnostics import Diagnostics
+from policyc import pipeline, probe
 from policyc.execute import Session
-from policyc.lower import load_program
 
 WORKER = Path(probe.__file__)
 
@@ -40,12 +37,11 @@ def build(text: str, name_hint: str = "t"):
     d.mkdir(parents=True, exist_ok=True)
     src = d / "test.policy"
     src.write_text(text)
-    diags = Diagnostics()
-    program = load_program([str(src)], diags)
-    assert program is not None, [str(x) for x in diags.items]
-    (policy,) = program.policies
-    res = build_policy(program, policy, d / "out")
-    return program, policy, res.manifest_path
+    front = pipeline.front_end([str(src)])
+    assert front.ok, [str(x) for x in front.diags.items]
+    (policy,) = front.program.policies
+    res = pipeline.build(front, policy, d / "out")
+    return front.program, policy, res.manifest_path
 
 
 def build_file(path: str, policy_name: str, name_hint: str = "t"):
@@ -53,12 +49,11 @@ def build_file(path: str, policy_name: str, name_hint: str = "t"):
     n = next(_counter)
     d = BUILD_ROOT / f"{name_hint}-{n}"
     d.mkdir(parents=True, exist_ok=True)
-    diags = Diagnostics()
-    program = load_program([path], diags)
-    assert program is not None, [str(x) for x in diags.items]
-    (policy,) = [p for p in program.policies if p.name == policy_name]
-    res = build_policy(program, policy, d / "out")
-    return program, policy, res.manifest_path
+    front = pipeline.front_end([path])
+    assert front.ok, [str(x) for x in front.diags.items]
+    (policy,) = pipeline.select(front, [policy_name])
+    res = pipeline.build(front, policy, d / "out")
+    return front.program, policy, res.manifest_path
 
 
 class Loaded:

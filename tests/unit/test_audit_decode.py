@@ -122,10 +122,12 @@ def test_decode_rejects_short_event():
 
 
 def test_bpf_counts_drops_per_rule_in_apply_ex():
+    from policyc import abi
+
     src = (ROOT / "templates" / "common" / "policy.h").read_text()
-    m = re.search(r"#define RULE_DROPS_MAX (\d+)", src)
-    assert m and int(m.group(1)) == audit_reader.RULE_DROPS_MAX
-    assert re.search(r"} rule_drops SEC\(\"\.maps\"\);", src)
+    assert audit_reader.RULE_DROPS_MAX == abi.RULE_DROPS_MAX   # abi.h's, generated from abi.py
+    assert re.search(r"__uint\(max_entries, RULE_DROPS_MAX\);\s*__type\(key, __u32\);\s*__type\(value, __u64\);\s*"
+                     r"} rule_drops SEC\(\"\.maps\"\);", src)
     body = src[src.index("static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *s, __u8 decision,\n\t\t\t\t    __u32 rule_id, __u8 reason, int quiet)\n{"):]
     assert re.search(r"bpf_ringbuf_output\(&events, ev, size, 0\)\) \{\s*count\(hook, 4\);\s*"
                      r"count_per_rule\(&rule_drops, rule_id\);", body)
@@ -134,10 +136,11 @@ def test_bpf_counts_drops_per_rule_in_apply_ex():
 def test_bpf_counts_suppressed_per_rule_and_limits_only_rules_and_the_default():
     from policyc.codegen import tables as T
 
+    from policyc import abi
+
     src = (ROOT / "templates" / "common" / "policy.h").read_text()
-    m = re.search(r"#define RULE_SUPPRESSED_MAX (\d+)", src)
-    assert m and int(m.group(1)) == T.MAX_LIMITED_RULES
-    assert re.search(r"#define CFG_RATE_LIMITS (0x[0-9a-f]+)", src).group(1) == hex(T.CFG_RATE_LIMITS)
+    assert T.MAX_LIMITED_RULES == abi.RULE_SUPPRESSED_MAX and T.CFG_RATE_LIMITS == abi.CFG_RATE_LIMITS
+    assert re.search(r"__uint\(max_entries, RULE_SUPPRESSED_MAX\);[^}]*} rule_suppressed SEC", src)
     body = src[src.index("static __always_inline int apply_ex(struct policyc_config *cfg"):]
     # only rules and the default are limited (never a failed-closed decision), and a
     # suppressed event is counted, then not sent

@@ -14,7 +14,7 @@ from policyc.codegen.dfa import Pattern, build_dfa, glob_atoms
 from policyc.codegen.tables import FILE_OP_INDEX, policy_dfa
 from policyc.diagnostics import Diagnostics
 from policyc.evaluate import glob_matches
-from policyc.lower.globs import parse_glob
+from policyc.ir.glob import parse_glob
 from policyc.span import NO_SPAN
 
 from _policyc_helpers import load

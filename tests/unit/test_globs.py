@@ -10,11 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import policyc.checks._globs as inclusion
-import policyc.lower.globs as globs
+import policyc.codegen.dfa as dfa
+import policyc.ir.glob as globs
 from policyc.checks._globs import includes
 from policyc.diagnostics import Diagnostics
 from policyc.evaluate import glob_matches
-from policyc.lower.globs import parse_glob
+from policyc.ir.glob import parse_glob
 from policyc.span import NO_SPAN
 
 
@@ -25,7 +26,7 @@ def g(text):
 
 
 def test_doctests():
-    for mod in (globs, inclusion):
+    for mod in (globs, inclusion, dfa):
         result = doctest.testmod(mod)
         assert result.failed == 0 and result.attempted > 0, mod.__name__
 

@@ -1,0 +1,95 @@
+"""The code generator's registries: the template families (C programs, their hooks and
+helpers), and per rule family which templates decide a rule and which DFA verdict columns a
+path rule speaks for.
+
+One entry per family of policyc/ir/vocab.py FAMILIES; tests/unit/test_family_registries.py
+fails when a layer forgets one. The columns are the op enum (policyc/abi.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..ir.model import Rule
+from .. import abi
+
+
+
+@dataclass(frozen=True)
+class TemplateFamily:
+    """One C program family (templates/NAME.bpf.c.j2): the LSM hooks it attaches and the BPF
+    helpers it calls beyond the subject test's (kernel_facts checks a kernel has them)."""
+    hooks: tuple[str, ...]
+    helpers: tuple[str, ...] = ()
+
+
+# In the order the object lists them (`subject` always comes first).
+TEMPLATE_FAMILIES: dict[str, TemplateFamily] = {
+    "subject": TemplateFamily(
+        ("task_alloc", "bprm_check_security"),
+        ("loop", "task_storage_get", "get_current_task_btf", "ringbuf_output", "probe_read_kernel",
+         "ktime_get_boot_ns", "get_current_pid_tgid", "get_current_uid_gid", "get_current_comm",
+         "get_current_cgroup_id", "map_lookup_elem", "spin_lock", "spin_unlock")),
+    "file": TemplateFamily(
+        ("file_open", "path_mknod", "path_mkdir", "path_symlink", "path_unlink", "path_rmdir", "path_chmod",
+         "path_chown", "path_truncate", "path_rename", "path_link", "unix_stream_connect", "unix_may_send",
+         "file_ioctl"), ("task_pt_regs",)),
+    "execmap": TemplateFamily(("mmap_file", "file_mprotect"), ("get_func_arg",)),
+    "net": TemplateFamily(("socket_connect", "socket_bind", "socket_sendmsg", "socket_create", "socket_listen",
+                           "sctp_bind_connect")),
+    "mount": TemplateFamily(("sb_mount", "move_mount", "sb_umount", "sb_pivotroot", "capable"), ("task_pt_regs",)),
+    "capability": TemplateFamily(("capable", "uring_override_creds"), ("get_func_arg",)),
+    "task": TemplateFamily(("task_kill", "ptrace_access_check", "ptrace_traceme", "perf_event_alloc", "file_fcntl",
+                            "file_ioctl", "file_set_fowner", "file_free_security", "file_send_sigiotask"),
+                           ("get_func_arg",)),
+    "module": TemplateFamily(("kernel_read_file", "kernel_load_data", "kernel_module_request"),
+                             ("probe_read_kernel_str",)),
+    "bpf": TemplateFamily(("bpf",)),
+}
+TEMPLATE_ORDER = tuple(TEMPLATE_FAMILIES)
+# Hooks with no HOOK_ value of their own: they keep SIGIO-owner state, and what they refuse is
+# reported as HOOK_FILE_SEND_SIGIOTASK (the signal it would let through).
+STATE_ONLY_HOOKS = frozenset({"file_fcntl", "file_set_fowner", "file_free_security"})
+
+
+def _file_columns(rule: Rule) -> int:
+    mask = 0
+    for op in rule.ops:
+        mask |= 1 << abi.OP.index[op]
+        if op == "write":
+            mask |= 1 << abi.OP_APPEND  # write covers append
+    return mask
+
+
+@dataclass(frozen=True)
+class CodegenFamily:
+    # Every template family that takes part in deciding a rule of this family (kernel_facts
+    # reports a rule whose templates' hooks a kernel lacks).
+    templates: tuple[str, ...]
+    # The templates a non-allow rule of this family needs in the object (`subject` is always
+    # there); a function because some depend on the rule's ops.
+    needs: Callable[[Rule], tuple[str, ...]]
+    # DFA verdict columns a path rule of this family decides; None: not decided in the DFA.
+    columns: Callable[[Rule], int] | None = None
+    # A deny rule of this family protects its paths from rename/link (dfa_state.protect_rule).
+    protects: bool = False
+
+
+def _fixed(*names: str) -> Callable[[Rule], tuple[str, ...]]:
+    return lambda rule: names
+
+
+FAMILIES: dict[str, CodegenFamily] = {
+    "file": CodegenFamily(("file",), lambda r: ("file", "execmap") if "exec-map" in r.ops else ("file",),
+                          _file_columns, protects=True),
+    "exec": CodegenFamily(("subject", "execmap"), _fixed("execmap"),
+                          lambda r: (1 << abi.OP_EXEC) | (1 << abi.OP_EXEC_MAP), protects=True),
+    "net": CodegenFamily(("net",), _fixed("net")),
+    "mount": CodegenFamily(("mount",), _fixed("mount"), lambda r: 1 << abi.OP_MOUNT),
+    "capability": CodegenFamily(("capability",), _fixed("capability")),
+    "signal": CodegenFamily(("task",), _fixed("task")),
+    "ptrace": CodegenFamily(("task",), _fixed("task")),
+    "module": CodegenFamily(("module",), _fixed("module")),
+    "bpf": CodegenFamily(("bpf",), _fixed("bpf")),
+}
