@@ -20,7 +20,7 @@ import typer
 from ..diagnostics import Diagnostics, did_you_mean
 from ..evaluate import Decision, decide, decide_policy, governs
 from ..ir.model import Event, Program
-from ..ir.vocab import CAPABILITIES, FAMILIES, SIGNALS
+from ..ir.vocab import FAMILIES
 from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load, print_diagnostics
 
 
@@ -28,7 +28,7 @@ def all_ops() -> list[str]:
     """Every OP `--op` accepts (besides `capability.NAME` and `signal.NAME`)."""
     out = []
     for name, fam in FAMILIES.items():
-        if name in ("capability", "signal") or not fam.ops:
+        if fam.op_field is not None or not fam.ops:
             out.append(name)
         else:
             out.extend(f"{name}.{op}" for op in fam.ops)
@@ -46,30 +46,19 @@ def parse_event(exe: str, op: str, path, addr, port, proto, cap, signal, target_
                     (f"operations: {', '.join(valid)}",))
         return None
     fam = FAMILIES[family]
-    if family == "capability":
-        cap = sub or cap
-        if not cap:
-            diags.error("P011", None, "`capability` needs `--cap NAME` (or `--op capability.NAME`)")
+    if fam.op_field is not None:
+        # the op is carried in its own field (`--cap NAME`, `--signal NAME`, or `--op FAMILY.NAME`)
+        given = sub or {"cap": cap, "signal": signal}[fam.op_field]
+        if not given:
+            diags.error("P011", None, f"`{family}` needs `--{fam.op_field} NAME` (or `--op {family}.NAME`)")
             return None
-        name = cap.lower().removeprefix("cap_")
-        if name not in CAPABILITIES:
-            diags.error("P012", None, f"unknown capability `{cap}`", hints=did_you_mean(name, CAPABILITIES))
+        name = fam.op_name(given)
+        if name not in fam.ops:
+            diags.error(fam.unknown_op_code, None, f"unknown {fam.ops_kind} `{given}`",
+                        hints=did_you_mean(name, fam.ops))
             return None
-        kw["cap"] = name
-        op = "capability"
-    elif family == "signal":
-        signal = sub or signal
-        if not signal:
-            diags.error("P011", None, "`signal` needs `--signal NAME` (or `--op signal.NAME`)")
-            return None
-        name = signal.lower().removeprefix("sig")
-        if name.isdigit():
-            name = next((k for k, v in SIGNALS.items() if v == int(name)), name)
-        if name not in SIGNALS:
-            diags.error("P013", None, f"unknown signal `{signal}`", hints=did_you_mean(name, SIGNALS))
-            return None
-        kw["signal"] = name
-        op = "signal"
+        kw[fam.op_field] = name
+        op = family
     elif fam.ops:
         if not sub:
             diags.error("P011", None, f"`{family}` needs an operation: "
@@ -82,7 +71,7 @@ def parse_event(exe: str, op: str, path, addr, port, proto, cap, signal, target_
         diags.error("P011", None, f"unknown operation `{op}`: `{family}` has no sub-operations",
                     hints=(f"write `--op {family}`",))
         return None
-    if family in ("file", "exec") and path is None:
+    if fam.needs_path and path is None:
         diags.error("P024", None, f"`{op}` needs `--path PATH`")
         return None
     # An executed or executable-mapped file without a path (a memfd, an anonymous inode) is

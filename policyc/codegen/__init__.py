@@ -24,7 +24,7 @@ from ..ir.model import Policy, Program
 from .dfa import DfaTooLarge
 from .families import FAMILIES, TEMPLATE_FAMILIES, TEMPLATE_ORDER
 from .tables import (MAX_LIMITED_RULES, MAX_TARGET_PATTERNS, MAX_TASK_RULES, config_map, dfa_maps,
-                     limit_map, limited_rules, net_maps, policy_dfa, simple_maps, target_rules, task_maps)
+                     limit_map, limited_rules, policy_dfa, target_rules)
 
 TEMPLATES = resource_dir("templates")
 MANIFEST_FORMAT = 1
@@ -107,7 +107,7 @@ def all_variants():
     compiles them all on the host so a VM guest never runs clang under emulation."""
     import itertools
 
-    optional = ["file", "execmap", "net", "mount", "capability", "task", "module", "bpf"]
+    optional = [t for t in TEMPLATE_ORDER if t != "subject"]
     for n in range(len(optional) + 1):
         for fams in itertools.combinations(optional, n):
             for subj, exc in itertools.product((False, True), repeat=2):
@@ -252,19 +252,12 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
                          hint="the kernel counts suppressed events per rule in a map of that size")
     maps = {"config": config_map(policy), **dfa_maps(dfa), **limit_map(policy)}
     fixups: list[dict] = []
-    if "net" in families:
-        maps.update(net_maps(policy))
-    if "capability" in families or "module" in families or "bpf" in families:
-        simple = simple_maps(policy)
-        # each map only where its template declares it (a `deny module load` policy without
-        # capability rules has no cap_verdicts, and loading failed on the missing map)
-        if "capability" in families:
-            maps["cap_verdicts"] = simple["cap_verdicts"]
-        if "module" in families or "bpf" in families:
-            maps["simple_verdicts"] = simple["simple_verdicts"]
-    if "task" in families:
-        task, fixups = task_maps(policy)
-        maps.update(task)
+    for t in families:
+        fill = TEMPLATE_FAMILIES[t].maps
+        if fill is not None:
+            own, own_fixups = fill(policy)
+            maps.update(own)
+            fixups += own_fixups
     c_source = render_c(families, **template_flags(policy))
     obj = compile_c(c_source, policy.name)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,39 @@ from .. import abi
 
 
 
+# The maps a template declares beyond the common ones (config, the DFA, rule_limits), filled
+# from the policy: (maps by name, cgroup fixups). codegen/tables.py builds them; it is imported
+# at call time because it reads this registry for the DFA columns.
+def _net_maps(policy):
+    from .tables import net_maps
+    return net_maps(policy), []
+
+
+def _cap_maps(policy):
+    from .tables import simple_maps
+    return {"cap_verdicts": simple_maps(policy)["cap_verdicts"]}, []
+
+
+def _simple_maps(policy):
+    # module and bpf share one map; each template declares only its own maps (a `deny module
+    # load` policy without capability rules has no cap_verdicts, and loading failed on it)
+    from .tables import simple_maps
+    return {"simple_verdicts": simple_maps(policy)["simple_verdicts"]}, []
+
+
+def _task_maps(policy):
+    from .tables import task_maps
+    return task_maps(policy)
+
+
 @dataclass(frozen=True)
 class TemplateFamily:
-    """One C program family (templates/NAME.bpf.c.j2): the LSM hooks it attaches and the BPF
-    helpers it calls beyond the subject test's (kernel_facts checks a kernel has them)."""
+    """One C program family (templates/NAME.bpf.c.j2): the LSM hooks it attaches, the BPF
+    helpers it calls beyond the subject test's (kernel_facts checks a kernel has them), and
+    how its own maps are filled."""
     hooks: tuple[str, ...]
     helpers: tuple[str, ...] = ()
+    maps: Callable | None = None
 
 
 # In the order the object lists them (`subject` always comes first).
@@ -37,15 +64,15 @@ TEMPLATE_FAMILIES: dict[str, TemplateFamily] = {
          "file_ioctl"), ("task_pt_regs",)),
     "execmap": TemplateFamily(("mmap_file", "file_mprotect"), ("get_func_arg",)),
     "net": TemplateFamily(("socket_connect", "socket_bind", "socket_sendmsg", "socket_create", "socket_listen",
-                           "sctp_bind_connect")),
+                           "sctp_bind_connect"), maps=_net_maps),
     "mount": TemplateFamily(("sb_mount", "move_mount", "sb_umount", "sb_pivotroot", "capable"), ("task_pt_regs",)),
-    "capability": TemplateFamily(("capable", "uring_override_creds"), ("get_func_arg",)),
+    "capability": TemplateFamily(("capable", "uring_override_creds"), ("get_func_arg",), _cap_maps),
     "task": TemplateFamily(("task_kill", "ptrace_access_check", "ptrace_traceme", "perf_event_alloc", "file_fcntl",
                             "file_ioctl", "file_set_fowner", "file_free_security", "file_send_sigiotask"),
-                           ("get_func_arg",)),
+                           ("get_func_arg",), _task_maps),
     "module": TemplateFamily(("kernel_read_file", "kernel_load_data", "kernel_module_request"),
-                             ("probe_read_kernel_str",)),
-    "bpf": TemplateFamily(("bpf",)),
+                             ("probe_read_kernel_str",), _simple_maps),
+    "bpf": TemplateFamily(("bpf",), maps=_simple_maps),
 }
 TEMPLATE_ORDER = tuple(TEMPLATE_FAMILIES)
 # Hooks with no HOOK_ value of their own: they keep SIGIO-owner state, and what they refuse is

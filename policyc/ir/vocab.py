@@ -36,20 +36,40 @@ SIGNALS = {
 
 @dataclass(frozen=True)
 class Family:
+    """The language's view of a rule family: the registry lowering, test blocks and
+    `explain` read (tests/unit/test_family_registries.py holds every other layer to its keys)."""
     name: str
     ops: tuple[str, ...]          # what may stand in the OPS position; () = nothing may
     ops_kind: str                 # what the OPS position names, for messages
     objects: str                  # "paths", "net", "none" or "paths?" (optional paths)
     target: bool = False          # takes `to exe|cgroup ...`
     needs_ops: bool = False       # an event of this family names one op
+    op_prefix: str = ""           # a prefix an op may be written with (`SIGTERM`, `CAP_CHOWN`)
+    unknown_op_code: str = "P011" # the diagnostic for an op the family does not have
+    # Where an event carries its op: None: in `event.op` as `FAMILY.OP` (`file.read`); else the
+    # Event field that names it (`cap`, `signal`), `event.op` being the family alone.
+    op_field: str | None = None
+    needs_path: bool = False      # an event of this family names a path (`expect`, `explain`)
+    first_op_number: int | None = None   # ops may be given by number (signal 15, capability 0)
+
+    def op_name(self, written: str) -> str:
+        """An op as written, in the vocabulary's spelling (`SIGTERM` -> `term`)."""
+        name = written.lower().removeprefix(self.op_prefix)
+        if self.first_op_number is not None and name.isdigit():
+            i = int(name) - self.first_op_number
+            if 0 <= i < len(self.ops):
+                return self.ops[i]
+        return name
 
 
 FAMILIES = {
-    "file": Family("file", FILE_OPS, "file operation", "paths?", needs_ops=True),
-    "exec": Family("exec", (), "operation", "paths?"),
+    "file": Family("file", FILE_OPS, "file operation", "paths?", needs_ops=True, needs_path=True),
+    "exec": Family("exec", (), "operation", "paths?", needs_path=True),
     "net": Family("net", NET_OPS, "network operation", "net", needs_ops=True),
-    "capability": Family("capability", CAPABILITIES, "capability", "none", needs_ops=True),
-    "signal": Family("signal", tuple(SIGNALS), "signal", "none", target=True, needs_ops=True),
+    "capability": Family("capability", CAPABILITIES, "capability", "none", needs_ops=True, op_prefix="cap_",
+                         unknown_op_code="P012", op_field="cap", first_op_number=0),
+    "signal": Family("signal", tuple(SIGNALS), "signal", "none", target=True, needs_ops=True, op_prefix="sig",
+                     unknown_op_code="P013", op_field="signal", first_op_number=1),
     "ptrace": Family("ptrace", (), "operation", "none", target=True),
     "mount": Family("mount", (), "operation", "paths?"),
     "module": Family("module", ("load",), "module operation", "none", needs_ops=True),

@@ -74,20 +74,14 @@ def body(ctx: Context, b: S.RuleBody, scope: Scope):
     ok = True
     ops: list[str] = []
     for op in b.ops:
-        name = op.value.lower()
-        if fname == "signal" and name.startswith("sig"):
-            name = name[3:]
-        if fname == "capability" and name.startswith("cap_"):
-            name = name[4:]
+        name = fam.op_name(op.value)
         if not fam.ops:
             diags.error("P011", op.span, f"`{fname}` takes no operations, found `{op.value}`",
                         hints=(f'write `{fname}` alone' + (' or with a path' if fam.objects == "paths?" else ''),)
                         if fname != "exec" else ('write the program as a string: `exec "/usr/bin/x"`',))
             ok = False
         elif name not in fam.ops:
-            diags.error("P011" if fname not in ("capability", "signal") else
-                        ("P012" if fname == "capability" else "P013"),
-                        op.span, f"unknown {fam.ops_kind} `{op.value}`",
+            diags.error(fam.unknown_op_code, op.span, f"unknown {fam.ops_kind} `{op.value}`",
                         hints=did_you_mean(name, fam.ops))
             ok = False
         elif name in ops:

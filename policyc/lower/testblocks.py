@@ -80,21 +80,15 @@ def event(ctx: Context, ex: S.Expect, scope: Scope, exe, parents, cgroup) -> M.E
         o = one(body.ops, fam.ops_kind, body.family.span)
         if o is None:
             return None
-        name = o.value.lower()
-        if fname == "signal":
-            name = name.removeprefix("sig")
-        if fname == "capability":
-            name = name.removeprefix("cap_")
+        name = fam.op_name(o.value)
         if name not in fam.ops:
-            code = {"capability": "P012", "signal": "P013"}.get(fname, "P011")
-            diags.error(code, o.span, f"unknown {fam.ops_kind} `{o.value}`", hints=did_you_mean(name, fam.ops))
+            diags.error(fam.unknown_op_code, o.span, f"unknown {fam.ops_kind} `{o.value}`",
+                        hints=did_you_mean(name, fam.ops))
             return None
-        if fname in ("file", "net", "module"):
+        if fam.op_field is None:
             op = f"{fname}.{name}"
-        elif fname == "capability":
-            kw["cap"] = name
-        elif fname == "signal":
-            kw["signal"] = name
+        else:
+            kw[fam.op_field] = name
     elif body.ops:
         diags.error("P011", body.ops[0].span, f"`{fname}` takes no operations")
         return None
@@ -106,7 +100,7 @@ def event(ctx: Context, ex: S.Expect, scope: Scope, exe, parents, cgroup) -> M.E
         if text is None:
             return None
         kw["path"] = text[0]
-    elif fname in ("file", "exec"):
+    elif fam.needs_path:
         diags.error("P024", ex.span, f"a `{fname}` expectation names a path")
         return None
     if body.net is not None:
