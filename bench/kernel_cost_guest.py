@@ -87,8 +87,8 @@ class FileOpenStats:
     """
 
     def __init__(self, runtime, pin_root: str, name: str) -> None:
-        from runtime.loader import _prog_fd_by_id
-        from runtime.stats import _prog_info
+        from policyc.runtime.loader import _prog_fd_by_id
+        from policyc.runtime.stats import _prog_info
 
         self._info = _prog_info
         ids = [p["id"] for p in runtime.prog_stats(pin_root, name) if p["name"].endswith("file_open")]
@@ -136,7 +136,7 @@ def measure(worker: Worker, path: str, plan: dict, stats=None) -> dict:
 def main() -> int:
     plan = json.loads(Path(sys.argv[1]).read_text())
     sys.path.insert(0, plan["repo"])
-    import runtime
+    from policyc import runtime
     from policyc import deploy
     from policyc.execute import Session
 

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-import runtime
+from . import runtime
 
 from . import abi
 

@@ -119,6 +119,7 @@ CODES: dict[str, tuple[str, str]] = {
     "P025": ("bad-limit", "a `limit` that is not a positive count per s, min or h"),
     "P030": ("host-wide-deny", "a `subject all` policy in enforce mode denies what every system needs"),
     "P040": ("not-enforced", "`policyc build`: a rule family the kernel backend does not enforce yet"),
+    "P041": ("over-kernel-limit", "more rules of a kind than the kernel object's tables hold"),
     "P050": ("kernel-lacks-hook", "`--kernel`: the target kernel lacks a hook or helper a rule needs"),
     "P051": ("verifier-refuses-program", "`--load-test`: the running kernel's verifier refuses a program a rule needs"),
     "P054": ("mount-api-without-hook", "a path-scoped `deny mount` that the new mount API (no LSM hook) gets around"),

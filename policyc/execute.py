@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import runtime
+from . import runtime
 
 from . import abi, deploy
 from .audit.event import RawEvent, decode

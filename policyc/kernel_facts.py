@@ -21,8 +21,9 @@ from .codegen import EXEC_COMMIT_HOOKS, HOOKS, template_families
 from .codegen.families import FAMILIES as CODEGEN_FAMILIES, TEMPLATE_FAMILIES
 from .diagnostics import Diagnostics, Note
 from .ir.model import Policy, Program
+from .resources import resource_dir
 
-SHIPPED = Path(__file__).with_name("kernels")
+SHIPPED = resource_dir("kernels")   # package data: policyc/kernels/*.json
 
 # What each template family calls beyond its hooks (the code generator's registry says).
 HELPERS = {name: list(t.helpers) for name, t in TEMPLATE_FAMILIES.items()}

@@ -66,7 +66,7 @@ def load_test_program(front: pipeline.FrontEnd | Program, diags: Diagnostics | N
     """Build every policy of a checked program (policyc/pipeline.py) and load-test its
     object here; P051 per refused hook. Given a Program lowered into `diags` instead, the
     pipeline's checks run on it first: nothing unchecked is built."""
-    import runtime
+    from . import runtime
 
     from . import deploy
 

@@ -1,18 +1,40 @@
-"""Where the grammar and the C templates are: beside the package in a checkout (and an
-editable install), under `<prefix>/share/policyc` in an installed wheel (pyproject.toml's
-data-files)."""
+"""Where policyc's data files are: the grammar (`grammar`), the C templates (`templates`) and
+the shipped kernel facts (`kernels`).
+
+An installed policyc (`pip install .`, a wheel) carries all three as package data inside the
+`policyc` package (policyc/grammar/policy.lark, policyc/templates/..., policyc/kernels/*.json;
+pyproject.toml maps the repository's top-level grammar/ and templates/ there when the wheel is
+built), found through importlib.resources. A source checkout (PYTHONPATH, an editable install,
+the test VM) has policyc/kernels but keeps grammar/ and templates/ at the repository root,
+beside the package: they are found there.
+"""
 
 from __future__ import annotations
 
-import sys
+from importlib.resources import files
 from pathlib import Path
 
+NAMES = ("grammar", "templates", "kernels")
+
+# The repository root when this file is in a source checkout (policyc/resources.py).
 _CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def resource_dir(name: str) -> Path:
-    """`grammar` or `templates`: the checkout's when it has one, else the installed copy."""
-    here = _CHECKOUT / name
-    if here.is_dir():
-        return here
-    return Path(sys.prefix) / "share" / "policyc" / name
+    """The directory of `name` (one of NAMES): the package's own copy when it has one, else the
+    source checkout's."""
+    if name not in NAMES:
+        raise ValueError(f"unknown resource directory `{name}` (known: {', '.join(NAMES)})")
+    packaged = files(__package__) / name
+    if packaged.is_dir():
+        # Jinja's FileSystemLoader, Lark and clang's -I want file-system paths: policyc is
+        # installed unpacked (a wheel in site-packages), never run from a zip.
+        if not isinstance(packaged, Path):
+            raise RuntimeError(f"policyc's `{name}` is not on the file system ({packaged}); "
+                               "install policyc unpacked (pip install)")
+        return packaged
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / name).is_dir():
+        return _CHECKOUT / name
+    raise FileNotFoundError(f"policyc's `{name}` directory is missing: it is neither package data "
+                            f"({packaged}) nor in a source checkout ({_CHECKOUT / name}); "
+                            "reinstall policyc")

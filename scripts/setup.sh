@@ -3,7 +3,8 @@
 #   - apt: clang/llvm 19, libbpf headers, bpftool, and what virtme-ng needs to boot a Debian
 #     kernel under qemu (kmod for depmod, busybox-static for the initramfs, udev);
 #     skipped when every package is already installed.
-#   - a venv at ${POLICYC_VENV:-REPO/.venv} with policyc installed editable, extras test and vm.
+#   - a venv at ${POLICYC_VENV:-REPO/.venv} with policyc installed editable, extras test, vm
+#     and journald (the unit tests cover the journal sink).
 # Progress lines go to stderr; tool output is kept quiet and shown only when a step fails.
 set -euo pipefail
 
@@ -56,8 +57,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     say "creating venv $VENV"
     quiet "$PYTHON" -m venv "$VENV"
 fi
-say "pip install -e $REPO[test,vm] into $VENV"
-quiet "$VENV/bin/python" -m pip install --quiet -e "$REPO[test,vm]"
+say "pip install -e $REPO[test,vm,journald] into $VENV"
+quiet "$VENV/bin/python" -m pip install --quiet -e "$REPO[test,vm,journald]"
 
 [ -x "$VENV/bin/vng" ] || die "virtme-ng did not install $VENV/bin/vng"
 say "done: activate with  . $VENV/bin/activate"

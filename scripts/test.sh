@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): install what is needed, run the unit tests on the host,
-# then the kernel suite inside VMs: one boot per kernel, the suite batched inside it.
+# check the wheel (scripts/test_wheel.sh: built, installed in a clean venv, run from another
+# directory), then the kernel suite inside VMs: one boot per kernel, the suite batched inside it.
 # The kernel suite never skips: if a VM cannot boot, this fails.
 #   scripts/test.sh                 unit tests + kernel suite: the full suite on the oldest
 #                                   (6.1) and the newest (7.2, Debian sid) kernel, and on 6.12
@@ -15,6 +16,9 @@ PY="${POLICYC_VENV:-$REPO/.venv}/bin/python"
 
 echo "== unit tests (host) =="
 "$PY" -m pytest tests/unit -q -p no:cacheprovider
+
+echo "== wheel (pip wheel, clean venv, policyc from another directory) =="
+"$REPO/scripts/test_wheel.sh"
 
 echo "== kernel suite (VM: ${POLICYC_KERNELS:-6.1 7.2 6.12}) =="
 # Build the objects the suite needs on the host first: clang under TCG is slow, and the

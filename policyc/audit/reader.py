@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import runtime
+from .. import runtime
 
 from .. import abi, deploy
 from .event import decode, rule_entries

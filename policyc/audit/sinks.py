@@ -3,8 +3,9 @@
 - File rotation: `concurrent-log-handler` (ConcurrentRotatingFileHandler: size-based, keeps
   N files, safe when several writers share one file). One batch of records is one write.
 - Journal: `cysystemd` (sd_journal_sendv through a bundled libsystemd; the PyPI index we use
-  has no `systemd-python`). Each record becomes one journal entry with structured fields
-  (POLICYC_POLICY, POLICYC_RULE, ...; docs/audit-log.md lists them), MESSAGE the text line.
+  has no `systemd-python`), an optional dependency: `pip install 'policyc[journald]'`. Each
+  record becomes one journal entry with structured fields (POLICYC_POLICY, POLICYC_RULE, ...;
+  docs/audit-log.md lists them), MESSAGE the text line.
 """
 
 from __future__ import annotations
@@ -107,7 +108,11 @@ def journal_fields(rec: dict) -> dict[str, str]:
 class JournalSink:
     def __init__(self, send: Callable[..., object] | None = None):
         if send is None:
-            from cysystemd import journal
+            # cysystemd is an optional dependency (the `journald` extra), imported only here
+            try:
+                from cysystemd import journal
+            except ImportError as e:
+                raise ImportError(f"{e}; install it with: pip install 'policyc[journald]'") from e
 
             send = journal.send
         self._send = send

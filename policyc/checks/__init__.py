@@ -15,6 +15,7 @@ from . import (
     duplicate_rules,
     host_wide_deny,
     kernel_gaps,
+    kernel_limits,
     limit_without_events,
     overridden_rules,
     redundant_allow,
@@ -43,6 +44,8 @@ PIPELINE = [
     limit_without_events,
     # P054 (a warning): what a path-scoped mount rule cannot reach on the supported kernels.
     kernel_gaps,
+    # P041: more rules of a kind than the kernel object's tables hold (what build refuses).
+    kernel_limits,
 ]
 
 

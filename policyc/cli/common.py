@@ -48,8 +48,11 @@ def print_diagnostics(diags: Diagnostics, fmt: str, out: TextIO, err: TextIO,
         err.write(f"policyc: {summary(items)}\n")
 
 
-def guarded(fn: Callable[..., int], *args, **kwargs) -> None:
-    """Run a command; exit with its code. An exception is a policyc bug: one line, code 3."""
+def guarded(fn: Callable[..., int], *args, on_bug: Callable[[Exception], None] | None = None,
+            **kwargs) -> None:
+    """Run a command; exit with its code. An exception is a policyc bug: one line, code 3.
+    `on_bug(exception)` then runs too: `check --format sarif` writes a SARIF document that
+    says the run failed, so what reads stdout still gets one."""
     err = kwargs.get("err", sys.stderr)
     try:
         code = fn(*args, **kwargs)
@@ -64,5 +67,11 @@ def guarded(fn: Callable[..., int], *args, **kwargs) -> None:
             traceback.print_exc(file=err)
         err.write(f"policyc: internal error: {type(e).__name__}: {e} "
                   "(a policyc bug; POLICYC_DEBUG=1 shows where)\n")
+        if on_bug is not None:
+            try:
+                on_bug(e)
+            except Exception:  # noqa: BLE001 - reporting the bug must not hide it
+                if os.environ.get("POLICYC_DEBUG"):
+                    traceback.print_exc(file=err)
         code = EXIT_BUG
     raise typer.Exit(code)

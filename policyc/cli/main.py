@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from .. import __version__
 from . import build, check, exec_cmd, explain, fmt_cmd, load, status, test_cmd, unload
 from . import audit_cmd, report_cmd, suggest_cmd
 from .common import guarded
@@ -20,6 +21,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"policyc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="print `policyc VERSION` and exit"),
+) -> None:
+    pass
+
 
 app.command("check")(check.command)
 app.command("fmt")(fmt_cmd.command)

@@ -21,10 +21,10 @@ import jinja2
 from ..resources import resource_dir
 from .. import __version__
 from ..ir.model import Policy, Program
+from ..ir.limits import over_limits
 from .dfa import DfaTooLarge
 from .families import FAMILIES, TEMPLATE_FAMILIES, TEMPLATE_ORDER
-from .tables import (MAX_LIMITED_RULES, MAX_TARGET_PATTERNS, MAX_TASK_RULES, config_map, dfa_maps,
-                     limit_map, limited_rules, policy_dfa, target_rules)
+from .tables import config_map, dfa_maps, limit_map, policy_dfa
 
 TEMPLATES = resource_dir("templates")
 MANIFEST_FORMAT = 1
@@ -238,18 +238,15 @@ def manifest_for(program: Program, policy: Policy, families: list[str], obj: byt
 def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool = False,
                  ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES) -> BuildResult:
     families = template_families(policy)
-    if len(target_rules(policy)) > MAX_TARGET_PATTERNS:
-        raise BuildError(f"policy `{policy.name}` has more than {MAX_TARGET_PATTERNS} signal/ptrace rules "
-                         "with `to exe` targets", hint="merge targets into one glob: `to exe \"/usr/sbin/{a,b}\"`")
-    if sum(1 for r in policy.rules if r.family in ("signal", "ptrace")) > MAX_TASK_RULES:
-        raise BuildError(f"policy `{policy.name}` has more than {MAX_TASK_RULES} signal/ptrace rules")
+    for over in over_limits(policy):   # `policyc check` reports these as P041, at the rule
+        raise BuildError(f"{over.message} ({over.rule.span})", hint=over.hint)
     try:
         dfa = policy_dfa(policy)
     except DfaTooLarge as e:
-        raise BuildError(str(e), hint="split the policy, or use `**` prefixes instead of many mid-path globs")
-    if len(limited_rules(policy)) > MAX_LIMITED_RULES:
-        raise BuildError(f"policy `{policy.name}` has more than {MAX_LIMITED_RULES:,} rules with a `limit`",
-                         hint="the kernel counts suppressed events per rule in a map of that size")
+        culprit = (f"; the largest alone is {e.source} ({e.states:,} states)" if e.source else "")
+        raise BuildError(f"policy `{policy.name}`: {e}{culprit}",
+                         hint="a pattern whose automaton grows with every path component (`/**/x*/*/*`) or "
+                              "many mid-path `**` in one policy: anchor it (`/home/*/.ssh/**`) or split the policy")
     maps = {"config": config_map(policy), **dfa_maps(dfa), **limit_map(policy)}
     fixups: list[dict] = []
     for t in families:

@@ -31,16 +31,26 @@ import gc
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..ir.glob import ACCEPT, CLASS_OF, CONT, OTHER, SLASH, Nfa
+from ..ir.glob import ACCEPT, CLASS_OF, CONT, DSTAR, OTHER, SLASH, Nfa
 
-MAX_STATES = 1 << 24   # the state number lives in the top 24 bits of an edge key
+# The state number lives in the top 24 bits of an edge key, so 1 << 24 is the format's limit;
+# the build stops far below it: 250,000 states are 5 MB of dfa_states and a few hundred MB of
+# position sets while building, and a policy that needs more has a pattern whose automaton
+# grows exponentially (`/**/x*/*/*/...`), which more memory would not cure.
+MAX_STATES = 250_000
 
 __all__ = ["Dfa", "DfaTooLarge", "Pattern", "build_dfa", "byte_class", "glob_atoms",
            "SLASH", "CONT", "OTHER", "MAX_STATES"]
 
 
 class DfaTooLarge(Exception):
-    pass
+    """The patterns need more than MAX_STATES states; `source` names the rule (or subject)
+    whose own automaton is the largest, and `states` how many it needs alone."""
+
+    def __init__(self, message: str, source: str = "", states: int = 0):
+        super().__init__(message)
+        self.source = source
+        self.states = states
 
 
 def byte_class(b: int) -> int:
@@ -62,6 +72,7 @@ class Pattern:
     rank: int            # 0 allow, 1 audit, 2 deny
     protects: bool = False   # a deny rule: renaming/linking what it covers is refused
     target_bit: int = -1     # a `to exe` target pattern: sets this bit of the verdict's mask
+    source: str = ""         # where it is written (`file:line:col: text`), for DfaTooLarge
 
 
 @dataclass
@@ -95,35 +106,117 @@ class Dfa:
         return self.states[self.walk(data)][4]
 
 
-def build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int]]) -> Dfa:
+def build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int]],
+              max_states: int = MAX_STATES) -> Dfa:
     """Subset construction over the patterns' shared automaton. `defaults[op]` is the
-    (rank, rule id) when no pattern for `op` accepts."""
+    (rank, rule id) when no pattern for `op` accepts. More than `max_states` states raise
+    DfaTooLarge naming the rule that grows most on its own."""
+    try:
+        return _paused(patterns, n_ops, defaults, max_states)
+    except DfaTooLarge:
+        pass
+    # Which rule: each rule's patterns alone, under a smaller cap (only on this failure path).
+    by_source: dict[str, list[Pattern]] = {}
+    for pat in patterns:
+        by_source.setdefault(pat.source, []).append(pat)
+    worst, worst_states = "", 0
+    for source, pats in by_source.items():
+        try:
+            n = len(_paused(pats, n_ops, defaults, max_states // 4).states)
+        except DfaTooLarge:
+            n = max_states // 4
+        if n > worst_states:
+            worst, worst_states = source, n
+    raise DfaTooLarge(f"the path patterns need more than {max_states:,} automaton states", worst, worst_states)
+
+
+def _paused(patterns, n_ops, defaults, max_states) -> Dfa:
     # The cyclic garbage collector paused: the construction allocates hundreds of thousands
     # of acyclic sets, and the collections they trigger took ~45% of a 10,000-rule build.
     # Reference counting still frees everything.
     was = gc.isenabled()
     gc.disable()
     try:
-        return _build_dfa(patterns, n_ops, defaults)
+        return _build_dfa(patterns, n_ops, defaults, max_states)
     finally:
         if was:
             gc.enable()
 
 
-def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int]]) -> Dfa:
+# Off only in tests/unit/test_dfa_shapes.py, which holds the pruned automaton to the full one.
+PRUNE_ABSORBED = True
+
+
+def _dominates(a: Pattern, b: Pattern) -> bool:
+    """Once `a` matches every extension of a path, `b` can no longer change any verdict of
+    it: every column `b` speaks for, `a` speaks for with a decision that wins (more severe,
+    or as severe and an earlier rule); `b` protects nothing `a` does not protect first; `b`
+    sets no target bit."""
+    if b.target_bit >= 0 or b.ops_mask & ~a.ops_mask:
+        return False
+    if b.ops_mask and not (a.rank > b.rank or (a.rank == b.rank and a.rule_id <= b.rule_id)):
+        return False
+    return not b.protects or (a.protects and a.rule_id <= b.rule_id)
+
+
+def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int]],
+               max_states: int = MAX_STATES) -> Dfa:
     nfa = Nfa()
     owner: dict[int, int] = {}     # ACCEPT position -> pattern index
+    pattern_of: list[int] = []     # position -> pattern index
+    # A trailing `**` (`dir/**`): once a path reaches it, the pattern matches the path and
+    # everything below it, for good. Position -> its pattern's index.
+    absorbing: dict[int, int] = {}
     start: set[int] = set()
     for pi, pat in enumerate(patterns):
         entry, accept = nfa.add(pat.atoms)
         owner[accept] = pi
+        pattern_of.extend([pi] * (len(nfa.kind) - len(pattern_of)))
         start |= nfa.closure(entry)
+    kind, nxt = nfa.kind, nfa.nxt
+    for p, k in enumerate(kind):
+        if k == DSTAR and kind[nxt[p]] == ACCEPT:
+            absorbing[p] = pattern_of[p]
+    absorbing_set = frozenset(absorbing)
     successors = nfa.successors
+    dominated: dict[tuple[int, int], bool] = {}
+
+    def canonical(S) -> frozenset[int]:
+        """The state's positions without those that can no longer change a verdict: where a
+        pattern is absorbed, its other positions (they could only make it match again) and
+        the positions of patterns it dominates. Without this, `/**/{.ssh,.aws,...}/**` keeps
+        apart every set of names seen so far and the states grow as 2^names (#12); with it,
+        they grow with the names. The verdicts and protect rules are the same."""
+        hit = absorbing_set.intersection(S) if PRUNE_ABSORBED else None
+        if not hit:
+            return frozenset(S)
+        def dom(a: int, b: int) -> bool:
+            key = (a, b)
+            d = dominated.get(key)
+            if d is None:
+                d = dominated[key] = _dominates(patterns[a], patterns[b])
+            return d
+
+        absorbed = {absorbing[p] for p in hit}
+        if len(absorbed) > 1:
+            # an absorbed pattern another absorbed one dominates goes too (of two that
+            # dominate each other, the later one), or states would count the sets of them
+            absorbed = {b for b in absorbed
+                        if not any(a != b and dom(a, b) and (a < b or not dom(b, a)) for a in absorbed)}
+        keep = []
+        for p in S:
+            b = pattern_of[p]
+            if b in absorbed:
+                if p in hit or kind[p] == ACCEPT:
+                    keep.append(p)
+            elif not any(dom(a, b) for a in absorbed):
+                keep.append(p)
+        return frozenset(keep)
 
     # --- subset construction -----------------------------------------------------------------
     ids: dict[frozenset[int], int] = {frozenset(): 0}
     sets: list[frozenset[int]] = [frozenset()]
-    start_fs = frozenset(start)
+    start_fs = canonical(start)
     ids[start_fs] = 1
     sets.append(start_fs)
     trans: list[tuple[int, int, int]] = [(0, 0, 0), (0, 0, 0)]
@@ -134,8 +227,8 @@ def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, in
         i = ids.get(fs)
         if i is None:
             i = len(sets)
-            if i >= MAX_STATES:
-                raise DfaTooLarge(f"the path patterns need more than {MAX_STATES} DFA states")
+            if i >= max_states:
+                raise DfaTooLarge(f"the path patterns need more than {max_states:,} automaton states")
             ids[fs] = i
             sets.append(fs)
             trans.append((0, 0, 0))
@@ -145,12 +238,12 @@ def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, in
     while queue:
         sid = queue.popleft()
         cls_moves, explicit = successors(sets[sid])
-        d_ids = (intern(frozenset(cls_moves[0])), intern(frozenset(cls_moves[1])),
-                 intern(frozenset(cls_moves[2])))
+        d_ids = (intern(canonical(cls_moves[0])), intern(canonical(cls_moves[1])),
+                 intern(canonical(cls_moves[2])))
         trans[sid] = d_ids
         base = sid << 8
         for b, moves in explicit.items():
-            tid = intern(frozenset(moves))
+            tid = intern(canonical(moves))
             if tid != d_ids[CLASS_OF[b]]:
                 edges[base | b] = tid
 

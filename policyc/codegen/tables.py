@@ -15,6 +15,7 @@ from ..abi import (CFG_EXCEPT_CGROUP, CFG_MODE_AUDIT, CFG_RATE_LIMITS, CFG_SUBJE
                    CFG_SUBJECT_CGROUP, CGROUP_LEVELS, MAX_TARGET_PATTERNS, MAX_TASK_RULES, OP_EXCEPT,
                    OP_EXEC, OP_MOUNT, OP_SUBJECT, SIMPLE_BPF, SIMPLE_MODULE_LOAD, TARGET_ANY,
                    TARGET_CGROUP, TARGET_EXE, TASK_PTRACE, TASK_SIGNAL, U32)
+from ..ir.limits import limited_rules, target_rules, task_rules  # noqa: F401  (codegen's callers know them here)
 from ..ir.model import DoubleStar, Policy
 from ..ir.vocab import FILE_OPS, PROTOCOLS
 from .dfa import Dfa, Pattern, build_dfa, glob_atoms
@@ -74,25 +75,20 @@ def path_patterns(policy: Policy) -> list[Pattern]:
         globs = [g.parts for g in rule.paths] or [(DoubleStar(),)]
         for parts in globs:
             for atoms in glob_atoms(parts):
-                pats.append(Pattern(atoms, mask, rule.id, RANK[rule.decision], protects))
+                pats.append(Pattern(atoms, mask, rule.id, RANK[rule.decision], protects,
+                                    source=f"{rule.span}: {rule.text}"))
     for i, subj in enumerate(policy.subjects):
         if subj.kind == "exe":
             for atoms in glob_atoms(subj.exe.parts):
-                pats.append(Pattern(atoms, 1 << OP_SUBJECT, i + 1, 1))
+                pats.append(Pattern(atoms, 1 << OP_SUBJECT, i + 1, 1, source=f"{subj.span}: subject"))
     for bit, rule in enumerate(target_rules(policy)):
         for atoms in glob_atoms(rule.target.exe.parts):
-            pats.append(Pattern(atoms, 0, rule.id, 0, target_bit=bit))
+            pats.append(Pattern(atoms, 0, rule.id, 0, target_bit=bit, source=f"{rule.span}: {rule.text}"))
     for i, exc in enumerate(policy.exceptions):
         if exc.kind == "exe":
             for atoms in glob_atoms(exc.exe.parts):
-                pats.append(Pattern(atoms, 1 << OP_EXCEPT, i + 1, 1))
+                pats.append(Pattern(atoms, 1 << OP_EXCEPT, i + 1, 1, source=f"{exc.span}: except"))
     return pats
-
-
-def target_rules(policy: Policy):
-    """Signal and ptrace rules with a `to exe` target: bit i of a verdict's target mask."""
-    return [r for r in policy.rules if r.family in ("signal", "ptrace") and r.target is not None
-            and r.target.kind == "exe"]
 
 
 def policy_dfa(policy: Policy) -> Dfa:
@@ -193,7 +189,7 @@ def task_maps(policy: Policy) -> tuple[dict[str, MapData], list[dict]]:
     from ..ir.vocab import SIGNALS
 
     bits = {r.id: i for i, r in enumerate(target_rules(policy))}
-    rules = [r for r in policy.rules if r.family in ("signal", "ptrace")]
+    rules = list(task_rules(policy))
     rules.sort(key=lambda r: (-RANK[r.decision], r.id))
     entries, fixups = [], []
     for i, r in enumerate(rules):
@@ -212,11 +208,6 @@ def task_maps(policy: Policy) -> tuple[dict[str, MapData], list[dict]]:
             kind=TASK_SIGNAL if r.family == "signal" else TASK_PTRACE, decision=RANK[r.decision],
             target_kind=kind)))
     return {"task_rules": MapData("array", 4, TASK_RULE.size, max(1, len(entries)), tuple(entries))}, fixups
-
-
-def limited_rules(policy: Policy):
-    """Rules with a `limit` that send events (deny and audit rules)."""
-    return [r for r in policy.rules if r.limit is not None and r.decision != "allow"]
 
 
 def default_limit(policy: Policy):
@@ -249,7 +240,7 @@ def config_map(policy: Policy) -> MapData:
         flags |= CFG_EXCEPT_CGROUP
     if limited_rules(policy) or default_limit(policy):
         flags |= CFG_RATE_LIMITS
-    n_task_rules = sum(1 for r in policy.rules if r.family in ("signal", "ptrace"))
+    n_task_rules = len(task_rules(policy))
     value = CONFIG.pack_fields(flags=flags, cgroup_levels=CGROUP_LEVELS, task_rules=n_task_rules,
                                default_decision=RANK[policy.default])
     return MapData("array", 4, CONFIG.size, 1, ((U32.pack(0), value),))

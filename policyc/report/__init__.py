@@ -15,7 +15,7 @@ from typing import Iterable, TextIO
 
 from ..diagnostics import Diagnostic, Severity
 from .github import render_github
-from .sarif import render_sarif
+from .sarif import default_base_dir, render_sarif, render_sarif_failure
 from .sources import Sources
 from .suppress import apply_suppressions
 from .text import render_text
@@ -35,12 +35,15 @@ def use_color(out: TextIO) -> bool:
 
 
 def render(diags: Iterable[Diagnostic], fmt: str, out: TextIO, sources: Sources | None = None,
-           color: bool | None = None) -> None:
+           color: bool | None = None, *, base_dir: str | os.PathLike | None = None,
+           inputs: Iterable[str] = ()) -> None:
+    """`base_dir` and `inputs` are for sarif: paths are relative to `base_dir` (default: the
+    working directory), and a diagnostic with no place points at the input it names."""
     diags = list(diags)
     if fmt == "json":
         render_json(diags, out)
     elif fmt == "sarif":
-        render_sarif(diags, out)
+        render_sarif(diags, out, sources, base_dir=base_dir, inputs=inputs)
     elif fmt == "github":
         render_github(diags, out)
     else:
@@ -64,5 +67,5 @@ def summary(diags: Iterable[Diagnostic]) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["FORMATS", "Sources", "apply_suppressions", "render", "render_github", "render_json", "render_sarif",
-           "render_text", "summary", "use_color"]
+__all__ = ["FORMATS", "Sources", "apply_suppressions", "default_base_dir", "render", "render_github", "render_json",
+           "render_sarif", "render_sarif_failure", "render_text", "summary", "use_color"]

@@ -9,7 +9,7 @@ from policyc.diagnostics import Diagnostics
 from policyc.load_test import load_test_program
 from policyc.lower import load_program
 
-import runtime
+from policyc import runtime
 
 REPO = Path(__file__).resolve().parents[2]
 

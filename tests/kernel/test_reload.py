@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import runtime
+from policyc import runtime
 from policyc import deploy
 
 from .harness import build, tree

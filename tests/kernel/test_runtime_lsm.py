@@ -24,9 +24,9 @@ import pytest
 if os.environ.get("POLICYC_IN_VM") != "1":  # belt and braces: conftest already ignores us
     raise RuntimeError("tests/kernel/test_runtime_lsm.py attaches LSM programs: VM only")
 
-import runtime  # noqa: E402
-from runtime import _libbpf as B  # noqa: E402
-from runtime import loader  # noqa: E402
+from policyc import runtime  # noqa: E402
+from policyc.runtime import _libbpf as B  # noqa: E402
+from policyc.runtime import loader  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "runtime"))

@@ -188,7 +188,7 @@ def test_audit_bad_format_and_unwritable_output(tmp_path, monkeypatch):
 def test_reader_drains_into_a_capped_backlog_and_formats_in_slices(monkeypatch):
     from types import SimpleNamespace
 
-    import runtime
+    from policyc import runtime
     from policyc.audit import reader as R
     from _audit_helpers import MANIFEST, raw
 

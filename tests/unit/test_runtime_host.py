@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import runtime
-from runtime import _libbpf as B
-from runtime import loader
+from policyc import runtime
+from policyc.runtime import _libbpf as B
+from policyc.runtime import loader
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "runtime"))
@@ -327,7 +327,7 @@ def test_check_bpf_lsm_reports_this_host_unusable():
 
 
 def test_check_bpf_lsm_hint_suggests_appending_bpf(monkeypatch):
-    from runtime import lsm
+    from policyc.runtime import lsm
 
     def refuse():
         raise runtime.BpfError("BPF_PROG_LOAD of an LSM program failed: EINVAL (Invalid argument)")
@@ -367,13 +367,13 @@ def test_pin_root_off_bpffs_is_refused(objs, tmp_path):
 
 KILLED_REPLACE = """
 import os, sys
-from runtime import loader
+from policyc.runtime import loader
 real = loader._move_in
 def die_after_first(staged, final, old_fd, undo):
     real(staged, final, old_fd, undo)
     os.kill(os.getpid(), 9)  # SIGKILL halfway through moving the pins: no unwinding at all
 loader._move_in = die_after_first
-import runtime
+from policyc import runtime
 runtime.load(sys.argv[1], "trace", {}, pin_root=sys.argv[2], replace=True)
 """
 
