@@ -36,8 +36,11 @@ def run_audit(follow: bool, output: str | None, fmt: str, journal: bool | None, 
         try:
             sinks.append(JournalSink())
         except ImportError as e:
-            err.write(f"policyc: error: journal output needs the `cysystemd` package: {e}\n")
-            return EXIT_BAD_INPUT
+            if journal:   # asked for: an error
+                err.write(f"policyc: error: journal output needs the `cysystemd` package: {e}\n")
+                return EXIT_BAD_INPUT
+            # only the systemd default: the log still goes where it was asked to, said once
+            err.write(f"policyc: warning: not writing to the journal: {e}\n")
     sink = Fanout(sinks)
 
     stopping = []
