@@ -31,7 +31,8 @@ import gc
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..ir.glob import ACCEPT, CLASS_OF, CONT, DSTAR, OTHER, SLASH, Nfa
+from ..ir.glob import ACCEPT, BYTE, CLASS_OF, CONT, DSTAR, OTHER, SLASH, SPLIT, Nfa, path_bytes
+from ..ir.model import Lit
 
 # The state number lives in the top 24 bits of an edge key, so 1 << 24 is the format's limit;
 # the build stops far below it: 250,000 states are 5 MB of dfa_states and a few hundred MB of
@@ -147,6 +148,79 @@ def _paused(patterns, n_ops, defaults, max_states) -> Dfa:
 PRUNE_ABSORBED = True
 
 
+def _atom_keys(parts):
+    """A glob's parts as the atoms a prefix tree shares: a literal byte by byte (`/srv/d1`
+    and `/srv/d2` share `/srv/d`), every other part whole."""
+    for p in parts:
+        if isinstance(p, Lit):
+            for b in path_bytes(p.text):
+                yield ("byte", b)
+        else:
+            yield ("part", p)
+
+
+def _shared_prefix_nfa(patterns: list[Pattern]):
+    """One automaton for all patterns, their common prefixes shared (a tree of atoms whose
+    branches are SPLIT positions): 1,000 rules `/**/wN/*` keep one `/**/` position in each
+    state, not 1,000, so states are small and fewer. The same languages as one automaton per
+    pattern: a shared prefix reads the same bytes whichever pattern it leads to. Returns the
+    automaton, ACCEPT position -> pattern index, position -> pattern index (-1: shared by
+    several), and the entry position."""
+    nfa = Nfa()
+    # the tree: node = [children: dict key -> node, patterns ending here, patterns below]
+    root: list = [{}, [], 0]
+    for pi, pat in enumerate(patterns):
+        node = root
+        node[2] += 1
+        for key in _atom_keys(pat.atoms):
+            child = node[0].get(key)
+            if child is None:
+                child = node[0][key] = [{}, [], 0, pi]
+            node = child
+            node[2] += 1
+        node[1].append(pi)
+    owner: dict[int, int] = {}
+    pattern_of: list[int] = []
+
+    def own(upto: int, who: int) -> None:
+        pattern_of.extend([who] * (upto - len(pattern_of)))
+
+    # back to front (a position knows its successor), without recursion: a path may be
+    # thousands of atoms deep
+    entry_of: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if not done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in node[0].values())
+            continue
+        who = node[3] if node is not root and node[2] == 1 else -1
+        entries = []
+        for pi in node[1]:
+            acc = nfa._emit(ACCEPT, -1, -1)
+            owner[acc] = pi
+            own(len(nfa.kind), pi)
+            entries.append(acc)
+        for key, child in node[0].items():
+            after = entry_of.pop(id(child))
+            child_who = child[3] if child[2] == 1 else -1
+            if key[0] == "byte":
+                e = nfa._emit(BYTE, key[1], after)
+            else:
+                e = nfa._seq((key[1],), after)
+            own(len(nfa.kind), child_who)
+            entries.append(e)
+        if len(entries) == 1:
+            entry = entries[0]
+        else:
+            entry = nfa._emit(SPLIT, -1, -1)
+            nfa.split[entry] = tuple(entries)
+            own(len(nfa.kind), who)
+        entry_of[id(node)] = entry
+    return nfa, owner, pattern_of, entry_of[id(root)]
+
+
 def _dominates(a: Pattern, b: Pattern) -> bool:
     """Once `a` matches every extension of a path, `b` can no longer change any verdict of
     it: every column `b` speaks for, `a` speaks for with a decision that wins (more severe,
@@ -161,21 +235,14 @@ def _dominates(a: Pattern, b: Pattern) -> bool:
 
 def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int]],
                max_states: int = MAX_STATES) -> Dfa:
-    nfa = Nfa()
-    owner: dict[int, int] = {}     # ACCEPT position -> pattern index
-    pattern_of: list[int] = []     # position -> pattern index
+    nfa, owner, pattern_of, root = _shared_prefix_nfa(patterns)
+    start: set[int] = set(nfa.closure(root))
     # A trailing `**` (`dir/**`): once a path reaches it, the pattern matches the path and
     # everything below it, for good. Position -> its pattern's index.
     absorbing: dict[int, int] = {}
-    start: set[int] = set()
-    for pi, pat in enumerate(patterns):
-        entry, accept = nfa.add(pat.atoms)
-        owner[accept] = pi
-        pattern_of.extend([pi] * (len(nfa.kind) - len(pattern_of)))
-        start |= nfa.closure(entry)
     kind, nxt = nfa.kind, nfa.nxt
     for p, k in enumerate(kind):
-        if k == DSTAR and kind[nxt[p]] == ACCEPT:
+        if k == DSTAR and kind[nxt[p]] == ACCEPT and pattern_of[p] >= 0:
             absorbing[p] = pattern_of[p]
     absorbing_set = frozenset(absorbing)
     successors = nfa.successors
@@ -206,7 +273,9 @@ def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, in
         keep = []
         for p in S:
             b = pattern_of[p]
-            if b in absorbed:
+            if b < 0:              # a prefix several patterns share: kept
+                keep.append(p)
+            elif b in absorbed:
                 if p in hit or kind[p] == ACCEPT:
                     keep.append(p)
             elif not any(dom(a, b) for a in absorbed):
