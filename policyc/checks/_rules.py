@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from .. import abi
 from ..ir.model import NetSpec, Rule, Target
 from ._globs import includes
 
-RANK = {"allow": 0, "audit": 1, "deny": 2}
+RANK = abi.DECISION.index   # a decision's ABI value is its precedence (deny > audit > allow)
 
 
 def net_key(net: NetSpec | None):

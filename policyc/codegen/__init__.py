@@ -7,6 +7,7 @@ fixed names with the debug paths mapped, and the manifest is written with sorted
 
 from __future__ import annotations
 
+from .. import abi
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ from .tables import config_map, dfa_maps, limit_map, policy_dfa
 
 TEMPLATES = resource_dir("templates")
 MANIFEST_FORMAT = 1
-DEFAULT_RINGBUF_BYTES = 1 << 22
+DEFAULT_RINGBUF_BYTES = abi.DEFAULT_RINGBUF_BYTES
 
 # The hooks each template attaches (the code generator's registry, codegen/families.py, says).
 HOOKS = {name: list(t.hooks) for name, t in TEMPLATE_FAMILIES.items()}

@@ -9,6 +9,7 @@ the parser, never policyc.checks).
 
 from __future__ import annotations
 
+from .. import abi
 import ipaddress
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from ..ir.glob import matcher, path_bytes
 from ..ir.model import Event, Glob, Policy, Program, Rule, to_v6_address
 from .families import OP_MATCHERS
 
-_RANK = {"allow": 0, "audit": 1, "deny": 2}
+_RANK = abi.DECISION.index   # a decision's ABI value is its precedence (deny > audit > allow)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ uses of a long value cannot add up to gigabytes either.
 
 from __future__ import annotations
 
+from .. import abi
 import re
 from collections import ChainMap
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from ..parse import MAX_FILE_BYTES
 from ..span import Span
 from .sources import Sources
 
-PATH_MAX = 4096
+PATH_MAX = abi.POLICYC_PATH_MAX
 MAX_VALUE_CHARS = 16 * PATH_MAX
 MAX_TOTAL_CHARS = MAX_FILE_BYTES
 _VAR = re.compile(r"\$\{([^}]*)\}")
