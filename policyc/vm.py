@@ -21,7 +21,7 @@ says so. The guest sees the host's
 `/` read-only over 9p (so the venv of the running Python works by absolute path), gets no
 environment of ours (we pass it with `env K=V ... CMD`), and reports the command's exit code on
 a marker line of its own: vng's exit code 255 also means "the guest never reported". A boot
-without the marker is retried once; one VM runs at a time on the host (a lock in the cache).
+without the marker is retried (three boots in all); one VM runs at a time on the host (a lock in the cache).
 Stdlib only: nothing here imports the rest of policyc.
 """
 
@@ -101,7 +101,7 @@ class VmResult:
     returncode: int  # exit code of the guest command
     output: str  # guest stdout+stderr and vng's own chatter, marker line removed
     seconds: float = 0.0  # wall time of the boot that reported
-    boots: int = 1  # 2 when the first boot never reported
+    boots: int = 1  # more than 1 when a boot never reported
 
 
 def progress(message: str) -> None:
@@ -793,7 +793,11 @@ def run_in_vm(
     cmd = vng_command(vng, image, str(script), cpus, memory, extra_qemu_opts, rwdirs)
     try:
         with one_vm_at_a_time():
-            for boot in (1, 2):
+            # Three boots: Debian 7.2 under TCG sometimes dies without a word at the start of
+            # the differential run (2 of 4 boots on 2026-12-06, not yet diagnosed: no panic
+            # reaches the console). A boot that never reports is retried and said; a test
+            # that fails still fails (the guest reports its exit code).
+            for boot in (1, 2, 3):
                 progress(f"booting {image.version} under qemu (TCG, ~20-30 s)")
                 start = time.monotonic()
                 vng_rc, output = boot_once(cmd, cwd, henv, timeout, stream, MarkerFilter(marker))
@@ -802,13 +806,14 @@ def run_in_vm(
                 if code is not None:
                     progress(f"guest command exited {code} after {seconds:.1f} s")
                     return VmResult(code, output, seconds, boot)
-                if boot == 1:
-                    progress(f"the guest never reported (vng exit {vng_rc}); booting once more")
+                if boot < 3:
+                    progress(f"the guest never reported (vng exit {vng_rc}) after {seconds:.1f} s; "
+                             "booting once more")
     finally:
         script.unlink(missing_ok=True)
     tail = "\n".join(output.strip().splitlines()[-15:])
     raise VmError(
-        f"the guest never reported an exit code in 2 boots of {image.version} "
+        f"the guest never reported an exit code in 3 boots of {image.version} "
         f"(vng exit {vng_rc}); last output:\n{tail}",
         output,
     )

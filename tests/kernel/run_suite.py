@@ -67,6 +67,7 @@ def run_kernel(spec: str, pytest_args: list[str], timeout: float) -> tuple[int, 
             kernel=image,
             env=guest_env(image.version),
             timeout=timeout,
+            memory=os.environ.get("POLICYC_VM_MEMORY", "2G"),
             stream=sys.stdout,
             cwd=str(REPO),
         )

@@ -690,12 +690,12 @@ def test_run_in_vm_retries_a_boot_that_never_reported(fake_boots, tmp_path):
     assert (res.returncode, res.boots) == (0, 2)
 
 
-def test_run_in_vm_gives_up_after_two_silent_boots(fake_boots, tmp_path):
+def test_run_in_vm_gives_up_after_three_silent_boots(fake_boots, tmp_path):
     boots, _, img = fake_boots
-    boots += [lambda m: (255, "one\n"), lambda m: (255, "two\n")]
-    with pytest.raises(vm.VmError, match=r"never reported.*vng exit 255.*\ntwo") as exc:
+    boots += [lambda m: (255, "one\n"), lambda m: (255, "two\n"), lambda m: (255, "three\n")]
+    with pytest.raises(vm.VmError, match=r"never reported.*3 boots.*vng exit 255.*\nthree") as exc:
         vm.run_in_vm(["true"], kernel=img, cwd=str(tmp_path))
-    assert exc.value.output == "two\n"
+    assert exc.value.output == "three\n"
 
 
 def test_run_in_vm_refuses_a_cwd_the_guest_cannot_see(fake_boots):
