@@ -10,7 +10,6 @@ file that does not parse (nothing is written for it).
 from __future__ import annotations
 
 import difflib
-import os
 import sys
 from pathlib import Path
 from typing import List, TextIO
@@ -19,22 +18,13 @@ import typer
 
 from ..diagnostics import Diagnostics
 from ..fmt import format_text
+from ..lower import expand_paths
 from ..parse import decode_source, read_source
 from .common import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, guarded, print_diagnostics
 
 
 def expand(paths: list[str], diags: Diagnostics) -> list[str]:
-    out: list[str] = []
-    for p in paths:
-        if p != "-" and os.path.isdir(p):
-            found = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and
-                           (f.name.endswith(".policy") or f.name.endswith(".policy.test")))
-            if not found:
-                diags.error("P006", None, f"no `.policy` files under `{p}`")
-            out.extend(found)
-        else:
-            out.append(p)
-    return out
+    return expand_paths(paths, diags, suffixes=(".policy", ".policy.test"))
 
 
 def run_fmt(paths: list[str], check: bool = False, write: bool = False, diff: bool = False,

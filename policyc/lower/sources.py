@@ -23,12 +23,13 @@ from ..span import Span, comment_start
 MAX_INCLUDE_DEPTH = 32
 
 
-def expand_paths(paths: list[str], diags: Diagnostics) -> list[str]:
-    """Command-line PATHs: files as given; directories give their `*.policy` files."""
+def expand_paths(paths: list[str], diags: Diagnostics, suffixes: tuple[str, ...] = (".policy",)) -> list[str]:
+    """Command-line PATHs: files (and `-`, standard input) as given; directories give their
+    files ending in one of `suffixes` (`fmt` also takes `.policy.test`)."""
     out: list[str] = []
     for p in paths:
-        if os.path.isdir(p):
-            found = sorted(str(f) for f in Path(p).rglob("*.policy") if f.is_file())
+        if p != "-" and os.path.isdir(p):
+            found = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and f.name.endswith(suffixes))
             if not found:
                 diags.error("P006", None, f"no `.policy` files under `{p}`")
             out.extend(found)
