@@ -619,6 +619,9 @@ def vng_command(
 ) -> list[str]:
     """The vng command line that boots `image` and runs `sh script` in it."""
     cmd = [vng, "-r", str(image.vmlinuz), "--disable-kvm", "--force-9p", "--memory", memory]
+    if os.environ.get("POLICYC_VM_VERBOSE"):
+        # The kernel's console on our output: how a guest that dies without a word is diagnosed.
+        cmd += ["--verbose", "--append", "loglevel=7 printk.devkmsg=on"]
     if cpus is not None:
         cmd += ["--cpus", str(cpus)]
     if extra_qemu_opts:
