@@ -6,8 +6,10 @@ into what the runtime takes. It also resolves what only the target machine knows
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 from . import runtime
@@ -119,14 +121,44 @@ def check_kernel() -> None:
         raise DeployError(f"BPF LSM is not usable on this kernel: {status.reason}", hint=status.hint)
 
 
+def sha256_of(data: bytes) -> str:
+    """`sha256:HEX`, the form the manifest's `object_sha256` has."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return sha256_of(Path(path).read_bytes())
+
+
+# Manifest fields that say where a policy came from, not what is loaded or how its events are
+# named: every manifest of a program lists the hashes of all its sources (`inputs`), and a
+# policy's place in it (`program_order`) moves when one is added before it.
+PROVENANCE = ("inputs", "program_order")
+
+
+def manifest_digest(m: dict) -> str:
+    """What a load of manifest M puts in the kernel and in the state directory, as one hash:
+    sha256 of its canonical JSON less PROVENANCE. Editing one policy of a program leaves the
+    digests of the others alone."""
+    rest = {k: v for k, v in m.items() if k not in PROVENANCE}
+    return sha256_of(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
+
+
 def load_manifest(manifest_path: Path, replace: bool = False, name: str | None = None,
                   missing_cgroups: list[str] | None = None) -> runtime.LoadedPolicy:
+    manifest_path = Path(manifest_path)
     m = read_manifest(manifest_path)
     obj = manifest_path.parent / m["object"]
     if not obj.is_file():
         raise DeployError(f"object `{obj}` named by `{manifest_path}` is missing")
     fills = map_fills(m, missing_cgroups)
     pinned = os.path.join(PIN_ROOT, name or m["policy"], "maps")
+    # what this load puts in the kernel, recorded for `load --sync` and `status` (load_info)
+    try:
+        hashes = {"manifest_digest": manifest_digest(m), "object_sha256": file_sha256(obj)}
+    except OSError as e:
+        raise DeployError(f"cannot read `{e.filename}`: {e.strerror}")
+    counters_kept = replace and os.path.exists(os.path.join(pinned, "counters"))
     if replace and os.path.isdir(pinned):
         # a reload keeps the state of the running version: which tasks are governed, the
         # ring buffer a reader may hold (when its size is unchanged), the counters
@@ -150,6 +182,7 @@ def load_manifest(manifest_path: Path, replace: bool = False, name: str | None =
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
     (state / f"{name or m['policy']}.manifest.json").write_text(json.dumps(m))
+    _write_load_info(name or m["policy"], manifest_path, m, hashes, counters_kept)
     return loaded
 
 
@@ -167,15 +200,49 @@ def loaded_manifest(name: str) -> dict | None:
         return None
 
 
+LOAD_INFO_FORMAT = 1
+
+
+def load_info(name: str) -> dict | None:
+    """What the last load of policy NAME put in the kernel (`state_dir()/NAME.load.json`):
+    {format, policy, manifest (the path it was loaded from), manifest_digest (manifest_digest),
+    object_sha256 (of the bytes loaded), loaded_at (Unix seconds, this version), counters_since (Unix
+    seconds of the first load whose counters the policy still has; null when unknown)}. None
+    when there is none (nothing loaded, or loaded by a policyc before this record existed).
+    Kept in the state directory beside the manifest copy: like the pins, it is gone after a
+    reboot (/run is a tmpfs)."""
+    try:
+        info = json.loads((state_dir() / f"{name}.load.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("format") == LOAD_INFO_FORMAT else None
+
+
+def _write_load_info(name: str, manifest_path: Path, m: dict, hashes: dict, counters_kept: bool) -> None:
+    now = time.time()
+    since = now
+    if counters_kept:
+        # a replace reused the counters map: they count from the first load, which the
+        # previous record knows (none: loaded by an older policyc, since when is unknown)
+        since = (load_info(name) or {}).get("counters_since")
+    info = {"format": LOAD_INFO_FORMAT, "policy": m.get("policy"), "manifest": str(Path(manifest_path).resolve()),
+            **hashes, "loaded_at": now, "counters_since": since}
+    path = state_dir() / f"{name}.load.json"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
 def unload(name: str) -> None:
     try:
         runtime.unload(name, pin_root=PIN_ROOT)
     except runtime.BpfError as e:
         raise DeployError(f"unloading `{name}` failed: {e.message}", detail=e.log)
-    try:
-        (state_dir() / f"{name}.manifest.json").unlink()
-    except OSError:
-        pass
+    for suffix in (".manifest.json", ".load.json"):
+        try:
+            (state_dir() / f"{name}{suffix}").unlink()
+        except OSError:
+            pass
 
 
 def loaded_names() -> list[str]:
@@ -232,10 +299,21 @@ def rule_suppressed(name: str, manifest: dict) -> list[dict]:
     return rule_entries(manifest, per_rule_counts(name, "rule_suppressed")[1], with_limit=True)
 
 
+def _iso(t) -> str | None:
+    if not isinstance(t, (int, float)):
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
 def status() -> list[dict]:
+    """One row per loaded policy. `counters` and `suppressed` count from `counters_since`
+    (the first load: a replace keeps the counters map); `loaded_at` is when the version now
+    loaded went in. Times are ISO 8601 UTC; `*_unix` the same in Unix seconds. The load
+    record's fields are null for a policy loaded by a policyc that did not write one."""
     out = []
     for name in loaded_names():
         m = loaded_manifest(name) or {}
+        info = load_info(name) or {}
         out.append({
             "name": name,
             "policy": m.get("policy", name),
@@ -246,5 +324,12 @@ def status() -> list[dict]:
             "counters": hook_counters(name),
             "suppressed": rule_suppressed(name, m),
             "pin_dir": os.path.join(PIN_ROOT, name),
+            "loaded_at": _iso(info.get("loaded_at")),
+            "loaded_at_unix": info.get("loaded_at"),
+            "counters_since": _iso(info.get("counters_since")),
+            "counters_since_unix": info.get("counters_since"),
+            "object_sha256": info.get("object_sha256", m.get("object_sha256")),
+            "manifest_digest": info.get("manifest_digest"),
+            "loaded_from": info.get("manifest"),
         })
     return out

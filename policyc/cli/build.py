@@ -4,10 +4,16 @@ per policy.
 Unprivileged and kernel-free; identical input gives byte-identical output. Refuses (exit 2)
 programs with check errors, and rules of families the kernel backend does not enforce yet,
 naming each rule's file:line:col (never a silent success).
+
+A build directory holds the policies of its last build and no others: after a successful
+build, the outputs of policies the program no longer has (a NAME.manifest.json that policyc
+wrote and the NAME.bpf.o it names) are removed, so `policyc load DIR` and `load --sync DIR`
+never load a deleted policy. Nothing else in the directory is touched (`prune_outputs`).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional, TextIO
@@ -66,7 +72,60 @@ def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, em
         if not quiet:
             out.write(f"built {res.object_path} and {res.manifest_path.name} ({len(p.rules)} rules, "
                       f"hooks: {', '.join(res.hooks)})\n")
+    # the policies of the program stay (with -p, the others of the program were built before
+    # and are kept); outputs of policies the program no longer has go
+    keep = {p.name for p in front.program.policies}
+    for path in prune_outputs(out_dir, keep):
+        if not quiet:
+            out.write(f"removed {path} (policy no longer in the program)\n")
     return EXIT_OK, results
+
+
+def _owned_outputs(manifest: Path) -> list[Path] | None:
+    """The files of one earlier build output: [NAME.manifest.json, NAME.bpf.o] when MANIFEST
+    is one policyc wrote (format 1, naming its own policy NAME and the object NAME.bpf.o);
+    None for anything else, which is never removed."""
+    name = manifest.name.removesuffix(".manifest.json")
+    try:
+        m = json.loads(manifest.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(m, dict) or m.get("format") != 1 or m.get("policy") != name \
+            or m.get("object") != f"{name}.bpf.o" or "policyc_version" not in m:
+        return None
+    obj = manifest.parent / f"{name}.bpf.o"
+    return [manifest] + ([obj] if obj.is_file() and not obj.is_symlink() else [])
+
+
+def stale_outputs(out_dir: Path, keep: set[str]) -> list[Path]:
+    """Files of policies not in KEEP that an earlier build wrote to OUT_DIR: each manifest
+    policyc wrote and the object it names (see `_owned_outputs`), in name order."""
+    out: list[Path] = []
+    try:
+        manifests = sorted(Path(out_dir).glob("*.manifest.json"))
+    except OSError:
+        return out
+    for man in manifests:
+        if man.name.removesuffix(".manifest.json") in keep or not man.is_file() or man.is_symlink():
+            continue
+        owned = _owned_outputs(man)
+        if owned:
+            out.extend(owned)
+    return out
+
+
+def prune_outputs(out_dir: Path, keep: set[str]) -> list[Path]:
+    """Remove `stale_outputs(out_dir, keep)`; the paths removed. The object goes before its
+    manifest: a manifest never names a missing object for long, and an interrupted prune
+    leaves a manifest that the next build removes."""
+    removed = []
+    for path in sorted(stale_outputs(out_dir, keep), key=lambda p: p.name.endswith(".manifest.json")):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
 
 
 def run_build(paths: list[str], out_dir: str, names: list[str] | None, emit_c: bool, out: TextIO, err: TextIO,

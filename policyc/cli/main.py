@@ -11,6 +11,7 @@ import typer
 from .. import __version__
 from . import build, check, exec_cmd, explain, fmt_cmd, load, status, test_cmd, unload
 from . import audit_cmd, report_cmd, suggest_cmd
+from . import import_cmd
 from .common import guarded
 
 app = typer.Typer(
@@ -50,6 +51,11 @@ app.command("exec", context_settings={"allow_interspersed_args": False})(exec_cm
 app.command("audit")(audit_cmd.command)
 app.command("report")(report_cmd.command)
 app.command("suggest")(suggest_cmd.command)
+app.command("import-apparmor")(import_cmd.command)
+from . import doctor_cmd, install_cmd  # noqa: E402 - host operations (issue #15)
+app.command("install")(install_cmd.install_command)
+app.command("uninstall")(install_cmd.uninstall_command)
+app.command("doctor")(doctor_cmd.command)
 
 
 @app.command("vm", context_settings={"allow_interspersed_args": False})
