@@ -247,11 +247,13 @@ class Map:
 
 LIMITS = Defines("Limits both sides hold to.", (
     Const("POLICYC_PATH_MAX", 4096, "longest path decided, NUL included"),
-    Const("POLICYC_TAIL_MASK", 16383, "offsets into the event's tail (path, exe, parent exe, args) are "
-          "masked with this: the verifier's bound"),
-    Const("POLICYC_PATH_BUF", 16384 + 256, "the event's tail: the object's path, the executable's, the "
-          "parent's executable's (each at most POLICYC_PATH_MAX) and the args, with room for one more "
-          "name while building", "(16384 + 256)"),
+    Const("POLICYC_TAIL_MASK", 8191, "offsets into the event's tail (path, exe, parent exe, args) are "
+          "masked with this: the verifier's bound; the tail never reaches it"),
+    Const("POLICYC_PATH_BUF", 8192 + 256, "the event's tail: the object's path (at most POLICYC_PATH_MAX), "
+          "then the executable's, the parent's executable's and the args in what is left (a path that "
+          "does not fit is flagged unresolved), with room for one more name while building. struct "
+          "scratch holds it and the walk's names in one per-CPU value, which must stay under 32 KiB",
+          "(8192 + 256)"),
     Const("POLICYC_ARGS_MAX", 256, "bytes of argv an event carries (NUL-separated, cut there)"),
     Const("MAX_COMPONENTS", 2048, "names a walk records: a 4,096-byte path has at most 2,048"),
     Const("MAX_NET_ENTRIES", 4096, "longest slice of net_entries a lookup scans"),

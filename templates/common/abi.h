@@ -10,11 +10,13 @@
 /* Limits both sides hold to. */
 #define POLICYC_PATH_MAX 4096           /* longest path decided, NUL included */
 /* offsets into the event's tail (path, exe, parent exe, args) are masked with this: the
- * verifier's bound */
-#define POLICYC_TAIL_MASK 16383
-/* the event's tail: the object's path, the executable's, the parent's executable's (each at
- * most POLICYC_PATH_MAX) and the args, with room for one more name while building */
-#define POLICYC_PATH_BUF (16384 + 256)
+ * verifier's bound; the tail never reaches it */
+#define POLICYC_TAIL_MASK 8191
+/* the event's tail: the object's path (at most POLICYC_PATH_MAX), then the executable's, the
+ * parent's executable's and the args in what is left (a path that does not fit is flagged
+ * unresolved), with room for one more name while building. struct scratch holds it and the
+ * walk's names in one per-CPU value, which must stay under 32 KiB */
+#define POLICYC_PATH_BUF (8192 + 256)
 /* bytes of argv an event carries (NUL-separated, cut there) */
 #define POLICYC_ARGS_MAX 256
 /* names a walk records: a 4,096-byte path has at most 2,048 */

@@ -38,10 +38,12 @@
  * net_key, net_slice, net_entry, simple_verdict, subject_state, task_rule, rule_limit) are
  * in abi.h, generated from policyc/abi.py. */
 
+/* One per-CPU value: a per-CPU array's value must stay under 32 KiB (PCPU_MIN_UNIT_SIZE), so
+ * the names' lengths are 16 bits (a name is at most 255 bytes). */
 struct scratch {
 	struct policyc_event ev;
 	const unsigned char *names[MAX_COMPONENTS];
-	__u32 lens[MAX_COMPONENTS];
+	__u16 lens[MAX_COMPONENTS];
 };
 
 /* max_entries of 1 are placeholders: the loader sets the real sizes from the manifest. */
@@ -302,7 +304,9 @@ static long build_path(__u32 i, void *ctx)
 		return 1;
 	__u32 idx = (c->n - 1 - i) & (MAX_COMPONENTS - 1);
 	__u32 len = c->s->lens[idx];
-	if (len > 255 || c->off + 1 + len > POLICYC_PATH_MAX - 1) {
+	/* each path under POLICYC_PATH_MAX, and all of the tail before POLICYC_TAIL_MASK */
+	if (len > 255 || c->off + 1 + len > POLICYC_PATH_MAX - 1 ||
+	    c->base + c->off + 1 + len >= POLICYC_TAIL_MASK) {
 		c->status = WALK_TOO_LONG;
 		return 1;
 	}
@@ -371,8 +375,11 @@ static __always_inline int resolve_path_at(struct scratch *s, struct dentry *den
 	} else if (b.pseudo) {
 		/* a pseudo file is named by its leaf alone, names[0] ("memfd:x", "pipe:") */
 		__u32 len = s->lens[0];
-		if (len > 255)
+		if (len > 255 || base + len >= POLICYC_TAIL_MASK)
 			return WALK_TOO_LONG;
+		/* verifier: clang drops `len & 255` below as redundant after the test and spills
+		 * len unbounded; the barrier keeps the mask */
+		barrier_var(len);
 		if (bpf_probe_read_kernel(&s->ev.path[base & POLICYC_TAIL_MASK], len & 255, s->names[0]))
 			return WALK_FAULT;
 		b.off = len;
@@ -567,7 +574,7 @@ static __always_inline __u16 exe_identity(struct scratch *s, struct file *f, __u
 		*len = 0;
 		s->ev.path[base & POLICYC_TAIL_MASK] = 0;
 	}
-	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	struct inode *inode = BPF_CORE_READ(d, d_inode);
 	if (status != WALK_PSEUDO && !BPF_CORE_READ(inode, __i_nlink))
 		flags |= ID_EXE_DELETED;
 	return flags;
@@ -577,9 +584,12 @@ static __always_inline __u16 exe_identity(struct scratch *s, struct file *f, __u
  * the kernel resolves it (the same walk as rule paths), the parent's, and the ids a record
  * needs to survive pid reuse. Run only for an event that is sent: a decision that sends
  * nothing pays nothing. Returns the tail's length (path, exe and parent exe with their NULs).
- * Not inlined: every apply() site would otherwise carry its own copy of four path walks. */
-static __noinline __u32 event_identity(struct scratch *s)
+ * A global function (verifier: checked once, on its own, not again at every apply() site of
+ * every program: static, the walks' states made programs exceed the 1M-instruction budget). */
+__noinline __u32 event_identity(struct scratch *s)
 {
+	if (!s)
+		return 0;   /* verifier: a global function's pointer argument may be NULL */
 	struct policyc_event *ev = &s->ev;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
@@ -594,7 +604,8 @@ static __noinline __u32 event_identity(struct scratch *s)
 		flags |= ID_NO_LOGINUID;
 	}
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
-	struct inode *inode = BPF_CORE_READ(exe, f_inode);
+	/* the path's inode, what stat() of `exe` shows (on overlayfs, f_inode is the layer's) */
+	struct inode *inode = BPF_CORE_READ(exe, f_path.dentry, d_inode);
 	ev->exe_ino = exe ? BPF_CORE_READ(inode, i_ino) : 0;
 	ev->exe_dev = exe ? BPF_CORE_READ(inode, i_sb, s_dev) : 0;
 	__u32 base = (ev->path_len & (POLICYC_PATH_MAX - 1)) + 1;
