@@ -247,7 +247,14 @@ class Map:
 
 LIMITS = Defines("Limits both sides hold to.", (
     Const("POLICYC_PATH_MAX", 4096, "longest path decided, NUL included"),
-    Const("POLICYC_PATH_BUF", 4096 + 256, "room for one more name while building", "(4096 + 256)"),
+    Const("POLICYC_TAIL_MASK", 8191, "offsets into the event's tail (path, exe, parent exe, args) are "
+          "masked with this: the verifier's bound; the tail never reaches it"),
+    Const("POLICYC_PATH_BUF", 8192 + 256, "the event's tail: the object's path (at most POLICYC_PATH_MAX), "
+          "then the executable's, the parent's executable's and the args in what is left (a path that "
+          "does not fit is flagged unresolved), with room for one more name while building. struct "
+          "scratch holds it and the walk's names in one per-CPU value, which must stay under 32 KiB",
+          "(8192 + 256)"),
+    Const("POLICYC_ARGS_MAX", 256, "bytes of argv an event carries (NUL-separated, cut there)"),
     Const("MAX_COMPONENTS", 2048, "names a walk records: a 4,096-byte path has at most 2,048"),
     Const("MAX_NET_ENTRIES", 4096, "longest slice of net_entries a lookup scans"),
     Const("MAX_TASK_RULES", 256, "task_rules a signal or ptrace scans at most"),
@@ -282,6 +289,20 @@ FLAGS = (
         _flag("SUBJECT_STICKY", 0x8, "governed through a subject cgroup, wherever it moves"),
         _flag("SUBJECT_NEXT_GOVERNED", 0x10, "the exec in progress governs the task (at commit)"),
         _flag("SUBJECT_NEXT_EXCEPTED", 0x20, "the exec in progress excepts the task (at commit)"),
+    )),
+    Defines("event.id_flags: how the process's identity was read when the event was sent. An "
+            "executable whose path cannot be read whole is named by exe_ino/exe_dev alone.", (
+        _flag("ID_NO_EXE", 0x1, "no executable: a kernel thread, or an exiting task without mm"),
+        _flag("ID_EXE_UNRESOLVED", 0x2, "the path could not be read (too long, detached, fault)"),
+        _flag("ID_EXE_PSEUDO", 0x4, "no path: a memfd or anonymous file, named by its leaf"),
+        _flag("ID_EXE_DELETED", 0x8, "the file was unlinked after exec (nlink 0)"),
+        _flag("ID_PARENT_NO_EXE", 0x10),
+        _flag("ID_PARENT_UNRESOLVED", 0x20),
+        _flag("ID_PARENT_PSEUDO", 0x40),
+        _flag("ID_PARENT_DELETED", 0x80),
+        _flag("ID_ARGS_ABSENT", 0x100, "argv was not recorded at this process's exec"),
+        _flag("ID_ARGS_TRUNCATED", 0x200, "argv was longer than POLICYC_ARGS_MAX"),
+        _flag("ID_NO_LOGINUID", 0x400, "the kernel keeps no loginuid (no CONFIG_AUDIT)"),
     )),
     Defines("subject_cgroups values", (
         Const("CGROUP_SUBJECT", 1),
@@ -469,20 +490,31 @@ def constant(name: str) -> int:
 POLICYC_EVENT = Struct(
     "policyc_event",
     "The ring-buffer event. Fields are ordered by size so the layout has no implicit padding. "
-    "Only the header (up to `path`) and path_len + 1 bytes of `path` are sent.",
+    "Only the header (up to `path`) and the tail are sent: the object's path and its NUL, the "
+    "executable's and its NUL, the parent's executable's and its NUL, then args_len bytes.",
     [
         Field("ts_boot_ns", "__u64", None, "bpf_ktime_get_boot_ns()"),
         Field("cgroup_id", "__u64"),
+        Field("start_boot_ns", "__u64", None, "the process's start (group leader's start_boottime)"),
+        Field("exec_count", "__u64", None, "the group leader's self_exec_id: execs of this process"),
+        Field("exe_ino", "__u64", None, "the executable's inode number (0: no mm or no file)"),
         Field("pid", "__u32", None, "thread id"),
         Field("tgid", "__u32", None, "process id"),
         Field("ppid", "__u32", None, "parent's tgid"),
         Field("uid", "__u32"),
         Field("gid", "__u32"),
+        Field("euid", "__u32"),
+        Field("loginuid", "__u32", None, "(__u32)-1: unset, or the kernel has no audit"),
+        Field("exe_dev", "__u32", None, "the executable's device (kernel dev_t: major << 20 | minor)"),
         Field("rule_id", "__u32", None, "0: the default decided, or a fail-closed reason"),
         Field("aux", "__u32", None, "op-specific: capability number, signal number"),
         Field("target_pid", "__u32", None, "signal, ptrace: the other process (its exe: `path`)"),
         Field("path_len", "__u16"),
         Field("port", "__u16", None, "host order"),
+        Field("exe_len", "__u16", None, "the executable's path: exe_len bytes after path's NUL"),
+        Field("parent_exe_len", "__u16", None, "then the parent's executable's path and its NUL"),
+        Field("args_len", "__u16", None, "then argv as read at exec, NUL-separated (0: absent)"),
+        Field("id_flags", "__u16", None, "ID_*: how the identity fields were read"),
         Field("decision", "__u8", None, "enum policyc_decision: audit or deny"),
         Field("hook", "__u8", None, "enum policyc_hook"),
         Field("op", "__u8", None, "enum policyc_op (file, exec, mount) or policyc_net_op"),

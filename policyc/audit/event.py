@@ -42,7 +42,10 @@ REASON_TEXT = {
 # order is free to change (one C call reorders them)
 _FIELDS = itemgetter(*(HEADER.names.index(n) for n in (
     "ts_boot_ns", "cgroup_id", "pid", "tgid", "ppid", "uid", "gid", "rule_id", "aux", "target_pid",
-    "path_len", "port", "decision", "hook", "op", "reason", "family", "proto", "mode", "addr", "comm")))
+    "path_len", "port", "decision", "hook", "op", "reason", "family", "proto", "mode", "addr", "comm",
+    "start_boot_ns", "exec_count", "exe_ino", "exe_dev", "euid", "loginuid", "exe_len", "parent_exe_len",
+    "args_len", "id_flags")))
+NO_LOGINUID = 0xFFFFFFFF
 
 @dataclass(slots=True)   # not frozen: a frozen dataclass's __init__ costs a reader under load
 class RawEvent:
@@ -68,14 +71,39 @@ class RawEvent:
     mode: str
     addr: str | None
     comm: str
+    # who, as the kernel knew it when it decided (event_identity() in policy.h)
+    start_boot_ns: int = 0
+    exec_count: int = 0
+    exe_ino: int = 0
+    exe_dev: int = 0
+    euid: int = 0
+    loginuid: int = NO_LOGINUID
+    exe: str | None = None
+    parent_exe: str | None = None
+    args: list[str] | None = None
+    id_flags: int = abi.ID_ARGS_ABSENT | abi.ID_NO_EXE | abi.ID_PARENT_NO_EXE
 
 
 def decode(data: bytes) -> RawEvent:
     if len(data) < HEADER_SIZE:
         raise ValueError(f"event of {len(data)} bytes is shorter than its {HEADER_SIZE}-byte header")
     (ts, cg, pid, tgid, ppid, uid, gid, rule_id, aux, target_pid, path_len, port, decision, hook, op,
-     reason, family, proto, mode, addr, comm) = _FIELDS(HEADER.unpack_from(data))
-    path = data[HEADER_SIZE:HEADER_SIZE + path_len].decode("utf-8", "surrogateescape")
+     reason, family, proto, mode, addr, comm, start_ns, exec_count, exe_ino, exe_dev, euid, loginuid,
+     exe_len, pexe_len, args_len, id_flags) = _FIELDS(HEADER.unpack_from(data))
+    # the tail: path NUL exe NUL parent-exe NUL args (policy.h, event_identity)
+    at = HEADER_SIZE
+    path = data[at:at + path_len].decode("utf-8", "surrogateescape")
+    at += path_len + 1
+    exe = data[at:at + exe_len].decode("utf-8", "surrogateescape")
+    at += exe_len + 1
+    parent_exe = data[at:at + pexe_len].decode("utf-8", "surrogateescape")
+    at += pexe_len + 1
+    if at + args_len > len(data):
+        raise ValueError(f"event of {len(data)} bytes is shorter than its header says ({at + args_len})")
+    args = None
+    if not id_flags & abi.ID_ARGS_ABSENT:
+        raw = data[at:at + args_len]
+        args = [a.decode("utf-8", "surrogateescape") for a in raw.rstrip(b"\0").split(b"\0")] if raw else []
     fam = FAMILIES.get(family, str(family))
     op_name = AUDIT_FAMILIES.family(fam).op_name(op)
     addr_text = None
@@ -92,6 +120,11 @@ def decode(data: bytes) -> RawEvent:
         mode=MODES.get(mode, str(mode)),
         addr=addr_text,
         comm=comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+        start_boot_ns=start_ns, exec_count=exec_count, exe_ino=exe_ino, exe_dev=exe_dev, euid=euid,
+        loginuid=loginuid,
+        exe=exe if exe_len and not id_flags & (abi.ID_NO_EXE | abi.ID_EXE_UNRESOLVED) else None,
+        parent_exe=parent_exe if pexe_len and not id_flags & (abi.ID_PARENT_NO_EXE | abi.ID_PARENT_UNRESOLVED) else None,
+        args=args, id_flags=id_flags,
     )
 
 

@@ -14,9 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .schema import RECORD_TYPES, SCHEMA_VERSION
+from .schema import RECORD_TYPES, SCHEMAS
 
-_EVENT_KEYS = ("time_ns", "policy", "decision", "mode", "family", "op", "reason", "subject", "object")
+# an event's `who`: schema 1 `subject`, schema 2 `process`
+_EVENT_KEYS = {1: ("time_ns", "policy", "decision", "mode", "family", "op", "reason", "subject", "object"),
+               2: ("time_ns", "policy", "decision", "mode", "family", "op", "reason", "process", "object")}
 _COUNT_KEYS = ("time_ns", "policy", "count", "rules")   # `dropped` and `suppressed`
 
 
@@ -37,20 +39,22 @@ def _check(rec, path: str, n: int) -> dict:
     if not isinstance(rec, dict):
         raise LogError(path, n, f"expected a JSON object, found {type(rec).__name__}")
     schema = rec.get("schema")
-    if schema != SCHEMA_VERSION:
-        raise LogError(path, n, f"unknown audit log schema {schema!r} (this policyc reads schema {SCHEMA_VERSION})")
+    if schema not in SCHEMAS or isinstance(schema, bool):
+        raise LogError(path, n, f"unknown audit log schema {schema!r} (this policyc reads schemas "
+                                f"{' and '.join(map(str, SCHEMAS))})")
     typ = rec.get("type")
     if typ not in RECORD_TYPES:
         raise LogError(path, n, f"unknown record type {typ!r} (known: {', '.join(RECORD_TYPES)})")
-    keys = _EVENT_KEYS if typ == "event" else _COUNT_KEYS
+    keys = _EVENT_KEYS[schema] if typ == "event" else _COUNT_KEYS
     missing = [k for k in keys if k not in rec]
     if missing:
         raise LogError(path, n, f"`{typ}` record lacks `{missing[0]}`")
     if not isinstance(rec["time_ns"], int):
         raise LogError(path, n, "`time_ns` is not an integer")
     if typ == "event":
-        if not isinstance(rec["subject"], dict) or not isinstance(rec["object"], dict):
-            raise LogError(path, n, "`subject` and `object` must be JSON objects")
+        who = "subject" if schema == 1 else "process"
+        if not isinstance(rec[who], dict) or not isinstance(rec["object"], dict):
+            raise LogError(path, n, f"`{who}` and `object` must be JSON objects")
     elif not isinstance(rec["rules"], list) or not isinstance(rec["count"], int):
         raise LogError(path, n, f"`{typ}` record: `rules` must be a list and `count` an integer")
     return rec

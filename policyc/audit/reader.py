@@ -36,7 +36,7 @@ from .. import runtime
 
 from .. import abi, deploy
 from .event import decode, rule_entries
-from .schema import ProcCache, boot_offset_ns, dropped_record, event_record, hostname, suppressed_record
+from .schema import HostInfo, Names, boot_offset_ns, dropped_record, event_record, suppressed_record
 
 RULE_DROPS_MAX = abi.RULE_DROPS_MAX  # rule_drops' entries: past them a drop is counted per hook only
 FORMAT_SLICE_S = 0.005      # format for at most this long before draining the rings again
@@ -125,7 +125,7 @@ class Source:
         except OSError:
             pass  # a reader without a writable state dir reports drops again after a restart
 
-    def read_suppressed(self, host: str) -> dict | None:
+    def read_suppressed(self, host: HostInfo) -> dict | None:
         """A `suppressed` record with what rule limits held back since the last one, or None."""
         map_id, per_rule = deploy.per_rule_counts(self.name, "rule_suppressed")
         if map_id is None:
@@ -137,7 +137,7 @@ class Source:
         return suppressed_record(policy=self.manifest.get("policy", self.name), instance=self.name, host=host,
                                  rules=rule_entries(self.manifest, delta, with_limit=True))
 
-    def read_drops(self, host: str) -> dict | None:
+    def read_drops(self, host: HostInfo) -> dict | None:
         """A `dropped` record with the drops since the last one, or None."""
         # an object built before per-rule drops has no map: only per-hook totals (map_id None)
         map_id, per_rule = deploy.per_rule_counts(self.name, "rule_drops")
@@ -164,12 +164,13 @@ class AuditReader:
     """Reads every loaded policy; `records()` hands out what was read since the last call."""
 
     def __init__(self, emit: Callable[[list[dict]], None], warn: Callable[[str], None] = lambda m: None):
-        self.emit = emit
+        self._emit = emit
         self.warn = warn
-        self.host = hostname()
+        self.host = HostInfo.here()
         self.offset = boot_offset_ns()
         self.sources: dict[str, Source] = {}
-        self.procs = ProcCache()
+        self.names = Names()
+        self.seq = 0   # the per-reader sequence number: a collector finds its own gaps by it
         self._raw: collections.deque[tuple[Source, bytes]] = collections.deque()
         self._raw_bytes = 0
         self._unchecked = 0
@@ -178,6 +179,12 @@ class AuditReader:
         self.suppressed = 0
         self._failed: set[str] = set()
         self._stop: Callable[[], bool] = lambda: False
+
+    def emit(self, records: list[dict]) -> None:
+        for rec in records:
+            self.seq += 1
+            rec["seq"] = self.seq
+        self._emit(records)
 
     def _on_raw(self, src: Source, data: bytes):
         # per event: as little as possible (a drain's speed is what keeps the ring from filling)
@@ -244,8 +251,7 @@ class AuditReader:
                 self.warn(f"`{src.name}`: undecodable event skipped: {e}")
                 continue
             out.append(event_record(ev, src.manifest, instance=src.name, host=self.host,
-                                    offset_ns=self.offset, procs=self.procs))
-        self.procs.clear()
+                                    offset_ns=self.offset, names=self.names))
         if out:
             self.events += len(out)
             self.emit(out)

@@ -6,7 +6,7 @@ from collections import Counter
 
 from .logfile import Record
 from .families import family
-from .schema import iso_utc
+from .schema import iso_utc, process_view
 
 TOP = 10
 
@@ -16,7 +16,7 @@ def object_text(rec: dict) -> str:
 
 
 def subject_text(rec: dict) -> str:
-    s = rec["subject"]
+    s = process_view(rec)
     return s.get("exe") or f"comm {s.get('comm')}"
 
 

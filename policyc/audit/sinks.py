@@ -17,7 +17,7 @@ from typing import Callable, TextIO
 
 import orjson
 
-from .schema import format_text
+from .schema import SCHEMA_VERSION, as_schema1, format_text, process_view
 
 # orjson (a compiled, well-kept JSON library) encodes a record about ten times faster than the
 # standard library: under a burst of denials the reader's time goes to encoding, and a reader
@@ -25,9 +25,20 @@ from .schema import format_text
 _ORJSON_OPTS = orjson.OPT_SORT_KEYS
 
 
-def render(rec: dict, fmt: str) -> str:
-    if fmt != "json":
+FORMATS = ("json", "text", "ecs")
+
+
+def render(rec: dict, fmt: str, schema: int = SCHEMA_VERSION) -> str:
+    """One record as a line: `json` (schema 2, or 1 with `schema=1`), `text`, or `ecs` (Elastic
+    Common Schema, policyc/audit/ecs.py)."""
+    if fmt == "text":
         return format_text(rec)
+    if fmt == "ecs":
+        from .ecs import to_ecs
+
+        rec = to_ecs(rec)
+    elif schema == 1:
+        rec = as_schema1(rec)
     try:
         return orjson.dumps(rec, option=_ORJSON_OPTS).decode()
     except orjson.JSONEncodeError:
@@ -37,12 +48,12 @@ def render(rec: dict, fmt: str) -> str:
 
 
 class StreamSink:
-    def __init__(self, stream: TextIO, fmt: str):
-        self.stream, self.fmt = stream, fmt
+    def __init__(self, stream: TextIO, fmt: str, schema: int = SCHEMA_VERSION):
+        self.stream, self.fmt, self.schema = stream, fmt, schema
 
     def write(self, records: list[dict]) -> None:
         if records:
-            self.stream.write("".join(render(r, self.fmt) + "\n" for r in records))
+            self.stream.write("".join(render(r, self.fmt, self.schema) + "\n" for r in records))
             self.stream.flush()
 
     def close(self) -> None:
@@ -52,10 +63,10 @@ class StreamSink:
 class RotatingFileSink:
     """Append to PATH; past `max_bytes` the file rotates to PATH.1 ... PATH.`keep`."""
 
-    def __init__(self, path: str, fmt: str, max_bytes: int, keep: int):
+    def __init__(self, path: str, fmt: str, max_bytes: int, keep: int, schema: int = SCHEMA_VERSION):
         from concurrent_log_handler import ConcurrentRotatingFileHandler
 
-        self.fmt = fmt
+        self.fmt, self.schema = fmt, schema
         open(path, "a").close()  # fail now, not at the first record (the handler opens lazily)
         self.handler = ConcurrentRotatingFileHandler(path, mode="a", maxBytes=max_bytes, backupCount=keep,
                                                      encoding="utf-8")
@@ -65,7 +76,7 @@ class RotatingFileSink:
         if not records:
             return
         # one emit per batch: the handler locks and checks the size once, not per record
-        msg = "\n".join(render(r, self.fmt) for r in records)
+        msg = "\n".join(render(r, self.fmt, self.schema) for r in records)
         rec = logging.LogRecord("policyc.audit", logging.INFO, __file__, 0, msg, None, None)
         self.handler.emit(rec)
         self.handler.flush()
@@ -84,6 +95,8 @@ def journal_fields(rec: dict) -> dict[str, str]:
          "POLICYC_SCHEMA": str(rec["schema"]), "POLICYC_TYPE": rec["type"],
          "POLICYC_POLICY": rec.get("policy") or "", "POLICYC_INSTANCE": rec.get("instance") or "",
          "POLICYC_TIME_NS": str(rec["time_ns"])}
+    if rec.get("seq") is not None:
+        f["POLICYC_SEQ"] = str(rec["seq"])
     if rec["type"] in ("dropped", "suppressed"):
         f["PRIORITY"] = "4" if rec["type"] == "dropped" else "5"
         f["POLICYC_" + rec["type"].upper()] = str(rec["count"])
@@ -93,15 +106,22 @@ def journal_fields(rec: dict) -> dict[str, str]:
     for k in ("decision", "mode", "hook", "family", "op", "rule", "rule_id", "reason"):
         if rec.get(k) is not None:
             f[f"POLICYC_{k.upper()}"] = str(rec[k])
-    s = rec["subject"]
+    s = as_schema1(rec)["subject"]   # POLICYC_SUBJECT_* as schema 1 named them
     for k, v in s.items():
         if v is not None:
             f[f"POLICYC_SUBJECT_{k.upper()}"] = str(v)
+    p = rec.get("process")
+    if p is not None:
+        for k in ("exec_id", "euid", "loginuid", "exe_state", "start_time_ns"):
+            if p.get(k) is not None:
+                f[f"POLICYC_PROCESS_{k.upper()}"] = str(p[k])
+        if p.get("args") is not None:
+            f["POLICYC_PROCESS_ARGS"] = json.dumps(p["args"])
     for k, v in rec["object"].items():
         if v is not None:
             f[f"POLICYC_OBJECT_{k.upper()}"] = str(v)
     # the journal's own names for the process the entry is about
-    f["OBJECT_PID"] = str(s["tgid"])
+    f["OBJECT_PID"] = str(process_view(rec)["pid"])
     return f
 
 

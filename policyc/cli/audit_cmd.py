@@ -1,5 +1,5 @@
-"""`policyc audit [--follow] [--output FILE] [--format json|text]`: the events of every loaded
-policy, one record per line (docs/audit-log.md). SIGINT/SIGTERM: read what is left, flush,
+"""`policyc audit [--follow] [--output FILE] [--format json|text|ecs] [--schema 1|2]`: the events
+of every loaded policy, one record per line (docs/audit-log.md). SIGINT/SIGTERM: read what is left, flush,
 exit 0. Under systemd the records also go to the journal with structured fields."""
 
 from __future__ import annotations
@@ -12,23 +12,31 @@ import typer
 
 from .common import EXIT_BAD_INPUT, EXIT_OK, guarded
 
-FORMATS = ("json", "text")
+FORMATS = ("json", "text", "ecs")
+SCHEMAS = (1, 2)
 
 
 def run_audit(follow: bool, output: str | None, fmt: str, journal: bool | None, max_bytes: int, keep: int,
-              out: TextIO, err: TextIO) -> int:
+              out: TextIO, err: TextIO, schema: int = 2) -> int:
     from ..audit.reader import AuditError, AuditReader
     from ..audit.sinks import Fanout, JournalSink, RotatingFileSink, StreamSink, under_systemd
 
     if fmt not in FORMATS:
         err.write(f"policyc: error: unknown format `{fmt}` (use: {', '.join(FORMATS)})\n")
         return EXIT_BAD_INPUT
+    if schema not in SCHEMAS:
+        err.write(f"policyc: error: unknown audit schema {schema} (use: 1 or 2)\n")
+        return EXIT_BAD_INPUT
+    if schema == 1 and fmt != "json":
+        err.write("policyc: error: `--schema 1` is a JSON layout: use it with `--format json`\n")
+        return EXIT_BAD_INPUT
     if max_bytes < 0 or keep < 0:
         err.write("policyc: error: `--max-bytes` and `--keep` must not be negative\n")
         return EXIT_BAD_INPUT
     sinks = []
     try:
-        sinks.append(RotatingFileSink(output, fmt, max_bytes, keep) if output else StreamSink(out, fmt))
+        sinks.append(RotatingFileSink(output, fmt, max_bytes, keep, schema) if output
+                     else StreamSink(out, fmt, schema))
     except OSError as e:
         err.write(f"policyc: error: cannot write `{output}`: {e.strerror or e}\n")
         return EXIT_BAD_INPUT
@@ -71,7 +79,10 @@ def command(
     follow: bool = typer.Option(False, "--follow", "-f", help="keep reading; pick up policies loaded later"),
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE",
                                          help="append to FILE (size-rotated) instead of stdout"),
-    fmt: str = typer.Option("json", "--format", metavar="json|text", help="one JSON object or one text line per record"),
+    fmt: str = typer.Option("json", "--format", metavar="json|text|ecs",
+                            help="one JSON object (policyc's schema), one text line, or one ECS document per record"),
+    schema: int = typer.Option(2, "--schema", metavar="1|2",
+                               help="the JSON layout: 2 (the kernel's identity, process.*) or 1 (for existing pipelines)"),
     journal: Optional[bool] = typer.Option(None, "--journal/--no-journal",
                                            help="also log to the systemd journal (default: when under systemd)"),
     max_bytes: int = typer.Option(100 * 1024 * 1024, "--max-bytes", metavar="N",
@@ -79,4 +90,5 @@ def command(
     keep: int = typer.Option(5, "--keep", metavar="N", help="rotated files to keep"),
 ) -> None:
     """Read the deny and audit events of every loaded policy (docs/audit-log.md)."""
-    guarded(run_audit, follow, output, fmt, journal, max_bytes, keep, out=sys.stdout, err=sys.stderr)
+    guarded(run_audit, follow, output, fmt, journal, max_bytes, keep, out=sys.stdout, err=sys.stderr,
+            schema=schema)

@@ -9,7 +9,16 @@
 
 /* Limits both sides hold to. */
 #define POLICYC_PATH_MAX 4096           /* longest path decided, NUL included */
-#define POLICYC_PATH_BUF (4096 + 256)   /* room for one more name while building */
+/* offsets into the event's tail (path, exe, parent exe, args) are masked with this: the
+ * verifier's bound; the tail never reaches it */
+#define POLICYC_TAIL_MASK 8191
+/* the event's tail: the object's path (at most POLICYC_PATH_MAX), then the executable's, the
+ * parent's executable's and the args in what is left (a path that does not fit is flagged
+ * unresolved), with room for one more name while building. struct scratch holds it and the
+ * walk's names in one per-CPU value, which must stay under 32 KiB */
+#define POLICYC_PATH_BUF (8192 + 256)
+/* bytes of argv an event carries (NUL-separated, cut there) */
+#define POLICYC_ARGS_MAX 256
 /* names a walk records: a 4,096-byte path has at most 2,048 */
 #define MAX_COMPONENTS 2048
 #define MAX_NET_ENTRIES 4096            /* longest slice of net_entries a lookup scans */
@@ -43,6 +52,21 @@
 #define SUBJECT_STICKY 0x8         /* governed through a subject cgroup, wherever it moves */
 #define SUBJECT_NEXT_GOVERNED 0x10 /* the exec in progress governs the task (at commit) */
 #define SUBJECT_NEXT_EXCEPTED 0x20 /* the exec in progress excepts the task (at commit) */
+
+/* event.id_flags: how the process's identity was read when the event was sent. An executable
+ * whose path cannot be read whole is named by exe_ino/exe_dev alone. */
+/* no executable: a kernel thread, or an exiting task without mm */
+#define ID_NO_EXE 0x1
+#define ID_EXE_UNRESOLVED 0x2     /* the path could not be read (too long, detached, fault) */
+#define ID_EXE_PSEUDO 0x4         /* no path: a memfd or anonymous file, named by its leaf */
+#define ID_EXE_DELETED 0x8        /* the file was unlinked after exec (nlink 0) */
+#define ID_PARENT_NO_EXE 0x10
+#define ID_PARENT_UNRESOLVED 0x20
+#define ID_PARENT_PSEUDO 0x40
+#define ID_PARENT_DELETED 0x80
+#define ID_ARGS_ABSENT 0x100      /* argv was not recorded at this process's exec */
+#define ID_ARGS_TRUNCATED 0x200   /* argv was longer than POLICYC_ARGS_MAX */
+#define ID_NO_LOGINUID 0x400      /* the kernel keeps no loginuid (no CONFIG_AUDIT) */
 
 /* subject_cgroups values */
 #define CGROUP_SUBJECT 1
@@ -192,20 +216,32 @@ enum policyc_target_kind {
 };
 
 /* The ring-buffer event. Fields are ordered by size so the layout has no implicit padding. Only
- * the header (up to `path`) and path_len + 1 bytes of `path` are sent. */
+ * the header (up to `path`) and the tail are sent: the object's path and its NUL, the
+ * executable's and its NUL, the parent's executable's and its NUL, then args_len bytes. */
 struct policyc_event {
 	__u64 ts_boot_ns;            /* bpf_ktime_get_boot_ns() */
 	__u64 cgroup_id;
+	__u64 start_boot_ns;         /* the process's start (group leader's start_boottime) */
+	__u64 exec_count;            /* the group leader's self_exec_id: execs of this process */
+	__u64 exe_ino;               /* the executable's inode number (0: no mm or no file) */
 	__u32 pid;                   /* thread id */
 	__u32 tgid;                  /* process id */
 	__u32 ppid;                  /* parent's tgid */
 	__u32 uid;
 	__u32 gid;
+	__u32 euid;
+	__u32 loginuid;              /* (__u32)-1: unset, or the kernel has no audit */
+	/* the executable's device (kernel dev_t: major << 20 | minor) */
+	__u32 exe_dev;
 	__u32 rule_id;               /* 0: the default decided, or a fail-closed reason */
 	__u32 aux;                   /* op-specific: capability number, signal number */
 	__u32 target_pid;            /* signal, ptrace: the other process (its exe: `path`) */
 	__u16 path_len;
 	__u16 port;                  /* host order */
+	__u16 exe_len;               /* the executable's path: exe_len bytes after path's NUL */
+	__u16 parent_exe_len;        /* then the parent's executable's path and its NUL */
+	__u16 args_len;              /* then argv as read at exec, NUL-separated (0: absent) */
+	__u16 id_flags;              /* ID_*: how the identity fields were read */
 	__u8 decision;               /* enum policyc_decision: audit or deny */
 	__u8 hook;                   /* enum policyc_hook */
 	__u8 op;                     /* enum policyc_op (file, exec, mount) or policyc_net_op */

@@ -38,10 +38,12 @@
  * net_key, net_slice, net_entry, simple_verdict, subject_state, task_rule, rule_limit) are
  * in abi.h, generated from policyc/abi.py. */
 
+/* One per-CPU value: a per-CPU array's value must stay under 32 KiB (PCPU_MIN_UNIT_SIZE), so
+ * the names' lengths are 16 bits (a name is at most 255 bytes). */
 struct scratch {
 	struct policyc_event ev;
 	const unsigned char *names[MAX_COMPONENTS];
-	__u32 lens[MAX_COMPONENTS];
+	__u16 lens[MAX_COMPONENTS];
 };
 
 /* max_entries of 1 are placeholders: the loader sets the real sizes from the manifest. */
@@ -287,11 +289,14 @@ struct build_ctx {
 	struct scratch *s;
 	__u32 n;
 	__u32 off;
+	__u32 base;   /* where in the event's tail this path starts: 0 for the object's */
 	int status;
 	int pseudo;
 };
 
-/* Write the recorded names root first: "/a/b/c" (a pseudo file: its bare name). */
+/* Write the recorded names root first: "/a/b/c" (a pseudo file: its bare name), at
+ * path[base...]. Offsets are masked with POLICYC_TAIL_MASK for the verifier; the length check
+ * keeps each path under POLICYC_PATH_MAX and base is at most three of those. */
 static long build_path(__u32 i, void *ctx)
 {
 	struct build_ctx *c = ctx;
@@ -299,15 +304,17 @@ static long build_path(__u32 i, void *ctx)
 		return 1;
 	__u32 idx = (c->n - 1 - i) & (MAX_COMPONENTS - 1);
 	__u32 len = c->s->lens[idx];
-	if (len > 255 || c->off + 1 + len > POLICYC_PATH_MAX - 1) {
+	/* each path under POLICYC_PATH_MAX, and all of the tail before POLICYC_TAIL_MASK */
+	if (len > 255 || c->off + 1 + len > POLICYC_PATH_MAX - 1 ||
+	    c->base + c->off + 1 + len >= POLICYC_TAIL_MASK) {
 		c->status = WALK_TOO_LONG;
 		return 1;
 	}
 	if (!c->pseudo) {
-		c->s->ev.path[c->off & (POLICYC_PATH_MAX - 1)] = '/';
+		c->s->ev.path[(c->base + c->off) & POLICYC_TAIL_MASK] = '/';
 		c->off++;
 	}
-	if (bpf_probe_read_kernel(&c->s->ev.path[c->off & (POLICYC_PATH_MAX - 1)], len & 255,
+	if (bpf_probe_read_kernel(&c->s->ev.path[(c->base + c->off) & POLICYC_TAIL_MASK], len & 255,
 				  c->s->names[idx])) {
 		c->status = WALK_FAULT;
 		return 1;
@@ -316,12 +323,26 @@ static long build_path(__u32 i, void *ctx)
 	return 0;
 }
 
+static __always_inline int resolve_path_at(struct scratch *s, struct dentry *dentry, struct vfsmount *vfs,
+					   __u32 base, __u32 *len_out);
+
 /* Resolve (dentry, vfsmount) into s->ev.path / path_len. Returns a walk_status. */
 static __always_inline int resolve_path(struct scratch *s, struct dentry *dentry, struct vfsmount *vfs)
 {
+	__u32 len = 0;
+	int status = resolve_path_at(s, dentry, vfs, 0, &len);
+	s->ev.path_len = len;
+	return status;
+}
+
+/* Resolve (dentry, vfsmount) into the event's tail at `base`, NUL-terminated; its length
+ * (without the NUL) in *len_out. Returns a walk_status. */
+static __always_inline int resolve_path_at(struct scratch *s, struct dentry *dentry, struct vfsmount *vfs,
+					   __u32 base, __u32 *len_out)
+{
 	struct walk_ctx w = { .dentry = dentry, .mnt = real_mount(vfs), .s = s };
-	s->ev.path_len = 0;
-	s->ev.path[0] = 0;
+	*len_out = 0;
+	s->ev.path[base & POLICYC_TAIL_MASK] = 0;
 	if (!dentry || !vfs)
 		return WALK_FAULT;
 	bpf_loop(MAX_WALK_STEPS, walk_up, &w, 0);
@@ -348,15 +369,18 @@ static __always_inline int resolve_path(struct scratch *s, struct dentry *dentry
 			w.status = WALK_PSEUDO;
 		}
 	}
-	struct build_ctx b = { .s = s, .n = w.n, .pseudo = w.status == WALK_PSEUDO };
+	struct build_ctx b = { .s = s, .n = w.n, .base = base, .pseudo = w.status == WALK_PSEUDO };
 	if (b.pseudo && b.n == 0) {
 		b.off = 0;  /* the root of an internal mount: no name at all */
 	} else if (b.pseudo) {
 		/* a pseudo file is named by its leaf alone, names[0] ("memfd:x", "pipe:") */
 		__u32 len = s->lens[0];
-		if (len > 255)
+		if (len > 255 || base + len >= POLICYC_TAIL_MASK)
 			return WALK_TOO_LONG;
-		if (bpf_probe_read_kernel(&s->ev.path[0], len & 255, s->names[0]))
+		/* verifier: clang drops `len & 255` below as redundant after the test and spills
+		 * len unbounded; the barrier keeps the mask */
+		barrier_var(len);
+		if (bpf_probe_read_kernel(&s->ev.path[base & POLICYC_TAIL_MASK], len & 255, s->names[0]))
 			return WALK_FAULT;
 		b.off = len;
 	} else {
@@ -364,12 +388,12 @@ static __always_inline int resolve_path(struct scratch *s, struct dentry *dentry
 		if (b.status)
 			return b.status;
 		if (b.off == 0) {
-			s->ev.path[0] = '/';
+			s->ev.path[base & POLICYC_TAIL_MASK] = '/';
 			b.off = 1;
 		}
 	}
-	s->ev.path[b.off & (POLICYC_PATH_MAX - 1)] = 0;
-	s->ev.path_len = b.off;
+	s->ev.path[(base + b.off) & POLICYC_TAIL_MASK] = 0;
+	*len_out = b.off;
 	return b.pseudo ? WALK_PSEUDO : WALK_OK;
 }
 
@@ -527,6 +551,79 @@ static __always_inline int within_limit(__u32 rule_id)
 	return ok;
 }
 
+/* ---- who decided: the event's identity ---------------------------------------------------- */
+
+/* Name an executable file into the event's tail at `base` (its length in *len, 0 when it has
+ * none); returns its ID_* flags, shifted for the parent by the caller. Reading another task's
+ * mm (the parent's) takes no lock: every read is a probe read, so a parent that execs or exits
+ * meanwhile gives a fault (flagged unresolved), never a crash. */
+static __always_inline __u16 exe_identity(struct scratch *s, struct file *f, __u32 base, __u32 *len)
+{
+	*len = 0;
+	s->ev.path[base & POLICYC_TAIL_MASK] = 0;
+	if (!f)
+		return ID_NO_EXE;
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	struct vfsmount *m = BPF_CORE_READ(f, f_path.mnt);
+	__u16 flags = 0;
+	int status = resolve_path_at(s, d, m, base, len);
+	if (status == WALK_PSEUDO) {
+		flags |= ID_EXE_PSEUDO;
+	} else if (status != WALK_OK) {
+		flags |= ID_EXE_UNRESOLVED;
+		*len = 0;
+		s->ev.path[base & POLICYC_TAIL_MASK] = 0;
+	}
+	struct inode *inode = BPF_CORE_READ(d, d_inode);
+	if (status != WALK_PSEUDO && !BPF_CORE_READ(inode, __i_nlink))
+		flags |= ID_EXE_DELETED;
+	return flags;
+}
+
+/* Fill the event's identity and its tail after the object's path: the executable's path as
+ * the kernel resolves it (the same walk as rule paths), the parent's, and the ids a record
+ * needs to survive pid reuse. Run only for an event that is sent: a decision that sends
+ * nothing pays nothing. Returns the tail's length (path, exe and parent exe with their NULs).
+ * A global function (verifier: checked once, on its own, not again at every apply() site of
+ * every program: static, the walks' states made programs exceed the 1M-instruction budget). */
+__noinline __u32 event_identity(struct scratch *s)
+{
+	if (!s)
+		return 0;   /* verifier: a global function's pointer argument may be NULL */
+	struct policyc_event *ev = &s->ev;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	__u16 flags = ID_ARGS_ABSENT;
+	ev->start_boot_ns = BPF_CORE_READ(leader, start_boottime);
+	ev->exec_count = BPF_CORE_READ(leader, self_exec_id);
+	ev->euid = BPF_CORE_READ(task, cred, euid.val);
+	if (bpf_core_field_exists(struct task_struct, loginuid)) {
+		ev->loginuid = BPF_CORE_READ(task, loginuid.val);
+	} else {
+		ev->loginuid = (__u32)-1;
+		flags |= ID_NO_LOGINUID;
+	}
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	/* the path's inode, what stat() of `exe` shows (on overlayfs, f_inode is the layer's) */
+	struct inode *inode = BPF_CORE_READ(exe, f_path.dentry, d_inode);
+	ev->exe_ino = exe ? BPF_CORE_READ(inode, i_ino) : 0;
+	ev->exe_dev = exe ? BPF_CORE_READ(inode, i_sb, s_dev) : 0;
+	__u32 base = (ev->path_len & (POLICYC_PATH_MAX - 1)) + 1;
+	__u32 len = 0;
+	flags |= exe_identity(s, exe, base, &len);
+	len &= POLICYC_PATH_MAX - 1;
+	ev->exe_len = len;
+	base += len + 1;
+	struct file *pexe = BPF_CORE_READ(task, real_parent, mm, exe_file);
+	flags |= exe_identity(s, pexe, base, &len) << 4;  /* ID_EXE_* << 4 == ID_PARENT_* */
+	len &= POLICYC_PATH_MAX - 1;
+	ev->parent_exe_len = len;
+	base += len + 1;
+	ev->args_len = 0;
+	ev->id_flags = flags;
+	return base;
+}
+
 /* `quiet`: decide and count, but send no event (capability probes marked NOAUDIT). */
 static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *s, __u8 decision,
 				    __u32 rule_id, __u8 reason, int quiet)
@@ -544,13 +641,14 @@ static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *
 	ev->rule_id = rule_id;
 	ev->reason = reason;
 	ev->mode = audit_mode ? MODE_AUDIT : MODE_ENFORCE;
-	__u64 size = POLICYC_EVENT_HEADER_SIZE + (ev->path_len & (POLICYC_PATH_MAX - 1)) + 1;
 	/* rule limits, and the default's at index 0 (a failed-closed decision is never limited) */
 	if (!quiet && (cfg->flags & CFG_RATE_LIMITS) && (rule_id || reason == REASON_DEFAULT) &&
 	    !within_limit(rule_id)) {
 		count_per_rule(&rule_suppressed, rule_id);
 		quiet = 1;
 	}
+	/* the mask is the verifier's bound: the tail is under three paths and their NULs */
+	__u64 size = quiet ? 0 : POLICYC_EVENT_HEADER_SIZE + (event_identity(s) & POLICYC_TAIL_MASK);
 	if (!quiet && bpf_ringbuf_output(&events, ev, size, 0)) {
 		count(hook, 4);
 		count_per_rule(&rule_drops, rule_id);

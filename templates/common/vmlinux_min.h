@@ -55,7 +55,6 @@ struct bpf_spin_lock {
 };
 
 /* Types hooks take but programs never look into. */
-struct cred;
 struct user_namespace;
 struct kernel_siginfo;
 union bpf_attr;
@@ -78,6 +77,7 @@ struct inode {
 	umode_t i_mode;
 	unsigned long i_ino;
 	struct super_block *i_sb;
+	unsigned int __i_nlink;         /* 0: unlinked (an executable deleted after its exec) */
 };
 
 struct dentry {
@@ -152,8 +152,18 @@ struct css_set {
 	struct cgroup *dfl_cgrp;
 };
 
+/* The audit record's identity fields (event.uid/gid are bpf_get_current_uid_gid's). */
+struct cred {
+	kuid_t uid;
+	kgid_t gid;
+	kuid_t euid;
+};
+
 struct task_struct {
 	unsigned int flags;             /* PF_IO_WORKER: an io_uring worker thread */
+	u64 start_boottime;             /* the process's identity across pid reuse (the leader's) */
+	u64 self_exec_id;               /* bumped by each exec: with start_boottime, one exec */
+	kuid_t loginuid;                /* CONFIG_AUDIT only: read behind bpf_core_field_exists */
 	int pid;
 	int tgid;
 	const struct cred *real_cred;   /* the task's own credentials (not override_creds') */
@@ -204,6 +214,7 @@ struct unix_sock {
 
 struct super_block {
 	struct dentry *s_root;
+	u32 s_dev;                      /* dev_t, the kernel's encoding: major << 20 | minor */
 };
 
 /* SIGIO: fcntl(F_SETOWN) records the owner; the signal goes out from any context later */

@@ -161,11 +161,11 @@ def test_n_denials_give_n_lines_naming_rule_and_line_reader_started_after_load(t
         for e, rid in [(reads[0], read_rule), (writes[0], write_rule)]:
             assert e["rule"] == pol.rule_line(rid)
             assert e["policy"] == "audited" and e["decision"] == "deny" and e["mode"] == "enforce"
-            assert e["hook"] in ("file_open", "path_truncate") and e["schema"] == 1
-            assert e["subject"]["tgid"] == w.pid
-            assert e["subject"]["exe"] == os.path.realpath(sys.executable)
-            assert e["subject"]["parent_exe"] is not None
-            assert e["subject"]["cgroup"] is not None
+            assert e["hook"] in ("file_open", "path_truncate") and e["schema"] == 2
+            assert e["process"]["pid"] == w.pid
+            assert e["process"]["exe"] == os.path.realpath(sys.executable)
+            assert e["process"]["parent"]["exe"] is not None
+            assert e["process"]["cgroup"] is not None
             assert abs(e["time_ns"] - time.time_ns()) < 600 * 10**9
         assert {e["object"]["path"] for e in reads} == {f"{R}/secret1", f"{R}/secret2"}
         assert {(e["op"], e["object"]["path"]) for e in writes} == {("write", f"{R}/w/x")}

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from policyc.audit import reader as audit_reader
 from policyc.audit.event import decode
-from policyc.audit.schema import FAIL_CLOSED, ProcCache, boot_offset_ns, format_text, iso_utc
+from policyc import abi
+from policyc.audit.schema import (FAIL_CLOSED, HostInfo, Names, as_schema1, boot_offset_ns, exec_id, format_text,
+                                  iso_utc)
 
 from _audit_helpers import record, raw
 
@@ -19,17 +21,69 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_file_event_names_policy_rule_and_line():
     rec = record()
-    assert rec["policy"] == "web" and rec["instance"] == "web" and rec["host"] == "h1"
+    assert rec["schema"] == 2 and rec["policy"] == "web" and rec["instance"] == "web"
+    assert rec["host"] == {"name": "h1", "id": None, "boot_id": None}
     assert rec["rule_id"] == 1 and rec["rule"] == "p.policy:6:5"
     assert rec["rule_text"] == 'deny file read "/etc/shadow"'
     assert (rec["decision"], rec["mode"], rec["hook"], rec["family"], rec["op"]) == \
         ("deny", "enforce", "file_open", "file", "read")
     assert rec["object"] == {"path": "/etc/shadow"}
     assert rec["reason"] == "rule" and rec["failed_closed"] is False and rec["reason_text"] is None
-    s = rec["subject"]
+
+
+def test_process_is_the_kernels_identity():
+    p = record(pid=101, tgid=100, ppid=7, uid=1000, euid=0, gid=1001, loginuid=1000, cgroup=77)["process"]
+    # process.pid is the process (tgid), process.tid the thread: what a SIEM maps to process.pid
+    assert (p["pid"], p["tid"], p["parent"]["pid"]) == (100, 101, 7)
+    assert (p["uid"], p["euid"], p["gid"], p["loginuid"]) == (1000, 0, 1001, 1000)
+    assert (p["exe"], p["exe_state"], p["parent"]["exe"], p["parent"]["exe_state"]) == \
+        ("/usr/bin/cat", "ok", "/usr/bin/bash", "ok")
+    assert p["exe_inode"] == {"ino": 1234, "dev": 0x800001}
+    assert p["name"] == "cat" and p["cgroup_id"] == 77
+    assert p["args"] is None and p["args_truncated"] is False      # not recorded: marked absent
+    assert p["start_time_ns"] == 1_700_000_000_000_000_000 + 4_000_000_000
+    assert re.fullmatch(r"[0-9a-f]{32}", p["exec_id"])
+
+
+def test_exec_id_separates_pid_reuse_and_exec():
+    base = record(tgid=100, start=5, exec_count=1)["process"]["exec_id"]
+    assert record(tgid=100, start=5, exec_count=1)["process"]["exec_id"] == base       # same exec
+    assert record(tgid=100, start=9, exec_count=1)["process"]["exec_id"] != base       # pid reused
+    assert record(tgid=100, start=5, exec_count=2)["process"]["exec_id"] != base       # it exec'd again
+    from policyc.audit.event import decode as d
+    ev = d(raw(tgid=100, start=5, exec_count=1))
+    assert exec_id(HostInfo("h", "a" * 32, "b" * 32), ev) != exec_id(HostInfo("h", "a" * 32, "c" * 32), ev)
+
+
+def test_exe_states_and_unresolved_names():
+    p = record(exe=None, parent_exe=None)["process"]
+    assert (p["exe"], p["exe_state"], p["parent"]["exe_state"], p["exe_inode"]) == (None, "none", "none", None)
+    p = record(exe="memfd:payload", id_flags=abi.ID_EXE_PSEUDO | abi.ID_ARGS_ABSENT)["process"]
+    assert (p["exe"], p["exe_state"]) == ("memfd:payload", "pseudo")
+    p = record(exe="/tmp/gone", id_flags=abi.ID_EXE_DELETED | abi.ID_ARGS_ABSENT)["process"]
+    assert (p["exe"], p["exe_state"]) == ("/tmp/gone", "deleted")
+    # a path the kernel could not read whole: no path, the inode names it
+    p = record(exe="", id_flags=abi.ID_EXE_UNRESOLVED | abi.ID_ARGS_ABSENT)["process"]
+    assert (p["exe"], p["exe_state"], p["exe_inode"]) == (None, "unresolved", {"ino": 1234, "dev": 0x800001})
+    p = record(loginuid=0xFFFFFFFF)["process"]
+    assert p["loginuid"] is None
+
+
+def test_args_from_the_kernel():
+    p = record(args=["cat", "/etc/shadow"], id_flags=0)["process"]
+    assert p["args"] == ["cat", "/etc/shadow"] and p["args_truncated"] is False
+    p = record(args=["x" * 10], id_flags=abi.ID_ARGS_TRUNCATED)["process"]
+    assert p["args"] == ["x" * 10] and p["args_truncated"] is True
+
+
+def test_schema1_layout_keeps_its_fields():
+    s1 = as_schema1(record(pid=101, tgid=100))
+    assert s1["schema"] == 1 and s1["host"] == "h1" and "seq" not in s1 and "process" not in s1
+    s = s1["subject"]
     assert (s["pid"], s["tgid"], s["ppid"], s["uid"], s["gid"], s["comm"], s["cgroup_id"]) == \
-        (100, 100, 1, 1000, 1000, "cat", 77)
-    assert s["exe"] is None and s["parent_exe"] is None and s["cgroup"] is None  # process gone
+        (101, 100, 1, 1000, 1000, "cat", 77)
+    # exe now from the kernel, no longer read from /proc after the process may be gone
+    assert s["exe"] == "/usr/bin/cat" and s["parent_exe"] == "/usr/bin/bash" and s["cgroup"] is None
 
 
 def test_time_is_boot_time_plus_offset_in_utc_ns():
@@ -86,32 +140,46 @@ def test_net_capability_signal_module_objects():
     assert record(family="bpf", hook="bpf", path="", rule_id=0, reason=1)["object"] == {}
 
 
-def test_subject_exe_parent_exe_and_cgroup_from_proc(tmp_path):
-    for pid, exe in ((100, "/usr/bin/cat"), (1, "/sbin/init")):
-        d = tmp_path / str(pid)
-        d.mkdir()
-        os.symlink(exe, d / "exe")
-    (tmp_path / "100" / "cgroup").write_text("0::/system.slice/web.service\n")
-    s = record(procs=ProcCache(str(tmp_path)))["subject"]
-    assert (s["exe"], s["parent_exe"], s["cgroup"]) == ("/usr/bin/cat", "/sbin/init", "/system.slice/web.service")
+def test_names_add_only_what_the_kernel_cannot(tmp_path):
+    cg = tmp_path / "system.slice" / "web.service"
+    cg.mkdir(parents=True)
+    names = Names(str(tmp_path))
+    assert names.cgroup(os.stat(cg).st_ino) == "/system.slice/web.service"
+    assert names.cgroup(os.stat(tmp_path).st_ino) == "/"
+    assert names.cgroup(0) is None
+    assert names.user(0) == "root"
+    p = record(cgroup=os.stat(cg).st_ino, uid=0, procs=names)["process"]
+    assert p["cgroup"] == "/system.slice/web.service" and p["user"] == "root"
 
 
-def test_proc_cache_reads_once_per_batch(tmp_path):
-    d = tmp_path / "100"
-    d.mkdir()
-    os.symlink("/a", d / "exe")
-    pc = ProcCache(str(tmp_path))
-    assert pc.exe(100) == "/a"
-    os.unlink(d / "exe")
-    assert pc.exe(100) == "/a"  # cached within the batch
-    pc.clear()
-    assert pc.exe(100) is None
+def test_names_rescan_finds_a_new_cgroup_but_not_in_a_loop(tmp_path):
+    names = Names(str(tmp_path))
+    names.RESCAN_S = 0.0
+    assert names.cgroup(123456789) is None
+    new = tmp_path / "late.scope"
+    new.mkdir()
+    assert names.cgroup(os.stat(new).st_ino) == "/late.scope"
+    names.RESCAN_S = 3600.0
+    newer = tmp_path / "later.scope"
+    newer.mkdir()
+    assert names.cgroup(os.stat(newer).st_ino) is None   # no rescan within RESCAN_S
+
+
+def test_host_info_reads_machine_and_boot_ids(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    (tmp_path / "proc" / "sys" / "kernel" / "random").mkdir(parents=True)
+    (tmp_path / "proc" / "sys" / "kernel" / "random" / "boot_id").write_text("11111111-2222-3333-4444-555555555555\n")
+    h = HostInfo.here(str(tmp_path / "etc"), str(tmp_path / "proc"))
+    assert (h.id, h.boot_id) == ("0123456789abcdef0123456789abcdef", "11111111222233334444555555555555")
+    assert HostInfo.here(str(tmp_path / "none"), str(tmp_path / "none")).id is None
 
 
 def test_text_line_is_one_line_naming_rule():
     line = format_text(record())
     assert "\n" not in line
-    assert re.search(r"DENY policy=web file\.read /etc/shadow pid=100 comm=cat .*rule=p\.policy:6:5", line)
+    assert re.search(r"DENY policy=web file\.read /etc/shadow pid=100 comm=cat exe=/usr/bin/cat rule=p\.policy:6:5",
+                     line)
 
 
 def test_decode_rejects_short_event():
@@ -119,6 +187,8 @@ def test_decode_rejects_short_event():
 
     with pytest.raises(ValueError):
         decode(raw()[:10])
+    with pytest.raises(ValueError):   # a tail shorter than its lengths say
+        decode(raw(args=["a" * 50], id_flags=0)[:-20])
 
 
 def test_bpf_counts_drops_per_rule_in_apply_ex():

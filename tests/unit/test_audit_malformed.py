@@ -18,13 +18,13 @@ GOOD = json.dumps(record())
 
 def _cases(tmp_path):
     bad_schema = dict(record(), schema=99)
-    no_subject = {k: v for k, v in record().items() if k != "subject"}
+    no_subject = {k: v for k, v in record().items() if k != "process"}
     return {
         "not-json": (GOOD + "\n" + "hello world\n", 2, "not a JSON record"),
         "truncated": (GOOD + "\n" + GOOD[:40], 2, "truncated record"),
         "schema": (json.dumps(bad_schema) + "\n", 1, "unknown audit log schema 99"),
         "type": (json.dumps(dict(record(), type="nope")) + "\n", 1, "unknown record type 'nope'"),
-        "missing": (GOOD + "\n\n" + json.dumps(no_subject) + "\n", 3, "lacks `subject`"),
+        "missing": (GOOD + "\n\n" + json.dumps(no_subject) + "\n", 3, "lacks `process`"),
         "array": ("[1, 2]\n", 1, "expected a JSON object"),
         "text-format": ("2024-01-01T00:00:00Z DENY policy=x ...\n", 1, "not a JSON record"),
         "time": (json.dumps(dict(record(), time_ns="x")) + "\n", 1, "`time_ns` is not an integer"),

@@ -18,8 +18,8 @@ T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
 
 def _log(tmp_path):
     recs = [record(offset_ns=T0) for _ in range(3)]
-    recs += [record(offset_ns=T0 + HOUR, path="/srv/x", rule_id=0, reason=1, comm=b"nginx")]
-    recs += [record(offset_ns=T0 + 2 * HOUR, decision=1, mode=1)]
+    recs += [record(offset_ns=T0 + HOUR, path="/srv/x", rule_id=0, reason=1, comm=b"nginx", exe="/usr/sbin/nginx")]
+    recs += [record(offset_ns=T0 + 2 * HOUR, decision=1, mode=1, exe=None)]
     recs.append(dropped_record(policy="web", instance="web", host="h1", now_ns=T0 + 2 * HOUR, unattributed=0,
                                rules=[{"rule_id": 1, "rule": "p.policy:6:5", "rule_text": "t", "count": 4}]))
     recs.append(suppressed_record(policy="web", instance="web", host="h1", now_ns=T0 + 2 * HOUR,
@@ -34,7 +34,8 @@ def test_summary_counts(tmp_path):
     assert s["top_rules"][0] == {"policy": "web", "rule": "p.policy:6:5", "text": 'deny file read "/etc/shadow"', "count": 4}
     assert {"policy": "web", "rule": "p.policy:4:5", "text": "default deny", "count": 1} in s["top_rules"]
     assert s["top_objects"][0] == {"family": "file", "op": "read", "object": "/etc/shadow", "count": 4}
-    assert s["top_subjects"] == [{"subject": "comm cat", "count": 4}, {"subject": "comm nginx", "count": 1}]
+    assert s["top_subjects"] == [{"subject": "/usr/bin/cat", "count": 3}, {"subject": "/usr/sbin/nginx", "count": 1},
+                                 {"subject": "comm cat", "count": 1}]
     assert s["per_hour"] == [{"hour": "2023-11-14T22:00Z", "count": 3}, {"hour": "2023-11-14T23:00Z", "count": 1},
                              {"hour": "2023-11-15T00:00Z", "count": 1}]
     assert s["dropped_by_rule"] == [{"policy": "web", "rule": "p.policy:6:5", "count": 4}]

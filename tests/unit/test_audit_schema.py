@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from policyc.audit.reader import DropTracker
-from policyc.audit.schema import SCHEMA_VERSION, dropped_record, format_text, suppressed_record
+from policyc.audit.schema import SCHEMA_VERSION, as_schema1, dropped_record, format_text, suppressed_record
 from policyc.audit.sinks import Fanout, JournalSink, RotatingFileSink, StreamSink, journal_fields, render
 
 from _audit_helpers import record
@@ -46,10 +46,18 @@ def test_every_field_is_documented():
 
 
 def test_schema_version_and_types():
-    assert SCHEMA_VERSION == 1
+    assert SCHEMA_VERSION == 2
     for r in _all_event_records():
-        assert r["schema"] == 1 and r["type"] == "event"
+        assert r["schema"] == 2 and r["type"] == "event"
         json.dumps(r)  # JSON-able
+        assert as_schema1(r)["schema"] == 1 and "subject" in as_schema1(r)
+
+
+def test_every_schema1_field_is_documented():
+    recs = [as_schema1(r) for r in _all_event_records()]
+    keys = set().union(*(_keys(r) for r in recs))
+    undocumented = sorted(k for k in keys if f"`{k}`" not in DOC and not re.search(rf"`{re.escape(k)}`,", DOC))
+    assert undocumented == []
 
 
 def test_dropped_record_counts():
@@ -143,7 +151,8 @@ def test_journal_fields_are_structured():
     assert f["POLICYC_RULE"] == "p.policy:6:5" and f["POLICYC_DECISION"] == "deny"
     assert f["POLICYC_SUBJECT_COMM"] == "cat" and f["POLICYC_OBJECT_PATH"] == "/etc/shadow"
     assert f["PRIORITY"] == "4" and f["OBJECT_PID"] == "100" and f["SYSLOG_IDENTIFIER"] == "policyc-audit"
-    assert "POLICYC_SUBJECT_EXE" not in f  # null fields are left out
+    assert f["POLICYC_SUBJECT_EXE"] == "/usr/bin/cat" and re.fullmatch(r"[0-9a-f]{32}", f["POLICYC_PROCESS_EXEC_ID"])
+    assert "POLICYC_SUBJECT_CGROUP" not in f  # null fields are left out
     assert all(re.fullmatch(r"[A-Z0-9_]+", k) for k in f)
     d = journal_fields(dropped_record(policy="p", instance="p", host="h", rules=[], unattributed=3))
     assert d["POLICYC_DROPPED"] == "3" and json.loads(d["POLICYC_JSON"])["unattributed"] == 3
