@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from .. import abi
+from .allow import exact_allow
 from .event import NO_LOGINUID, REASON_TEXT, REASONS, RawEvent, rule_location
 from .families import family, op_text
 
@@ -202,6 +203,7 @@ def event_record(ev: RawEvent, manifest: dict, *, instance: str, host: HostInfo 
     t = ev.ts_boot_ns + offset_ns
     host = as_host(host)
     names = names or procs or Names()
+    obj = _object(ev)
     return {
         "schema": SCHEMA_VERSION,
         "type": "event",
@@ -223,7 +225,9 @@ def event_record(ev: RawEvent, manifest: dict, *, instance: str, host: HostInfo 
         "failed_closed": ev.reason in FAIL_CLOSED,
         "reason_text": REASON_TEXT.get(ev.reason_code),
         "process": process_fields(ev, host, names, offset_ns),
-        "object": _object(ev),
+        "object": obj,
+        # what the default decided names its fix: the rule that would allow exactly this
+        "suggestion": exact_allow(ev.family, ev.op, obj) if ev.reason == "default" else None,
         "ts_boot_ns": ev.ts_boot_ns,
     }
 
@@ -259,7 +263,7 @@ def as_schema1(rec: dict) -> dict:
     `subject` for `process` (its exe now the kernel's, no longer read from /proc), no `seq`."""
     if rec.get("schema") == 1:
         return rec
-    out = {k: v for k, v in rec.items() if k not in ("seq", "process")}
+    out = {k: v for k, v in rec.items() if k not in ("seq", "process", "suggestion")}
     out["schema"] = 1
     out["host"] = rec["host"]["name"] if isinstance(rec.get("host"), dict) else rec.get("host")
     if rec["type"] == "event":
@@ -299,5 +303,6 @@ def format_text(rec: dict) -> str:
     s = process_view(rec)
     why = rec["rule_text"] or rec["reason_text"] or (f"default {rec['decision']}" if rec["reason"] == "default"
                                                      else rec["reason"])
+    fix = f"; to allow: {rec['suggestion']}" if rec.get("suggestion") else ""
     return (f"{rec['time']} {rec['decision'].upper()} policy={rec['policy']} {op} {obj} "
-            f"pid={s['pid']} comm={s['comm']} exe={s['exe'] or '?'} rule={rec['rule'] or '-'} ({why})")
+            f"pid={s['pid']} comm={s['comm']} exe={s['exe'] or '?'} rule={rec['rule'] or '-'} ({why}{fix})")

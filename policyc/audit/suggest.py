@@ -44,6 +44,7 @@ from ..ir.essentials import (CAPABILITIES as ESSENTIAL_CAPS, FAMILIES as ESSENTI
                              parse_address)
 from ..ir.glob import matcher, path_bytes
 from .logfile import Record
+from .allow import literal, net_object, quote  # noqa: F401  (literal, quote: the names callers know)
 
 COLLAPSE = 3
 # Default of --max-widen: a collapse summarizes a directory the program uses as a whole (a
@@ -55,7 +56,6 @@ SHOWN = 10          # seen paths a glob's comment names
 MAX_SCAN = 20000    # directory entries read to count what one glob would add
 _GLOB_CHARS = re.compile(r"[*?{}$\[\]]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
-_LANG_PROTOS = {"tcp", "udp", "icmp", "raw", "packet"}
 
 Lister = Callable[[str], Optional[list]]   # a directory -> sorted [(name, is_dir)], None: unknown
 
@@ -96,17 +96,6 @@ def options(max_widen: int = MAX_WIDEN, widen=(), lister: Lister | None = None) 
         if d not in dirs:
             dirs.append(d)
     return Options(max_widen=max_widen, widen=tuple(dirs), lister=lister or scan_dir)
-
-
-def literal(path: str) -> str:
-    """A glob matching the literal path (and hardly more): glob characters become `?`."""
-    return _GLOB_CHARS.sub("?", path)
-
-
-def quote(pattern: str) -> str:
-    """A glob as a policy string."""
-    p = pattern.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{p}"'
 
 
 def comment(text: str) -> str:
@@ -383,19 +372,7 @@ def ruleset_name(policy: str) -> str:
 
 def _net_rule(e: dict) -> tuple[str, str]:
     """(op, object text) of a net event."""
-    o = e["object"]
-    proto = o.get("proto") if o.get("proto") in _LANG_PROTOS else "any"
-    op = e["op"]
-    if op == "create":
-        return op, proto
-    addr = o.get("addr")
-    port = o.get("port")
-    parts = [proto]
-    if op == "connect" and addr:
-        parts.append(addr)
-    if port:
-        parts.append(f"port {port}")
-    return op, " ".join(parts)
+    return e["op"], net_object(e["op"], e["object"])
 
 
 def _networks(rule_text: str) -> list:

@@ -216,3 +216,34 @@ def test_bpf_counts_suppressed_per_rule_and_limits_only_rules_and_the_default():
     # suppressed event is counted, then not sent
     assert re.search(r"if \(!quiet && \(cfg->flags & CFG_RATE_LIMITS\) && \(rule_id \|\| reason == REASON_DEFAULT\) &&"
                      r"\s*!within_limit\(rule_id\)\) \{\s*count_per_rule\(&rule_suppressed, rule_id\);\s*quiet = 1;", body)
+
+
+def test_default_decisions_carry_the_rule_that_allows_exactly_them(tmp_path):
+    from policyc import pipeline
+
+    addr = bytes(10) + b"\xff\xff" + bytes([10, 1, 2, 3])
+    recs = [record(rule_id=0, reason=1, path="/srv/www/a b.html", op=0),
+            record(rule_id=0, reason=1, path="/srv/*weird*", op=1),
+            record(rule_id=0, reason=1, family="exec", hook="bprm_check_security", path="/usr/bin/curl"),
+            record(rule_id=0, reason=1, family="net", hook="socket_connect", port=443, proto=1, addr=addr, path=""),
+            record(rule_id=0, reason=1, family="capability", hook="capable", aux=21, path=""),
+            record(rule_id=0, reason=1, family="signal", hook="task_kill", aux=9, target_pid=5, path="/usr/sbin/x"),
+            record(rule_id=0, reason=1, family="module", hook="kernel_module_request", path="net-pf-38"),
+            record(rule_id=0, reason=1, family="bpf", hook="bpf", path="")]
+    got = [r["suggestion"] for r in recs]
+    assert got[0] == 'allow file read "/srv/www/a b.html"'
+    assert got[1] == 'allow file write "/srv/?weird?"'     # glob characters can only be read literally as `?`
+    assert got[2] == 'allow exec "/usr/bin/curl"'
+    assert got[3] == "allow net connect tcp 10.1.2.3 port 443"
+    assert got[4] == "allow capability sys_admin"
+    assert got[5] == 'allow signal kill to exe "/usr/sbin/x"'
+    assert got[6:] == ["allow module load", "allow bpf"]
+    # every suggestion is a rule the language takes
+    src = tmp_path / "s.policy"
+    src.write_text("policy s {\n    subject exe \"/x\"\n    default deny\n" + "".join(f"    {g}\n" for g in got) + "}\n")
+    front = pipeline.front_end([str(src)])
+    assert front.ok, [str(d) for d in front.diags.items]
+    # only the default's decisions carry one; the text line shows it
+    assert record()["suggestion"] is None and record(rule_id=0, reason=2, path="")["suggestion"] is None
+    assert format_text(recs[2]).endswith('(default deny; to allow: allow exec "/usr/bin/curl")')
+    assert record(rule_id=0, reason=1, path="pipe:[123]")["suggestion"] is None
