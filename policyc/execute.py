@@ -22,6 +22,7 @@ from . import runtime
 
 from . import abi, deploy
 from .audit.event import RawEvent, decode
+from .audit.families import family as audit_family, op_text
 from .audit.schema import boot_offset_ns, event_record, format_text, hostname
 
 SUBJECT_GOVERNED = abi.SUBJECT_GOVERNED
@@ -127,11 +128,55 @@ def event_line(rec: dict, json_events: bool) -> str:
     return json.dumps(rec, sort_keys=True) if json_events else "policyc: " + format_text(rec)
 
 
+# Why a program dies of a denial, by what was denied: the hint `policyc exec` prints
+_HINTS = {
+    ("file", "exec-map"): "it could not map a library or its own code (a denied exec-map kills a program as it "
+                          "starts): allow `file exec-map` for its libraries (`use base` has the usual ones)",
+    ("exec", "exec"): "it could not start a program it needs: allow `exec` of that program",
+    ("file", "read"): "it could not read a file it needs",
+    ("net", "connect"): "it could not connect where it needed to",
+}
+
+
+def explain_exit(rc: int, records: list[dict], argv: list[str]) -> list[str]:
+    """What `policyc exec` says when the command died or failed after denials: each denial
+    with its rule location (and, for the default's, the rule that would allow it), and a
+    one-line hint. Nothing when the command succeeded or nothing was denied."""
+    denials = [r for r in records if r.get("type") == "event" and r.get("decision") == "deny"]
+    if rc == 0 or not denials:
+        return []
+    name = os.path.basename(argv[0]) if argv else "the command"
+    how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.Signals._value2member_map_ \
+        else f"exited {rc}"
+    out = [f"policyc: `{name}` {how} after {len(denials)} denial{'s' if len(denials) != 1 else ''}:"]
+    seen = set()
+    for r in denials:
+        key = (r["family"], r["op"], json.dumps(r["object"], sort_keys=True), r.get("rule"))
+        if key in seen:
+            continue
+        seen.add(key)
+        what = r.get("rule_text") or (f"default {r['decision']}" if r["reason"] == "default" else r["reason"])
+        fix = f"; to allow: {r['suggestion']}" if r.get("suggestion") else ""
+        out.append(f"policyc:   {op_text(r['family'], r['op'])} {audit_family(r['family']).text(r['object'])} "
+                   f"denied by {r.get('rule') or '-'} ({what}){fix}")
+        if len(seen) >= 10:
+            out.append(f"policyc:   ... and {len(denials) - 10} more")
+            break
+    first = denials[0]
+    hint = _HINTS.get((first["family"], first["op"]))
+    if hint:
+        out.append(f"policyc: hint: {hint}")
+    return out
+
+
 def run_command(manifest_path: Path, argv: list[str], err, json_events: bool = False) -> int:
     """`policyc exec`: stdin/stdout/stderr pass through; events go to `err` as they come, as
-    the records `policyc audit` writes."""
+    the records `policyc audit` writes. A command that dies or fails after denials gets them
+    explained at the end; the exit status is the command's (128 + N for a signal N)."""
+    seen: list[dict] = []
 
     def show(rec: dict) -> None:
+        seen.append(rec)
         err.write(event_line(rec, json_events) + "\n")
         err.flush()
 
@@ -150,4 +195,7 @@ def run_command(manifest_path: Path, argv: list[str], err, json_events: bool = F
             except KeyboardInterrupt:
                 proc.send_signal(signal.SIGINT)
         session.reader.consume()
+        if not json_events:
+            for line in explain_exit(rc, seen, argv):
+                err.write(line + "\n")
         return rc if rc >= 0 else 128 - rc

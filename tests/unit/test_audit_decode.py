@@ -247,3 +247,17 @@ def test_default_decisions_carry_the_rule_that_allows_exactly_them(tmp_path):
     assert record()["suggestion"] is None and record(rule_id=0, reason=2, path="")["suggestion"] is None
     assert format_text(recs[2]).endswith('(default deny; to allow: allow exec "/usr/bin/curl")')
     assert record(rule_id=0, reason=1, path="pipe:[123]")["suggestion"] is None
+
+
+def test_exec_explains_a_death_by_denial():
+    from policyc.execute import explain_exit
+
+    lib = record(rule_id=0, reason=1, path="/usr/lib/x86_64-linux-gnu/libc.so.6", op=9, hook="mmap_file")
+    lines = explain_exit(-11, [lib, lib, record()], ["/usr/bin/bash", "-c", "x"])
+    assert lines[0] == "policyc: `bash` was killed by SIGSEGV after 3 denials:"
+    assert lines[1].startswith("policyc:   file.exec-map /usr/lib/x86_64-linux-gnu/libc.so.6 denied by p.policy:4:5 "
+                               "(default deny); to allow: allow file exec-map ")
+    assert lines[2] == 'policyc:   file.read /etc/shadow denied by p.policy:6:5 (deny file read "/etc/shadow")'
+    assert lines[-1].startswith("policyc: hint: it could not map a library")
+    assert explain_exit(1, [record()], ["cat"])[0] == "policyc: `cat` exited 1 after 1 denial:"
+    assert explain_exit(0, [record()], ["cat"]) == [] and explain_exit(1, [], ["cat"]) == []
