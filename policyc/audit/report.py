@@ -9,6 +9,19 @@ from .families import family
 from .schema import iso_utc, process_view
 
 TOP = 10
+# `report --format json`'s layout: 2 added `version`, structured subjects (`exe`, `name`),
+# objects (`fields`: the record's object) and rule locations (`location`: file, line, col)
+REPORT_VERSION = 2
+
+
+def location(text: str | None) -> dict | None:
+    """`file:line:col` as {"file", "line", "col"} (the file may hold colons)."""
+    if not text:
+        return None
+    parts = text.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return {"file": parts[0], "line": int(parts[1]), "col": int(parts[2])}
+    return {"file": text, "line": None, "col": None}
 
 
 def object_text(rec: dict) -> str:
@@ -31,12 +44,20 @@ def summarize(records: list[Record], since_ns: int | None = None, top: int = TOP
     objects: Counter = Counter()
     hours: Counter = Counter()
     decisions: Counter = Counter()
+    subject_fields: dict[str, dict] = {}
+    object_fields: dict[tuple, dict] = {}
     for e in events:
         key = (e["policy"], e.get("rule"), e.get("rule_text") or (f"default {e['decision']}" if e["reason"] == "default"
                                                                  else e["reason"]))
         rules[key] += 1
-        subjects[subject_text(e)] += 1
-        objects[(e["family"], e["op"], object_text(e))] += 1
+        st = subject_text(e)
+        subjects[st] += 1
+        if st not in subject_fields:
+            pv = process_view(e)
+            subject_fields[st] = {"exe": pv.get("exe"), "name": pv.get("comm")}
+        ok = (e["family"], e["op"], object_text(e))
+        objects[ok] += 1
+        object_fields.setdefault(ok, dict(e["object"]))
         hours[iso_utc(e["time_ns"])[:13] + ":00Z"] += 1
         decisions[e["decision"]] += 1
     dropped_rules: Counter = Counter()
@@ -58,9 +79,12 @@ def summarize(records: list[Record], since_ns: int | None = None, top: int = TOP
         "first": iso_utc(min(times)) if times else None,
         "last": iso_utc(max(times)) if times else None,
         "since": iso_utc(since_ns) if since_ns is not None else None,
-        "top_rules": [{"policy": p, "rule": loc, "text": text, "count": n} for (p, loc, text), n in rules.most_common(top)],
-        "top_subjects": [{"subject": s, "count": n} for s, n in subjects.most_common(top)],
-        "top_objects": [{"family": f, "op": op, "object": o, "count": n} for (f, op, o), n in objects.most_common(top)],
+        "version": REPORT_VERSION,
+        "top_rules": [{"policy": p, "rule": loc, "location": location(loc), "text": text, "count": n}
+                      for (p, loc, text), n in rules.most_common(top)],
+        "top_subjects": [{"subject": s, **subject_fields[s], "count": n} for s, n in subjects.most_common(top)],
+        "top_objects": [{"family": f, "op": op, "object": o, "fields": object_fields[(f, op, o)], "count": n}
+                        for (f, op, o), n in objects.most_common(top)],
         "per_hour": [{"hour": h, "count": n} for h, n in sorted(hours.items())],
         "dropped_by_rule": [{"policy": p, "rule": loc, "count": n} for (p, loc), n in dropped_rules.most_common()],
         "suppressed_by_rule": [{"policy": p, "rule": loc, "limit": lim, "count": n}

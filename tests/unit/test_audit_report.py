@@ -31,11 +31,15 @@ def _log(tmp_path):
 def test_summary_counts(tmp_path):
     s = summarize(read_records([_log(tmp_path)]))
     assert s["events"] == 5 and s["decisions"] == {"audit": 1, "deny": 4} and s["dropped"] == 4
-    assert s["top_rules"][0] == {"policy": "web", "rule": "p.policy:6:5", "text": 'deny file read "/etc/shadow"', "count": 4}
-    assert {"policy": "web", "rule": "p.policy:4:5", "text": "default deny", "count": 1} in s["top_rules"]
-    assert s["top_objects"][0] == {"family": "file", "op": "read", "object": "/etc/shadow", "count": 4}
-    assert s["top_subjects"] == [{"subject": "/usr/bin/cat", "count": 3}, {"subject": "/usr/sbin/nginx", "count": 1},
-                                 {"subject": "comm cat", "count": 1}]
+    strip = lambda rows, *keys: [{k: v for k, v in r.items() if k not in keys} for r in rows]  # noqa: E731
+    assert strip(s["top_rules"], "location")[0] == {"policy": "web", "rule": "p.policy:6:5",
+                                                    "text": 'deny file read "/etc/shadow"', "count": 4}
+    assert {"policy": "web", "rule": "p.policy:4:5", "text": "default deny", "count": 1} in strip(s["top_rules"],
+                                                                                                 "location")
+    assert strip(s["top_objects"], "fields")[0] == {"family": "file", "op": "read", "object": "/etc/shadow", "count": 4}
+    assert strip(s["top_subjects"], "exe", "name") == [{"subject": "/usr/bin/cat", "count": 3},
+                                                       {"subject": "/usr/sbin/nginx", "count": 1},
+                                                       {"subject": "comm cat", "count": 1}]
     assert s["per_hour"] == [{"hour": "2023-11-14T22:00Z", "count": 3}, {"hour": "2023-11-14T23:00Z", "count": 1},
                              {"hour": "2023-11-15T00:00Z", "count": 1}]
     assert s["dropped_by_rule"] == [{"policy": "web", "rule": "p.policy:6:5", "count": 4}]
@@ -80,3 +84,14 @@ def test_cli_bad_since_and_no_files(tmp_path):
     assert "--since" in err.getvalue()
     err = io.StringIO()
     assert run_report([], None, "text", 10, io.StringIO(), err) == 2
+
+
+def test_json_summary_is_structured_and_versioned(tmp_path):
+    from policyc.audit.logfile import read_records
+
+    s = summarize(read_records([_log(tmp_path)]))
+    assert s["version"] == 2
+    assert s["top_rules"][0]["location"] == {"file": "p.policy", "line": 6, "col": 5}
+    assert s["top_subjects"][0] == {"subject": "/usr/bin/cat", "exe": "/usr/bin/cat", "name": "cat", "count": 3}
+    assert {"subject": "comm cat", "exe": None, "name": "cat", "count": 1} in s["top_subjects"]
+    assert s["top_objects"][0]["fields"] == {"path": "/etc/shadow"}
