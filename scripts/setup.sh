@@ -13,6 +13,9 @@ VENV=${POLICYC_VENV:-$REPO/.venv}
 PYTHON=${PYTHON:-python3}
 APT_PACKAGES=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 kmod busybox-static udev
               linux-libc-dev)
+# Real programs the kernel suite runs under policies in the VM (which sees this host's files):
+# installed here, never started here (a policy-rc.d refuses their services while apt runs).
+REAL_PACKAGES=(nginx)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -31,22 +34,34 @@ quiet() {
 
 missing_apt_packages() {
     local pkg status
-    for pkg in "${APT_PACKAGES[@]}"; do
+    for pkg in "$@"; do
         status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
         [ "$status" = installed ] || printf '%s\n' "$pkg"
     done
 }
 
-mapfile -t missing < <(missing_apt_packages)
-if [ ${#missing[@]} -eq 0 ]; then
+mapfile -t missing < <(missing_apt_packages "${APT_PACKAGES[@]}")
+mapfile -t missing_real < <(missing_apt_packages "${REAL_PACKAGES[@]}")
+if [ ${#missing[@]} -eq 0 ] && [ ${#missing_real[@]} -eq 0 ]; then
     say "apt packages already installed"
 else
-    [ "$(id -u)" -eq 0 ] || die "apt packages missing (${missing[*]}): run as root"
+    [ "$(id -u)" -eq 0 ] || die "apt packages missing (${missing[*]} ${missing_real[*]}): run as root"
     say "apt-get update"
     quiet apt-get update
-    say "apt-get install ${missing[*]}"
-    quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y \
-        "${APT_PACKAGES[@]}"
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "apt-get install ${missing[*]}"
+        quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y "${APT_PACKAGES[@]}"
+    fi
+    if [ ${#missing_real[@]} -gt 0 ]; then
+        say "apt-get install ${missing_real[*]} (not started on this host)"
+        rc_d=/usr/sbin/policy-rc.d
+        own_rc_d=
+        if [ ! -e "$rc_d" ]; then
+            printf '#!/bin/sh\nexit 101\n' > "$rc_d" && chmod 755 "$rc_d" && own_rc_d=1
+        fi
+        quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y "${REAL_PACKAGES[@]}"
+        [ -z "$own_rc_d" ] || rm -f "$rc_d"
+    fi
 fi
 
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found (policyc needs Python >= 3.11)"
