@@ -538,10 +538,12 @@ def guest_path(env: Mapping[str, str] | None = None) -> str:
     return path
 
 
-def guest_script(argv: Sequence[str], env: Mapping[str, str], cwd: str, marker: str) -> str:
+def guest_script(argv: Sequence[str], env: Mapping[str, str], cwd: str, marker: str,
+                 hold_perf_key: bool = False) -> str:
     """The sh script the guest runs: bpffs, cwd, `env K=V ... CMD`, then the marker line.
 
-    `env` must already hold PATH. stderr joins stdout so the output keeps its order.
+    `env` must already hold PATH. stderr joins stdout so the output keeps its order. With
+    `hold_perf_key`, a background process holds a perf event open first (PERF_KEY_HOLDER).
     """
     if not argv:
         raise VmError("no command to run in the guest")
@@ -555,6 +557,7 @@ def guest_script(argv: Sequence[str], env: Mapping[str, str], cwd: str, marker: 
             "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf"
             " || echo 'policyc vm: cannot mount bpffs at /sys/fs/bpf'",
             f"cd {shlex.quote(cwd)} || exit 1",
+            *([shlex.join(["python3", "-c", PERF_KEY_HOLDER]) + " &"] if hold_perf_key else []),
             shlex.join(["env", *assignments, *argv]),
             f"printf '\\n{marker}:%d\\n' $?",
             "",
@@ -635,17 +638,29 @@ def vng_command(
     return [*cmd, "--", "sh", script]
 
 
-def default_cpus(version: str) -> int | None:
-    """vCPUs for a kernel when the caller names none (None: vng's default, the host's count).
+# Debian 7.2 under TCG with two vCPUs panicked now and then: `Oops: int3` in `__schedule` while
+# a task was in perf_event_open (captured with POLICYC_VM_VERBOSE; 1 of 4 boots of the
+# differential run, never on 6.1 or 6.12). The first per-task perf event enables the
+# `perf_sched_events` static key, and the kernel live-patches `__schedule` through an int3
+# breakpoint; the other vCPU runs the stale int3 after the poke has finished and the kernel's
+# handler no longer claims it. On those kernels the guest holds one per-task perf event open
+# from before the command to the end, so the key is on for good and `__schedule` is never
+# patched while the command runs (one vCPU avoids it too, at twice the suite's time).
+PERF_KEY_HOLDER = (
+    "import ctypes, struct, time\n"
+    "attr = bytearray(128)\n"
+    "struct.pack_into('IIQ', attr, 0, 1, 128, 9)  # PERF_TYPE_SOFTWARE, size, PERF_COUNT_SW_DUMMY\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "fd = libc.syscall(298, bytes(attr), 0, -1, -1, 0)  # perf_event_open(attr, this task, any cpu)\n"
+    "if fd < 0:\n"
+    "    print('policyc vm: cannot hold a perf event open: errno', ctypes.get_errno(), flush=True)\n"
+    "time.sleep(1e9)\n")
 
-    Debian 7.2 under TCG with two vCPUs panics now and then: `Oops: int3` in `__schedule`
-    while a task is in perf_event_open (a static key flips and the kernel live-patches
-    `__schedule` with an int3 breakpoint; the other vCPU runs the stale int3 after the poke
-    finished, and the kernel's handler no longer knows it). Seen in 1 of 4 boots of the
-    differential run, never on 6.1 or 6.12; a race between vCPUs that one vCPU cannot have.
-    """
+
+def holds_perf_key(version: str) -> bool:
+    """Does a guest of this kernel hold the perf static key on (see PERF_KEY_HOLDER)?"""
     m = re.match(r"(\d+)\.", version)
-    return 1 if m and int(m.group(1)) >= 7 else None
+    return bool(m and int(m.group(1)) >= 7)
 
 
 def host_env() -> dict[str, str]:
@@ -805,14 +820,12 @@ def run_in_vm(
     check_guest_visible(rundir, "script directory")
     rundir.mkdir(parents=True, exist_ok=True)
     script = rundir / f"{marker}.sh"
-    script.write_text(guest_script(list(argv), genv, cwd, marker))
-    if cpus is None:
-        cpus = default_cpus(image.version)
+    script.write_text(guest_script(list(argv), genv, cwd, marker, hold_perf_key=holds_perf_key(image.version)))
     cmd = vng_command(vng, image, str(script), cpus, memory, extra_qemu_opts, rwdirs)
     try:
         with one_vm_at_a_time():
             # Three boots: a guest that dies without reporting (a TCG fault such as the one
-            # default_cpus() avoids) is retried and said; a test that fails still fails (the
+            # PERF_KEY_HOLDER avoids) is retried and said; a test that fails still fails (the
             # guest reports its exit code).
             for boot in (1, 2, 3):
                 progress(f"booting {image.version} under qemu (TCG, ~20-30 s)")
