@@ -71,6 +71,11 @@ def _samples(parts) -> tuple[bytes, ...]:
     return m.nfa.sample(m.entry), m.nfa.sample(m.entry, b"x")
 
 
+def sample_path(parts) -> bytes:
+    """One path the glob matches (its first sample)."""
+    return _samples(parts)[0]
+
+
 @functools.lru_cache(maxsize=65536)
 def _named(parts) -> frozenset[int]:
     return frozenset(matcher(parts).nfa.named_bytes())
@@ -153,4 +158,4 @@ def matches_everything(g: Glob) -> bool:
 
 
 __all__ = ["includes", "parts_include", "equivalent", "literal_prefix", "first_branch",
-           "matches_everything"]
+           "matches_everything", "sample_path"]

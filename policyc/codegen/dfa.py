@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..ir.glob import ACCEPT, BYTE, CLASS_OF, CONT, DSTAR, OTHER, SLASH, SPLIT, Nfa, path_bytes
-from ..ir.model import Lit
+from ..ir.model import DoubleStar, Lit
 
 # The state number lives in the top 24 bits of an edge key, so 1 << 24 is the format's limit;
 # the build stops far below it: 250,000 states are 5 MB of dfa_states and a few hundred MB of
@@ -128,7 +128,16 @@ def build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int
             n = max_states // 4
         if n > worst_states:
             worst, worst_states = source, n
-    raise DfaTooLarge(f"the path patterns need more than {max_states:,} automaton states", worst, worst_states)
+    message = f"the path patterns need more than {max_states:,} automaton states"
+    if worst_states * 100 < max_states:
+        # no rule is large alone: rules that wait for a name after a `**` grow it together
+        # (the automaton must remember which name it saw last, and how far into the next)
+        mid = sum(1 for pats in by_source.values()
+                  if any(isinstance(a, DoubleStar) for pat in pats for a in pat.atoms[:-1]))
+        message += (f" together: no rule needs more than {worst_states:,} alone, but {mid:,} rules have a `**` "
+                    "followed by more of the path, and the automaton must tell apart every pair of the "
+                    "names they wait for" if mid > 1 else " together, no rule being large alone")
+    raise DfaTooLarge(message, worst, worst_states)
 
 
 def _paused(patterns, n_ops, defaults, max_states) -> Dfa:
@@ -148,17 +157,6 @@ def _paused(patterns, n_ops, defaults, max_states) -> Dfa:
 PRUNE_ABSORBED = True
 
 
-def _atom_keys(parts):
-    """A glob's parts as the atoms a prefix tree shares: a literal byte by byte (`/srv/d1`
-    and `/srv/d2` share `/srv/d`), every other part whole."""
-    for p in parts:
-        if isinstance(p, Lit):
-            for b in path_bytes(p.text):
-                yield ("byte", b)
-        else:
-            yield ("part", p)
-
-
 def _shared_prefix_nfa(patterns: list[Pattern]):
     """One automaton for all patterns, their common prefixes shared (a tree of atoms whose
     branches are SPLIT positions): 1,000 rules `/**/wN/*` keep one `/**/` position in each
@@ -172,12 +170,16 @@ def _shared_prefix_nfa(patterns: list[Pattern]):
     for pi, pat in enumerate(patterns):
         node = root
         node[2] += 1
-        for key in _atom_keys(pat.atoms):
-            child = node[0].get(key)
-            if child is None:
-                child = node[0][key] = [{}, [], 0, pi]
-            node = child
-            node[2] += 1
+        for part in pat.atoms:
+            # the atoms a prefix tree shares: a literal byte by byte (`/srv/d1` and `/srv/d2`
+            # share `/srv/d`; the byte, an int, is the key), every other part whole (the part
+            # is the key). This loop runs once per byte of every pattern.
+            for key in (path_bytes(part.text) if type(part) is Lit else (part,)):
+                child = node[0].get(key)
+                if child is None:
+                    child = node[0][key] = [{}, [], 0, pi]
+                node = child
+                node[2] += 1
         node[1].append(pi)
     owner: dict[int, int] = {}
     pattern_of: list[int] = []
@@ -186,39 +188,43 @@ def _shared_prefix_nfa(patterns: list[Pattern]):
         pattern_of.extend([who] * (upto - len(pattern_of)))
 
     # back to front (a position knows its successor), without recursion: a path may be
-    # thousands of atoms deep
-    entry_of: dict[int, int] = {}
+    # thousands of atoms deep. A node's entry position is kept as its fifth element.
+    kinds, args, nxts = nfa.kind, nfa.arg, nfa.nxt
     stack = [(root, False)]
     while stack:
         node, done = stack.pop()
         if not done:
             stack.append((node, True))
-            stack.extend((child, False) for child in node[0].values())
+            stack.extend([(child, False) for child in node[0].values()])
             continue
         who = node[3] if node is not root and node[2] == 1 else -1
         entries = []
         for pi in node[1]:
             acc = nfa._emit(ACCEPT, -1, -1)
             owner[acc] = pi
-            own(len(nfa.kind), pi)
+            own(len(kinds), pi)
             entries.append(acc)
         for key, child in node[0].items():
-            after = entry_of.pop(id(child))
+            after = child.pop()
             child_who = child[3] if child[2] == 1 else -1
-            if key[0] == "byte":
-                e = nfa._emit(BYTE, key[1], after)
-            else:
-                e = nfa._seq((key[1],), after)
-            own(len(nfa.kind), child_who)
+            if type(key) is int:   # a literal byte: one position (inlined Nfa._emit)
+                kinds.append(BYTE)
+                args.append(key)
+                nxts.append(after)
+                pattern_of.append(child_who)
+                entries.append(len(kinds) - 1)
+                continue
+            e = nfa._seq((key,), after)
+            own(len(kinds), child_who)
             entries.append(e)
         if len(entries) == 1:
             entry = entries[0]
         else:
             entry = nfa._emit(SPLIT, -1, -1)
             nfa.split[entry] = tuple(entries)
-            own(len(nfa.kind), who)
-        entry_of[id(node)] = entry
-    return nfa, owner, pattern_of, entry_of[id(root)]
+            own(len(kinds), who)
+        node.append(entry)
+    return nfa, owner, pattern_of, root.pop()
 
 
 def _dominates(a: Pattern, b: Pattern) -> bool:
@@ -231,6 +237,39 @@ def _dominates(a: Pattern, b: Pattern) -> bool:
     if b.ops_mask and not (a.rank > b.rank or (a.rank == b.rank and a.rule_id <= b.rule_id)):
         return False
     return not b.protects or (a.protects and a.rule_id <= b.rule_id)
+
+
+def _verdict(acc, patterns, owner, defaults, n_ops, verdict_ids, verdicts) -> tuple[int, int]:
+    """(verdict index, lowest protecting deny rule) of a state whose accepting positions are
+    `acc`: per op, the most severe decision, then the earliest rule; the target bits."""
+    best = list(defaults)
+    found = [False] * n_ops
+    deny_min = 0
+    targets = 0
+    for p in acc:
+        pat = patterns[owner[p]]
+        if pat.target_bit >= 0:
+            targets |= 1 << pat.target_bit
+        if pat.protects and (deny_min == 0 or pat.rule_id < deny_min):
+            deny_min = pat.rule_id
+        m = pat.ops_mask
+        op = 0
+        cand = (pat.rank, pat.rule_id)
+        while m:
+            if m & 1:
+                cur = best[op]
+                if not found[op] or cand[0] > cur[0] or (cand[0] == cur[0] and cand[1] < cur[1]):
+                    best[op] = cand
+                    found[op] = True
+            m >>= 1
+            op += 1
+    vec = tuple(best) + (targets,)
+    vi = verdict_ids.get(vec)
+    if vi is None:
+        vi = len(verdicts)
+        verdict_ids[vec] = vi
+        verdicts.append(vec)
+    return vi, deny_min
 
 
 def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int]],
@@ -304,15 +343,32 @@ def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, in
             queue.append(i)
         return i
 
+    # Most states of a large policy are one literal byte of one path (`/srv/app12/fi`): their
+    # one move is that byte's, every class goes to the dead state. Those skip the general step.
+    closure = nfa.closure
+    arg = nfa.arg
     while queue:
         sid = queue.popleft()
-        cls_moves, explicit = successors(sets[sid])
-        d_ids = (intern(canonical(cls_moves[0])), intern(canonical(cls_moves[1])),
-                 intern(canonical(cls_moves[2])))
+        S = sets[sid]
+        if len(S) == 1:
+            (p,) = S
+            if kind[p] == BYTE:
+                b = arg[p]
+                tid = intern(canonical(closure(nxt[p])))
+                # trans[sid] stays (0, 0, 0): every other byte leads to the dead state
+                if tid:
+                    edges[sid << 8 | b] = tid
+                continue
+        cls_moves, explicit = successors(S)
+        d_ids = (intern(canonical(cls_moves[0])) if cls_moves[0] else 0,
+                 intern(canonical(cls_moves[1])) if cls_moves[1] else 0,
+                 intern(canonical(cls_moves[2])) if cls_moves[2] else 0)
         trans[sid] = d_ids
         base = sid << 8
-        for b, moves in explicit.items():
-            tid = intern(canonical(moves))
+        # in byte order: the numbering of states then depends on the patterns alone, not on
+        # the iteration order of the position sets
+        for b in sorted(explicit):
+            tid = intern(canonical(explicit[b]))
             if tid != d_ids[CLASS_OF[b]]:
                 edges[base | b] = tid
 
@@ -323,50 +379,27 @@ def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, in
     verdicts: list[tuple] = [default_vec]
     deny_here: list[int] = []
     state_verdict: list[int] = []
+    accepts = frozenset(p for p, k in enumerate(kind) if k == ACCEPT)
+    by_accepts: dict[frozenset[int], tuple[int, int]] = {}
     for S in sets:
-        best = list(defaults)
-        found = [False] * n_ops
-        deny_min = 0
-        targets = 0
-        for p in S:
-            if kind[p] != ACCEPT:
-                continue
-            pat = patterns[owner[p]]
-            if pat.target_bit >= 0:
-                targets |= 1 << pat.target_bit
-            if pat.protects and (deny_min == 0 or pat.rule_id < deny_min):
-                deny_min = pat.rule_id
-            m = pat.ops_mask
-            op = 0
-            while m:
-                if m & 1:
-                    cand = (pat.rank, pat.rule_id)
-                    cur = best[op]
-                    if not found[op] or cand[0] > cur[0] or (cand[0] == cur[0] and cand[1] < cur[1]):
-                        best[op] = cand
-                        found[op] = True
-                m >>= 1
-                op += 1
-        vec = tuple(best) + (targets,)
-        vi = verdict_ids.get(vec)
-        if vi is None:
-            vi = len(verdicts)
-            verdict_ids[vec] = vi
-            verdicts.append(vec)
-        state_verdict.append(vi)
-        deny_here.append(deny_min)
+        acc = accepts.intersection(S)
+        known = by_accepts.get(acc)
+        if known is None:
+            known = by_accepts[acc] = _verdict(acc, patterns, owner, defaults, n_ops, verdict_ids, verdicts)
+        state_verdict.append(known[0])
+        deny_here.append(known[1])
 
     # --- protection: the lowest deny rule reachable from a state (what a rename would move) --
     n = len(sets)
-    succ: list[set[int]] = [set() for _ in range(n)]
-    for sid in range(n):
-        succ[sid].update(trans[sid])
-    for key, tid in edges.items():
-        succ[key >> 8].add(tid)
-    preds: list[list[int]] = [[] for _ in range(n)]
-    for sid in range(n):
-        for t in succ[sid]:
-            preds[t].append(sid)
+    preds: list[list[int]] = []
+    if any(deny_here):
+        succ: list[set[int]] = [set(t) for t in trans]
+        for key, tid in edges.items():
+            succ[key >> 8].add(tid)
+        preds = [[] for _ in range(n)]
+        for sid in range(n):
+            for t in succ[sid]:
+                preds[t].append(sid)
     reach = list(deny_here)
     work = deque(i for i in range(n) if reach[i])
     while work:

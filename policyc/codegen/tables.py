@@ -98,18 +98,25 @@ def policy_dfa(policy: Policy) -> Dfa:
     return build_dfa(path_patterns(policy), N_OPS, defaults)
 
 
+# dfa_states and verdicts packed by position (pack_fields by name costs a dict per entry: a
+# third of the maps' time on 10,000 rules); the order is checked against the ABI here, so a
+# reordered struct fails at import rather than packing fields into the wrong members.
+assert DFA_STATE.names == ("next", "verdict", "protect_rule") and DFA_STATE.member("next").count == 3
+assert VERDICT.names == ("rule", "decision", "targets")
+assert VERDICT.member("rule").count == VERDICT.member("decision").count == N_OPS
+_pack_state = DFA_STATE.pack
+_pack_verdict = VERDICT.pack
+_u32 = U32.pack
+
+
 def dfa_maps(dfa: Dfa) -> dict[str, MapData]:
-    states = tuple(
-        (U32.pack(i), DFA_STATE.pack_fields(next=s[:3], verdict=s[3], protect_rule=s[4]))
-        for i, s in enumerate(dfa.states)
-    )
-    edges = tuple((U32.pack(k), U32.pack(v)) for k, v in sorted(dfa.edges.items()))
+    u32 = _u32
+    states = tuple((u32(i), _pack_state(*s)) for i, s in enumerate(dfa.states))
+    edges = tuple((u32(k), u32(v)) for k, v in sorted(dfa.edges.items()))
     verdicts = []
     for i, vec in enumerate(dfa.verdicts):
-        ops, targets = vec[:-1], vec[-1]
-        rules = [rule for _, rule in ops]
-        decisions = [rank for rank, _ in ops]
-        verdicts.append((U32.pack(i), VERDICT.pack_fields(rule=rules, decision=decisions, targets=targets)))
+        ops = vec[:-1]
+        verdicts.append((u32(i), _pack_verdict(*[rule for _, rule in ops], *[rank for rank, _ in ops], vec[-1])))
     return {
         "dfa_states": MapData("array", 4, DFA_STATE.size, max(1, len(states)), states),
         "dfa_edges": MapData("hash", 4, 4, max(1, len(edges)), edges),
@@ -155,28 +162,44 @@ def net_maps(policy: Policy) -> dict[str, MapData]:
     }
 
 
-def _simple(policy: Policy, matches) -> tuple[int, int]:
-    """(decision rank, rule id) among rules `matches` accepts: deny, audit, allow; then
-    source order; the default (rule 0) when none does."""
-    best = None
+def _simple_best(policy: Policy) -> tuple[dict, dict]:
+    """In one pass over the rules: per capability name and per simple family (module, bpf),
+    the rule that decides it: deny, audit, allow; then source order (the first of the most
+    severe). Once per capability over every rule cost 1.7 s on 10,000 rules."""
+    caps: dict[str, object] = {}
+    fams: dict[str, object] = {}
     for r in policy.rules:
-        if matches(r) and (best is None or RANK[r.decision] > RANK[best.decision]):
-            best = r
-    return (RANK[best.decision], best.id) if best else (RANK[policy.default], 0)
+        if r.family == "capability":
+            rank = RANK[r.decision]
+            for name in r.ops:
+                cur = caps.get(name)
+                if cur is None or rank > RANK[cur.decision]:
+                    caps[name] = r
+        elif r.family in ("module", "bpf"):
+            cur = fams.get(r.family)
+            if cur is None or RANK[r.decision] > RANK[cur.decision]:
+                fams[r.family] = r
+    return caps, fams
 
 
 def simple_maps(policy: Policy) -> dict[str, MapData]:
     """Capabilities (one verdict per number), module load and bpf (one verdict each)."""
     from ..ir.vocab import CAPABILITIES
 
+    best_cap, best_fam = _simple_best(policy)
+    default = (RANK[policy.default], 0)
+
+    def verdict(r) -> tuple[int, int]:
+        return (RANK[r.decision], r.id) if r is not None else default
+
     caps = []
     for num in range(abi.POLICYC_N_CAPS):
         name = CAPABILITIES[num] if num < len(CAPABILITIES) else None
-        rank, rule = _simple(policy, lambda r: r.family == "capability" and name in r.ops)
+        rank, rule = verdict(best_cap.get(name)) if name is not None else default
         caps.append((U32.pack(num), SIMPLE_VERDICT.pack_fields(rule_id=rule, decision=rank)))
     simple = []
     for idx, fam in ((SIMPLE_MODULE_LOAD, "module"), (SIMPLE_BPF, "bpf")):
-        rank, rule = _simple(policy, lambda r: r.family == fam)
+        rank, rule = verdict(best_fam.get(fam))
         simple.append((U32.pack(idx), SIMPLE_VERDICT.pack_fields(rule_id=rule, decision=rank)))
     return {
         "cap_verdicts": MapData("array", 4, SIMPLE_VERDICT.size, abi.POLICYC_N_CAPS, tuple(caps)),

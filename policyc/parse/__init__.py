@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
+from pathlib import Path
 
 import lark
 from lark import Lark, Token, Tree
@@ -30,19 +31,48 @@ _TERMINAL_NAMES = {
 }
 
 
+_LARK_OPTIONS = dict(
+    parser="lalr",
+    propagate_positions=False,
+    keep_all_tokens=True,
+    maybe_placeholders=True,
+    lexer="contextual",
+)
+
+
+def _parser_cache() -> Path | None:
+    """Where the analysed grammar is kept: POLICYC_CACHE (or ~/.cache/policyc), beside the
+    object cache, never a shared temporary directory (Lark's own default): the file is a
+    pickle, and only the user's own cache is trusted with it, as it is with objects."""
+    base = os.environ.get("POLICYC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "policyc")
+    return Path(base) / "parser" / f"lark-{lark.__version__}.cache"
+
+
 @functools.cache
 def _parser() -> Lark:
     # Positions come from the tokens (see _Builder.span): all tokens are kept so a node's
     # span runs from its first keyword to its closing `}`, and Lark's propagate_positions
     # (a third of the parse time on 10,000 rules) is not needed.
-    return Lark(
-        GRAMMAR.read_text(),
-        parser="lalr",
-        propagate_positions=False,
-        keep_all_tokens=True,
-        maybe_placeholders=True,
-        lexer="contextual",
-    )
+    #
+    # The LALR tables are cached (Lark's `cache`): analysing the grammar costs 30-40 ms of
+    # every run, loading them 5 ms. Lark checks the file's hash of the grammar, the options
+    # and its own version before using it, and builds anew on any mismatch or damage; a new
+    # file is written under a private name and renamed into place, so a concurrent build
+    # never reads half of one. A cache that cannot be written (a read-only guest) only
+    # costs the time.
+    grammar = GRAMMAR.read_text()
+    cache = _parser_cache()
+    if cache is not None and cache.is_file():
+        return Lark(grammar, cache=str(cache), **_LARK_OPTIONS)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        parser = Lark(grammar, cache=str(tmp), **_LARK_OPTIONS)
+        if tmp.is_file():
+            os.replace(tmp, cache)
+        return parser
+    except OSError:
+        return Lark(grammar, **_LARK_OPTIONS)
 
 
 # Terminals that carry meaning; the others (keywords, punctuation) only delimit.
@@ -221,6 +251,8 @@ def _tok_span(path: str, tok: Token) -> Span:
 
 def unescape(raw: str) -> str:
     """The value of a string literal: `\\x` stands for `x` (so `\\"` and `\\\\`), `\\n` a newline."""
+    if "\\" not in raw:   # most strings: no escape to read, the text between the quotes
+        return raw[1:-1]
     out = []
     i = 1
     body_end = len(raw) - 1

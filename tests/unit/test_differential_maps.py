@@ -740,3 +740,37 @@ def test_net_create_is_not_matched_by_rules_naming_ports_or_addresses(default, r
     event = ev("net.create", proto="tcp")
     assert expected(b.policy, event) == (default, 0)
     assert disagreement(b, event) is None
+
+
+# --- the rule shapes of #12, at small sizes -------------------------------------------------------
+SHAPE_POLICIES = {
+    # "deny the usual secret directories anywhere", with an allow under it and an audit over it
+    "secrets": ['deny file read "/**/{.ssh,.aws,.gnupg,.kube,.config/gh,.d1}/**"',
+                'allow file read "/home/*/.ssh/known_hosts"', 'audit file read, write "/home/**"'],
+    "home-**-dN": [f'{d} file read "/home/*/**/.d{i}/**"' for i, d in
+                   zip(range(12), itertools.cycle(["deny", "audit", "deny", "allow"]))],
+    "x*-then-n": ['deny file read "/**/x*' + "/*" * 5 + '"', 'allow file read "/home/**"',
+                  'audit file read "/**/x*/*/*"'],
+    "**-wN-*": [f'{d} file read "/**/w{i}/*"' for i, d in
+                zip(range(12), itertools.cycle(["deny", "allow", "audit"]))],
+    "home-*-pN-**": [f'deny file write "/home/*/p{i}/**"' for i in range(12)] + ['allow file write "/home/**"'],
+}
+SHAPE_COMPONENTS = ["home", "u", "x", "xa", "ax", "w1", "w11", "w2", "w", ".d1", ".d10", ".d3", ".d", "p1",
+                    "p11", "p2", ".ssh", ".config", "gh", ".aws", "known_hosts", "a"]
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPE_POLICIES))
+def test_rule_shapes_that_grew_the_automaton_decide_as_the_evaluator(shape):
+    text = ('policy p {\n subject exe "/usr/bin/x"\n default allow\n'
+            + "".join(f" {r}\n" for r in SHAPE_POLICIES[shape]) + "}\n")
+    b = build(text, f"{shape}.policy")
+    assert b is not None, text
+    rng = random.Random(shape)
+    events = []
+    for _ in range(600):
+        parts = [rng.choice(SHAPE_COMPONENTS) for _ in range(rng.randint(0, 9))]
+        if rng.random() < 0.5:
+            parts[:0] = ["home", rng.choice(["u", "v"])]
+        path = "/" + "/".join(parts)
+        events.append(ev(rng.choice(["file.read", "file.write", "file.rename"]), path=path))
+    assert check_events(b, events, text) > 500
