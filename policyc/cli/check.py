@@ -1,5 +1,7 @@
 """`policyc check PATH... [--format text|json|sarif|github] [--werror] [--no-config]
-[--kernel SPEC] [--load-test] [--base-dir DIR]`: parse, lower and run every check.
+[--kernel SPEC] [--load-test] [--base-dir DIR] [--stdin-filename NAME]`: parse, lower and run
+every check. `-` among the PATHs is standard input, checked as the file `--stdin-filename`
+names (for linters that pipe an editor's buffer).
 
 Silent on success in text format; exit 0 when clean or warnings only, 2 on errors (and, with
 `--werror`, on any warning left). In json, sarif and github formats the document goes to
@@ -19,6 +21,7 @@ error) it is one with `executionSuccessful: false` and the reason (policyc/repor
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional, TextIO
 
 import typer
@@ -27,12 +30,16 @@ from ..config import Config, ConfigError, load_config
 from ..diagnostics import Diagnostic, Diagnostics, Severity
 from ..report import (FORMATS, Sources, apply_suppressions, default_base_dir, render, render_sarif_failure,
                       summary)
-from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load_and_check
+from ..parse import decode_source
+from .common import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, guarded, load_and_check, overlaid
 
 
 def run_check(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, kernel: str | None = None, *,
               werror: bool | None = None, use_config: bool = True, load_test: bool = False,
-              base_dir: str | None = None) -> int:
+              base_dir: str | None = None, stdin_filename: str | None = None, stdin=None) -> int:
+    if "-" in paths or stdin_filename is not None:
+        return _check_stdin(paths, fmt, out, err, kernel, werror=werror, use_config=use_config,
+                            load_test=load_test, base_dir=base_dir, stdin_filename=stdin_filename, stdin=stdin)
     base = base_dir if base_dir is not None else default_base_dir(paths)
     config = Config()
     if use_config:
@@ -43,13 +50,20 @@ def run_check(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, kerne
             if fmt == "sarif":
                 render_sarif_failure(out, f"{e} (--no-config ignores it)", base_dir=base)
             return EXIT_BAD_INPUT
+    return _run_check(paths, fmt, config, out, err, kernel, werror=werror, load_test=load_test, base=base)
+
+
+def _run_check(paths: list[str], fmt: str | None, config: Config, out: TextIO, err: TextIO,
+               kernel: str | None, *, werror: bool | None, load_test: bool, base,
+               texts: dict[str, str] | None = None) -> int:
     fmt = fmt or config.format or "text"
     if fmt not in FORMATS:
-        err.write(f"policyc: unknown format `{fmt}` (one of {', '.join(FORMATS)})\n")
+        err.write(f"policyc: error: unknown format `{fmt}` (one of {', '.join(FORMATS)})\n")
         return EXIT_BAD_INPUT
     werror = config.werror if werror is None else werror
     diags = Diagnostics()
-    front, ok = load_and_check(paths, diags, err, kernel)
+    with overlaid(texts or {}):
+        front, ok = load_and_check(paths, diags, err, kernel)
     if not ok:
         if fmt == "sarif":
             render_sarif_failure(out, str(front.facts_error), base_dir=base)
@@ -62,6 +76,9 @@ def run_check(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, kerne
                 render_sarif_failure(out, said.text().strip().removeprefix("policyc: error: "), base_dir=base)
             return EXIT_BAD_INPUT
     sources = Sources(program.sources if program is not None else {})
+    for name, text in (texts or {}).items():
+        if program is None or name not in program.sources:
+            sources.add(name, text)
     items = apply_suppressions(diags.sorted(), program, sources)
     items = [d for d in items if d.code not in config.disable]
     render(items, fmt, out, sources, base_dir=base, inputs=paths)
@@ -71,6 +88,45 @@ def run_check(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, kerne
     if fmt == "text" and shown:
         _summary(items, bool(werror) and warnings and not errors, out, err)
     return EXIT_BAD_INPUT if errors or (werror and warnings) else EXIT_OK
+
+
+def _check_stdin(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, kernel: str | None, *,
+                 werror: bool | None, use_config: bool, load_test: bool, base_dir: str | None,
+                 stdin_filename: str | None, stdin=None) -> int:
+    """`check -` (`--stdin-filename NAME`): the policy text on standard input, checked as if it
+    were the file NAME (its includes relative to NAME, its diagnostics naming NAME; NAME need
+    not exist). For linters that pipe an editor's buffer. Without NAME it is `<stdin>`, its
+    includes relative to the working directory."""
+    import sys
+
+    if paths.count("-") != 1:
+        err.write("policyc: error: `--stdin-filename` names what `-` (standard input) stands for: "
+                  "give `-` once among the paths\n")
+        return EXIT_USAGE
+    name = stdin_filename or "<stdin>"
+    data = (stdin or sys.stdin.buffer).read()
+    if isinstance(data, str):
+        data = data.encode("utf-8", errors="surrogateescape")
+    read_diags = Diagnostics()
+    text = decode_source(name, data, read_diags)
+    paths = [name if p == "-" else p for p in paths]
+    base = base_dir if base_dir is not None else default_base_dir(
+        [p if os.path.exists(p) else (os.path.dirname(p) or ".") for p in paths])
+    config = Config()
+    if use_config:
+        try:
+            config = load_config()
+        except ConfigError as e:
+            err.write(f"policyc: error: {e} (--no-config ignores it)\n")
+            if fmt == "sarif":
+                render_sarif_failure(out, f"{e} (--no-config ignores it)", base_dir=base)
+            return EXIT_BAD_INPUT
+    if text is None:
+        fmt = fmt or config.format or "text"
+        render(read_diags.sorted(), fmt if fmt in FORMATS else "text", out, Sources(), base_dir=base, inputs=paths)
+        return EXIT_BAD_INPUT
+    return _run_check(paths, fmt, config, out, err, kernel, werror=werror, load_test=load_test, base=base,
+                      texts={name: text})
 
 
 def _load_test(front, err: TextIO) -> bool:
@@ -148,7 +204,8 @@ def _format_for_failure(fmt: str | None, use_config: bool) -> str:
 
 
 def command(
-    paths: List[str] = typer.Argument(..., metavar="PATH...", help="policy files or directories of them"),
+    paths: List[str] = typer.Argument(..., metavar="PATH...",
+                                      help="policy files or directories of them; - reads standard input"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f",
                                       help="text, json, sarif or github (default: policyc.toml's, else text)"),
     werror: Optional[bool] = typer.Option(None, "--werror/--no-werror",
@@ -161,6 +218,9 @@ def command(
                                    help="build each policy and load every program on the running kernel, "
                                         "attaching nothing: what its verifier refuses is reported per rule "
                                         "(P051; root and BPF LSM)"),
+    stdin_filename: Optional[str] = typer.Option(None, "--stdin-filename", metavar="NAME",
+                                                 help="with `-`: the file standard input stands for "
+                                                      "(its includes are relative to it; it need not exist)"),
     base_dir: Optional[str] = typer.Option(None, "--base-dir", metavar="DIR",
                                            help="sarif: paths relative to DIR, the %SRCROOT% of code scanning "
                                                 "(default: the git top-level of the first PATH, else the "
@@ -177,4 +237,5 @@ def command(
                                  base_dir=base_dir if base_dir is not None else default_base_dir(paths))
 
     guarded(run_check, paths, fmt, out=out, err=sys.stderr, kernel=kernel, werror=werror,
-            use_config=not no_config, load_test=load_test, base_dir=base_dir, on_bug=bug)
+            use_config=not no_config, load_test=load_test, base_dir=base_dir,
+            stdin_filename=stdin_filename, on_bug=bug)

@@ -5,8 +5,10 @@ OP is `FAMILY[.OP]`: `file.read` ... `file.exec-map`, `exec`, `net.connect`, `ne
 `net.create`, `capability` (with --cap, or `capability.NAME`), `signal` (with --signal, or
 `signal.NAME`), `ptrace`, `mount`, `module.load`, `bpf`. PATH is absolute, except for `exec`
 and `file.exec-map` of a file without one, named as the kernel names it (`memfd:x`). JSON:
-`{"decision": "allow|deny|audit", "policy": NAME|null, "rule": "file:line:col"|null, ...}`;
-a process that no policy governs is allowed with policy and rule null.
+`{"version": 1, "decision": "allow|deny|audit", "policy": NAME|null, "rule": "file:line:col"|null,
+"governed": bool, ...}`; a process that no policy governs is allowed with policy and rule null
+("no policy governs this process"). `--fail-on deny|audit|allow` exits 1 when the decision is
+that one (`allow`: allowed, logged or not), for a CI step that asserts a decision.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from ..diagnostics import Diagnostics, did_you_mean
 from ..evaluate import Decision, decide, decide_policy, governs
 from ..ir.model import Event, Program
 from ..ir.vocab import FAMILIES
-from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load, print_diagnostics
+from .common import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_USAGE, guarded, load, print_diagnostics
+
+
+JSON_VERSION = 1   # `version` of `explain --json`'s object: raised when a field changes meaning
 
 
 def all_ops() -> list[str]:
@@ -105,17 +110,29 @@ def parse_event(exe: str, op: str, path, addr, port, proto, cap, signal, target_
 
 
 def to_dict(d: Decision, program: Program, event: Event) -> dict:
-    out = d.to_dict()
+    out = {"version": JSON_VERSION, **d.to_dict()}
+    out["governed"] = d.policy is not None
+    # the same places as objects (the strings above stay: they are a contract)
+    out["rule_location"] = _location(d.rule.span if d.rule else None)
+    out["policy_location"] = _location(d.policy.span if d.policy else None)
     out["governing"] = [
-        {"policy": p.name, "decision": pd.action, "rule": str(pd.rule.span) if pd.rule else None}
+        {"policy": p.name, "decision": pd.action, "rule": str(pd.rule.span) if pd.rule else None,
+         "rule_location": _location(pd.rule.span if pd.rule else None)}
         for p in program.policies if governs(p, event) for pd in [decide_policy(p, event)]
     ]
     return out
 
 
+def _location(span) -> dict | None:
+    return None if span is None else {"file": span.file, "line": span.line, "col": span.col}
+
+
 def run_explain(paths: list[str], exe: str, op: str, path=None, addr=None, port=None, proto=None, cap=None,
                 signal=None, target_exe=None, target_cgroup=None, cgroup=None, parents=(), as_json=False,
-                *, out: TextIO, err: TextIO) -> int:
+                *, out: TextIO, err: TextIO, fail_on: str | None = None) -> int:
+    if fail_on is not None and fail_on not in FAIL_ON:
+        err.write(f"policyc: error: `--fail-on {fail_on}`: one of {', '.join(FAIL_ON)}\n")
+        return EXIT_USAGE
     diags = Diagnostics()
     program = load(paths, diags).program
     event = parse_event(exe, op, path, addr, port, proto, cap, signal, target_exe, target_cgroup, cgroup,
@@ -127,15 +144,33 @@ def run_explain(paths: list[str], exe: str, op: str, path=None, addr=None, port=
     if as_json:
         json.dump(to_dict(d, program, event), out, indent=2)
         out.write("\n")
-        return EXIT_OK
-    out.write(render_text(d, program, event))
+    else:
+        out.write(render_text(d, program, event))
+    if fail_on is not None and _matches(d.action, fail_on):
+        try:
+            out.flush()
+        except (OSError, ValueError):
+            pass
+        err.write(f"policyc: the decision is {d.action} (--fail-on {fail_on})\n")
+        return EXIT_FAIL
     return EXIT_OK
+
+
+# `--fail-on deny`: exit 1 when the event is denied; `audit` when it is logged (allowed by an
+# audit rule, or a denial in mode audit); `allow` when it is allowed, logged or not.
+FAIL_ON = ("deny", "audit", "allow")
+
+
+def _matches(action: str, fail_on: str) -> bool:
+    if fail_on == "allow":
+        return action in ("allow", "audit")
+    return action == fail_on
 
 
 def render_text(d: Decision, program: Program, event: Event) -> str:
     lines = [f"decision: {d.action}"]
     if d.policy is None:
-        lines.append(f"policy:   none: no policy governs `{event.exe}`")
+        lines.append(f"policy:   none: no policy governs this process (`{event.exe}`)")
         lines.append("rule:     none")
         return "\n".join(lines) + "\n"
     p = d.policy
@@ -175,9 +210,16 @@ def command(
     cgroup: Optional[str] = typer.Option(None, "--cgroup", help="the cgroup v2 path of the acting process"),
     parents: Optional[List[str]] = typer.Option(None, "--parent-exe", help="an ancestor's executable, nearest first (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text or json (--json is json)"),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", metavar="deny|audit|allow",
+                                          help="exit 1 when the decision is this (allow: allowed, logged or not), "
+                                               "for a CI step that asserts a decision"),
 ) -> None:
     """Explain the decision for one event: which policy and rule decide, and where they are."""
     import sys
 
+    if fmt is not None and fmt not in ("text", "json"):
+        sys.stderr.write(f"policyc: error: unknown format `{fmt}` (text or json)\n")
+        raise typer.Exit(EXIT_USAGE)
     guarded(run_explain, paths, exe, op, path, addr, port, proto, cap, signal, target_exe, target_cgroup,
-            cgroup, parents or [], as_json, out=sys.stdout, err=sys.stderr)
+            cgroup, parents or [], as_json or fmt == "json", out=sys.stdout, err=sys.stderr, fail_on=fail_on)

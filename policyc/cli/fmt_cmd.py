@@ -30,7 +30,7 @@ def expand(paths: list[str], diags: Diagnostics) -> list[str]:
 def run_fmt(paths: list[str], check: bool = False, write: bool = False, diff: bool = False,
             list_: bool = False, *, out: TextIO, err: TextIO, stdin=None) -> int:
     if write and (check or "-" in paths):
-        err.write("policyc: `-w` cannot be combined with `--check` or `-` (stdin)\n")
+        err.write("policyc: error: `-w` cannot be combined with `--check` or `-` (stdin)\n")
         return EXIT_BAD_INPUT
     diags = Diagnostics()
     changed = 0

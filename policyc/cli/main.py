@@ -1,28 +1,123 @@
 """`policyc`: the list of commands. Each lives in its own module (`run_<command>` plus the
-typer wrapper); add a command by adding a line here."""
+typer wrapper); add a command by adding a line to COMMANDS.
+
+The command modules are imported lazily: only the one that runs is imported (its imports
+are what a command costs at start-up: `build` brings jinja2 and the code generator, `exec`
+libbpf through cffi). `policyc --help` lists the commands from COMMANDS' one-line help
+without importing any (tests/unit/test_startup_lazy.py holds that help to the docstrings).
+
+Exit codes (README.md, "Exit codes"): 0 ok, 1 a test failed or a file would change, 2 the
+input has errors, 3 a policyc bug, 64 a usage error (an unknown option, a missing argument:
+EX_USAGE), 130 interrupted. Click exits 2 on a usage error; `main` makes it 64, so 2 always
+means "the policy has errors".
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 from typing import List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
-from . import build, check, exec_cmd, explain, fmt_cmd, load, status, test_cmd, unload
-from . import audit_cmd, report_cmd, suggest_cmd
-from . import import_cmd
-from .common import guarded
+from .common import EXIT_USAGE, guarded
+
+# name -> (module in policyc.cli, function, one-line help, context settings)
+COMMANDS: dict[str, tuple[str, str, str, dict]] = {
+    "check": ("check", "command",
+              "Check policies: syntax, names, includes, and the checks in docs/diagnostics.md.", {}),
+    "fmt": ("fmt_cmd", "command", "Format policies in the canonical layout (docs/language.md, Formatting).", {}),
+    "explain": ("explain", "command",
+                "Explain the decision for one event: which policy and rule decide, and where they are.", {}),
+    "test": ("test_cmd", "command", "Run the policies' test blocks against the reference evaluator.", {}),
+    "build": ("build", "command",
+              "Compile policies to BPF LSM objects and manifests (no kernel, no privileges needed).", {}),
+    "load": ("load", "command", "Load policies into the kernel (BPF LSM) and pin them under /sys/fs/bpf/policyc.", {}),
+    "unload": ("unload", "command", "Unload policies: their programs detach and their pins go.", {}),
+    "status": ("status", "command",
+               "Show loaded policies: load time, object hash, per-hook counters since the first load.", {}),
+    "exec": ("exec_cmd", "command",
+             "Run one command under a policy, as its subject (needs BPF LSM: use `policyc vm` here).",
+             {"allow_interspersed_args": False}),
+    "audit": ("audit_cmd", "command", "Read the deny and audit events of every loaded policy (docs/audit-log.md).", {}),
+    "report": ("report_cmd", "command", "Summarize audit logs: top rules, subjects, objects, events per hour.", {}),
+    "suggest": ("suggest_cmd", "command", "Propose allow rules from audit-mode and deny events of audit logs.", {}),
+    "import-apparmor": ("import_cmd", "command",
+                        "Convert AppArmor profiles into one .policy file (what cannot be said is listed).", {}),
+    "install": ("install_cmd", "install_command",
+                "Install on a host: sources in /etc/policyc/policies.d, built into /var/lib/policyc, units enabled.",
+                {}),
+    "uninstall": ("install_cmd", "uninstall_command",
+                  "Remove the units and their enable links (sources kept unless --purge; loaded policies stay).", {}),
+    "doctor": ("doctor_cmd", "command",
+               "Can this host enforce? Each check ok or its fix; exit 0 when it can, 1 otherwise.", {}),
+    "lsp": ("main", "lsp_command", "Run the language server (LSP) over stdio, for editors.", {}),
+    "completion": ("main", "completion_command",
+                   "Print the shell completion script for bash, zsh or fish.", {}),
+}
+
+
+class _Listed(typer.core.TyperCommand):
+    """A command as `policyc --help` lists it: its name and help, nothing imported."""
+
+
+class LazyGroup(TyperGroup):
+    """The commands of COMMANDS built when first asked for (their module imported then)."""
+
+    _listing = False
+
+    def list_commands(self, ctx) -> list[str]:
+        return [*COMMANDS, *(n for n in self.commands if n not in COMMANDS)]
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in COMMANDS:
+            return None
+        if self._listing:
+            return _Listed(name=cmd_name, help=COMMANDS[cmd_name][2], callback=None)
+        cmd = load_command(cmd_name)
+        self.commands[cmd_name] = cmd
+        return cmd
+
+    def format_help(self, ctx, formatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def shell_complete(self, ctx, incomplete: str):
+        """Completing a command's name lists COMMANDS; nothing is imported for it."""
+        self._listing = True
+        try:
+            return super().shell_complete(ctx, incomplete)
+        finally:
+            self._listing = False
+
+
+def load_command(name: str):
+    """The click command of COMMANDS[name], its module imported now."""
+    module, attr, _, settings = COMMANDS[name]
+    fn = getattr(importlib.import_module(f"policyc.cli.{module}"), attr)
+    one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    one.command(name, context_settings=settings or None)(fn)
+    return typer.main.get_command(one)
+
 
 app = typer.Typer(
     name="policyc",
+    cls=LazyGroup,
     help="A declarative policy compiler for Linux process security: .policy files to BPF LSM programs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
 
 
 def _print_version(value: bool) -> None:
@@ -37,25 +132,6 @@ def _options(
                                  help="print `policyc VERSION` and exit"),
 ) -> None:
     pass
-
-
-app.command("check")(check.command)
-app.command("fmt")(fmt_cmd.command)
-app.command("explain")(explain.command)
-app.command("test")(test_cmd.command)
-app.command("build")(build.command)
-app.command("load")(load.command)
-app.command("unload")(unload.command)
-app.command("status")(status.command)
-app.command("exec", context_settings={"allow_interspersed_args": False})(exec_cmd.command)
-app.command("audit")(audit_cmd.command)
-app.command("report")(report_cmd.command)
-app.command("suggest")(suggest_cmd.command)
-app.command("import-apparmor")(import_cmd.command)
-from . import doctor_cmd, install_cmd  # noqa: E402 - host operations (issue #15)
-app.command("install")(install_cmd.install_command)
-app.command("uninstall")(install_cmd.uninstall_command)
-app.command("doctor")(doctor_cmd.command)
 
 
 @app.command("vm", context_settings={"allow_interspersed_args": False})
@@ -73,8 +149,69 @@ def vm(
     guarded(run, kernel, argv, out=sys.stdout, err=sys.stderr)
 
 
+def lsp_command(
+    stdio: bool = typer.Option(True, "--stdio", help="talk LSP on standard input and output (the only transport)"),
+) -> None:
+    """Run the language server (LSP) over stdio, for editors."""
+
+    def run(out, err) -> int:
+        try:
+            from ..lsp.server import serve
+        except ImportError as e:
+            err.write(f"policyc: error: `policyc lsp` needs the lsp extra: pip install 'policyc[lsp]' ({e})\n")
+            return 2
+        serve()
+        return 0
+
+    guarded(run, out=sys.stdout, err=sys.stderr)
+
+
+def completion_command(
+    shell: str = typer.Argument(..., metavar="SHELL", help="bash, zsh or fish"),
+) -> None:
+    """Print the shell completion script for bash, zsh or fish."""
+    def run(out, err) -> int:
+        text = completion_script(shell)
+        if text is None:
+            err.write(f"policyc: error: unknown shell `{shell}` (bash, zsh or fish)\n")
+            return EXIT_USAGE
+        out.write(text)
+        return 0
+
+    guarded(run, out=sys.stdout, err=sys.stderr)
+
+
+COMPLETE_VAR = "_POLICYC_COMPLETE"
+SHELLS = ("bash", "zsh", "fish")
+
+
+def completion_script(shell: str) -> str | None:
+    """typer's completion script for `shell` (None for another shell): sourced, it asks
+    `policyc` itself (with _POLICYC_COMPLETE set) for the words that may follow."""
+    if shell not in SHELLS:
+        return None
+    from typer._completion_shared import get_completion_script
+
+    return get_completion_script(prog_name="policyc", complete_var=COMPLETE_VAR, shell=shell) + "\n"
+
+
+def _usage_errors_exit_64() -> None:
+    """Click (vendored by typer) exits 2 on a usage error; policyc's 2 means "the input has
+    errors", so the `policyc` command exits 64 (EX_USAGE) on one instead. Set by the entry
+    point, for the process it runs in: `app` itself (typer's CliRunner) keeps click's 2."""
+    from typer._click import exceptions as _exc
+
+    _exc.UsageError.exit_code = EXIT_USAGE
+
+
 def main() -> None:
-    app(prog_name="policyc")
+    _usage_errors_exit_64()
+    if COMPLETE_VAR in os.environ:
+        # a shell asks for completions: typer's completion classes answer it
+        from typer._completion_classes import completion_init
+
+        completion_init()
+    app(prog_name="policyc", complete_var=COMPLETE_VAR)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,10 @@ from .common import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, guarded, load, print_dia
 def run_test(paths: list[str], kernel: str | None = None, verbose: bool = False, *, out: TextIO,
              err: TextIO, fmt: str = "text") -> int:
     if fmt not in TEST_FORMATS:
-        err.write(f"policyc: unknown format `{fmt}` (one of {', '.join(TEST_FORMATS)})\n")
+        err.write(f"policyc: error: unknown format `{fmt}` (one of {', '.join(TEST_FORMATS)})\n")
         return EXIT_BAD_INPUT
     if kernel is not None and fmt != "text":
-        err.write(f"policyc: `--format {fmt}` is for the reference evaluator; `--kernel` prints text only\n")
+        err.write(f"policyc: error: `--format {fmt}` is for the reference evaluator; `--kernel` prints text only\n")
         return EXIT_BAD_INPUT
     diags = Diagnostics()
     # With --kernel each policy is built and loaded, so the checks run first (the pipeline

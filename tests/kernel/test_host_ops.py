@@ -102,7 +102,7 @@ def denied(letter: str, what: str) -> bool:
     if p.returncode == 0:
         assert p.stdout == f"{what}\n", p.stdout   # the file's content: really read
         return False
-    assert "Permission denied" in p.stderr, p.stderr
+    assert "Operation not permitted" in p.stderr, p.stderr   # EPERM: a policy denial (docs/semantics.md)
     return True
 
 
