@@ -32,7 +32,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kernel", action="append", metavar="SPEC",
                         help='"6.1", "6.12", "7.2", "newest" or a path to DIR/boot/vmlinuz-V (repeatable)')
-    parser.add_argument("--timeout", type=float, default=2400, help="seconds per boot (2400)")
+    parser.add_argument("--timeout", type=float, default=3000, help="seconds per boot (3000)")
     args = parser.parse_args(own)
     args.kernel = args.kernel or DEFAULT_KERNELS
     return args, pytest_args

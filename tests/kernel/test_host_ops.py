@@ -30,7 +30,8 @@ from policyc import runtime
 
 from .harness import tree
 
-pytestmark = pytest.mark.kernel
+# userspace over the kernel (the CLI, units, sync): on the oldest kernel only (scripts/test.sh, README)
+pytestmark = [pytest.mark.kernel, pytest.mark.oldest_only]
 
 R = "/tmp/pk-hostops"
 REPO = Path(__file__).resolve().parents[2]
