@@ -34,11 +34,11 @@ GRAMMAR = ROOT / "grammar" / "policy.lark"
 
 
 def grammar_words(text: str | None = None) -> dict[str, list[str]]:
-    """From policy.lark: `keywords` (every quoted literal word), `decisions` and `protocols`
-    (the alternatives of the DECISION and PROTO terminals)."""
+    """From policy.lark: `keywords` (every quoted literal word, `include?` with its `?`),
+    `decisions` and `protocols` (the alternatives of the DECISION and PROTO terminals)."""
     text = GRAMMAR.read_text() if text is None else text
     code = "\n".join(line.split("//", 1)[0] for line in text.splitlines())
-    keywords = sorted(set(re.findall(r'"([a-z][a-z_\-]*)"', code)))
+    keywords = sorted(set(re.findall(r'"([a-z][a-z_\-]*\??)"', code)))   # `include?` too
 
     def alternatives(terminal: str) -> list[str]:
         m = re.search(rf"^{terminal}(?:\.\d+)?:\s*/\(([^)]*)\)", code, re.M)
@@ -134,7 +134,9 @@ def vim_syntax() -> str:
         "syntax iskeyword @,48-57,_,-",
         "syntax case match",
         "",
-        *_vim_words("policyKeyword", g["keywords"]),
+        *_vim_words("policyKeyword", [w for w in g["keywords"] if not w.endswith("?")]),
+        # a vim keyword is made of 'iskeyword' characters only: the `?` of `include?` is a match
+        *(rf"syntax match policyKeyword /\%(\<{w[:-1]}\)\@<=?/" for w in g["keywords"] if w.endswith("?")),
         *_vim_words("policyDecision", g["decisions"]),
         *_vim_words("policyFamily", v["families"]),
         *_vim_words("policyOperation", v["operations"]),

@@ -216,7 +216,7 @@ class _Formatter:
 
     # --- statements: one render_<kind> each, returning the statement's lines ----------------
     def render_include(self, it: S.Include) -> list[str]:
-        return [f"include {it.path.raw}"]
+        return [f"{'include?' if it.optional else 'include'} {it.path.raw}"]
 
     def render_let(self, it: S.Let) -> list[str]:
         return [f"let {it.name.value} = {it.value.raw}"]

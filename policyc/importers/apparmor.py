@@ -766,7 +766,9 @@ class _ProfileConverter:
             self.emit(e, sink)
             return
         if inc.optional:
-            sink.comment(f"{self.full(inc.loc)}: `{inc.text}`: policyc has no optional include; "
+            # not `include?`: every include is converted in place (a ruleset), and the file is
+            # AppArmor's, not a policy file `include?` could read
+            sink.comment(f"{self.full(inc.loc)}: `{inc.text}`: an optional include, present: "
                          "the file's rules as they are now are converted")
         if depth >= MAX_INCLUDE_DEPTH:
             raise ImportError_(f"{inc.loc}: includes nest deeper than {MAX_INCLUDE_DEPTH}")

@@ -27,6 +27,7 @@ class Name:
 class Include:
     path: Str
     span: Span
+    optional: bool = False   # `include?`: a PATH that does not exist is skipped
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ class Sources:
         self.order: list[str] = []                    # files read, in program order
         self.items: list[tuple[object, str]] = []     # (Let | Policy | Ruleset | TestBlock, file)
         self.includes: dict[str, list[str]] = {}      # file -> the files its includes name
+        self.skipped: list[tuple[S.Include, str]] = []  # `include?`s of absent files, their paths
         self._lines: dict[str, list[str]] = {}
 
     def load(self, path: str, stack: tuple[tuple[str, Span], ...] = ()) -> None:
@@ -80,8 +81,12 @@ class Sources:
             if not isinstance(item, S.Include):
                 self.items.append((item, key))
                 continue
-            target = os.path.normpath(os.path.join(os.path.dirname(key), item.path.value))
-            if not os.path.exists(target):
+            target = include_target(key, item)
+            if item.optional:
+                if not self._optional_present(item, target):
+                    self.skipped.append((item, target))
+                    continue
+            elif not os.path.exists(target):
                 self.diags.error("P004", item.path.span, f"included file `{item.path.value}` not found",
                                  hints=(f"looked for `{target}`, relative to the including file",))
                 continue
@@ -95,6 +100,31 @@ class Sources:
         test_file = key + ".test"
         if key.endswith(".policy") and os.path.isfile(test_file):
             self.load(test_file, stack)
+
+    def _optional_present(self, item: S.Include, target: str) -> bool:
+        """Whether an `include?` names something to read: False (skipped, no diagnostic) only
+        when nothing is there. A name that is there but cannot be looked at, a symbolic link
+        to nothing, and a missing name that is a glob are errors, as for `include`: an
+        optional include skips an absent file, never one it cannot see."""
+        try:
+            os.lstat(target)
+        except (FileNotFoundError, NotADirectoryError):
+            if any(c in item.path.value for c in _GLOB_CHARS):
+                self.diags.error("P004", item.path.span, f"included file `{item.path.value}` not found",
+                                 hints=("an include names one file: `*`, `?`, `{` and `[` are not globs "
+                                        "there, and `include?` skips only a file that is absent",))
+            return False
+        except OSError as e:
+            self.diags.error("P006", item.path.span, f"cannot read included `{item.path.value}`: {e.strerror or e}",
+                             hints=(f"looked for `{target}`; `include?` skips only a file that is absent",))
+            return False
+        if not os.path.exists(target):
+            self.diags.error("P004", item.path.span,
+                             f"included file `{item.path.value}` is a symbolic link to nothing",
+                             hints=(f"`{target}` -> `{os.readlink(target)}`; `include?` skips only a file "
+                                    "that is absent",))
+            return False
+        return True
 
     def source_text(self, span: Span) -> str:
         """The text `span` covers: on several lines, joined with single spaces and without
@@ -112,6 +142,15 @@ class Sources:
         last = lines[span.end_line - 1][: span.end_col - 1]
         parts = (_without_comment(x).strip() for x in [first, *rest, last])
         return " ".join(p for p in parts if p)
+
+
+_GLOB_CHARS = "*?{["
+
+
+def include_target(including: str, item: S.Include) -> str:
+    """The path an `include` (or `include?`) in the file `including` names: relative to
+    that file's directory. Taken literally: no glob, and a directory is not a policy file."""
+    return os.path.normpath(os.path.join(os.path.dirname(including), item.path.value))
 
 
 def _without_comment(line: str) -> str:

@@ -1,7 +1,7 @@
 """What the language server knows about one buffer, without the protocol: diagnostics from the
 front end and every check, the rule under the cursor (what it matches, which diagnostics of
-the checks name it), where an `include`, a `use` or a `${var}` is defined, and what may be
-typed at a place. policyc/lsp/server.py speaks LSP around it.
+the checks name it), where an `include` (or `include?`), a `use` or a `${var}` is defined,
+and what may be typed at a place. policyc/lsp/server.py speaks LSP around it.
 
 Positions here are policyc's: 1-based lines, 1-based columns counted in characters.
 """
@@ -142,7 +142,7 @@ def hover(a: Analysis, line: int, col: int) -> tuple[str, Span] | None:
     in, and what the checks say about it (which rule shadows or overrides it)."""
     found = rules_at(a, line, col)
     if not found:
-        return _hover_syntax(a, line, col)
+        return _hover_include(a, line, col) or _hover_syntax(a, line, col)
     p, r = found[0]
     lines = [f"**{r.decision}** `{r.text}`", "", describe_rule(r), ""]
     names = ", ".join(f"`{q.name}` (mode {q.mode}, default {q.default})" for q, _ in found)
@@ -160,6 +160,28 @@ def hover(a: Analysis, line: int, col: int) -> tuple[str, Span] | None:
         lines.append("")
         lines.append("No other rule shadows or overrides it.")
     return "\n".join(lines), r.span
+
+
+def _hover_include(a: Analysis, line: int, col: int) -> tuple[str, Span] | None:
+    """An `include` or `include?`: the file it names, and whether an `include?` brings it in
+    or skips it (the one place an absent optional file is mentioned: `check` says nothing)."""
+    if a.tree is None:
+        return None
+    for item in a.tree.items:
+        if isinstance(item, S.Include) and _inside(item.span, line, col):
+            target = _include_target(a.path, item)
+            if not item.optional:
+                return f"**include** `{target}`", item.span
+            if target in a.trees or os.path.lexists(target):
+                return f"**include?** `{target}`: present, included", item.span
+            return f"**include?** `{target}`: absent, skipped (an optional include)", item.span
+    return None
+
+
+def _include_target(path: str, item: S.Include) -> str:
+    from ..lower.sources import include_target
+
+    return include_target(path, item)
 
 
 def _hover_syntax(a: Analysis, line: int, col: int) -> tuple[str, Span] | None:
@@ -196,7 +218,7 @@ def definition(a: Analysis, line: int, col: int) -> Span | None:
         return None
     for item in _walk(a.tree.items):
         if isinstance(item, S.Include) and _inside(item.span, line, col):
-            target = os.path.normpath(os.path.join(os.path.dirname(a.path), item.path.value))
+            target = _include_target(a.path, item)   # `include?` of an absent file: nowhere
             if os.path.exists(target) or target in a.trees:
                 return Span(target, 1, 1, 1, 1)
             return None
@@ -259,7 +281,7 @@ def _find_ruleset(a: Analysis, name: str) -> Span | None:
 
 
 # --- completion ---------------------------------------------------------------------------------
-TOP_KEYWORDS = ("include", "let", "policy", "ruleset", "test")
+TOP_KEYWORDS = ("include", "include?", "let", "policy", "ruleset", "test")
 POLICY_KEYWORDS = ("subject", "mode", "default", "let", "use", "acknowledge", *DECISIONS)
 _WORD = re.compile(r"[A-Za-z0-9_\-]*$")
 

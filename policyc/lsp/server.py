@@ -7,8 +7,10 @@
 - formatting: `policyc fmt` of the buffer, one edit (none when it is already formatted or
   does not parse).
 - hover on a rule: its decision, what it matches, its policies, and what the checks say
-  about it (which rule shadows, duplicates or overrides it, with where).
-- go to definition: the file of an `include`, the ruleset of a `use`, the `let` of a `${var}`.
+  about it (which rule shadows, duplicates or overrides it, with where); on an `include?`,
+  whether its file is there (included) or absent (skipped).
+- go to definition: the file of an `include` (or of an `include?` whose file is there), the
+  ruleset of a `use`, the `let` of a `${var}`.
 - completion: keywords, families, a family's operations, capabilities, signals, protocols.
 
 policyc/lsp/analysis.py holds the logic; this module only converts to and from LSP.
@@ -121,8 +123,9 @@ class PolicyServer(LanguageServer):
 
             for item in a.tree.items:
                 if isinstance(item, S.Include):
-                    target = os.path.normpath(os.path.join(os.path.dirname(a.path), item.path.value))
-                    includes.setdefault(target, item.span)
+                    from ..lower.sources import include_target
+
+                    includes.setdefault(include_target(a.path, item), item.span)
         for d in a.diagnostics:
             message = d.message
             span = d.span

@@ -28,6 +28,7 @@ _TERMINAL_NAMES = {
     "COMMA": "`,`", "LBRACE": "`{`", "RBRACE": "`}`", "EQUAL": "`=`", "DECISION": "`allow`, `deny` or `audit`",
     "STRING": "a string", "NAME": "a name", "ADDR": "an address", "PORT": "a port",
     "PROTO": "a protocol", "RATE": "a rate such as `100/s`", "$END": "end of file",
+    "OPTIONAL_INCLUDE": "`include?`",
 }
 
 
@@ -176,6 +177,8 @@ def parse_text(path: str, text: str, diags: Diagnostics) -> S.File | None:
             else:
                 msg, hints = f"unexpected character `{ch!s}`" if ch.isprintable() else \
                     f"unexpected character U+{ord(ch):04X}", ()
+            if ch == "?" and text[:e.pos_in_stream].rstrip().endswith("include"):
+                hints = ("an optional include is `include?`, without a space",)
             diags.error("P001", Span(path, line, col, line, col + 1), msg, hints=hints)
         else:
             tok = e.token
@@ -313,6 +316,9 @@ class _Builder:
 
     def build_include(self, t):
         return S.Include(self.string(_children(t)[0]), self.span(t))
+
+    def build_include_optional(self, t):
+        return S.Include(self.string(_children(t)[0]), self.span(t), optional=True)
 
     def build_let_stmt(self, t):
         return S.Let(self.name(_children(t)[0]), self.string(_children(t)[1]), self.span(t))

@@ -11,6 +11,7 @@ syntax case match
 
 syntax keyword policyKeyword acknowledge all cgroup default except exe expect include let limit mode
 syntax keyword policyKeyword parent policy port ruleset subject test to use
+syntax match policyKeyword /\%(\<include\)\@<=?/
 syntax keyword policyDecision allow deny audit
 syntax keyword policyFamily file exec net capability signal ptrace mount module bpf
 syntax keyword policyOperation append bind chmod chown connect create delete exec-map link load read rename
