@@ -145,7 +145,11 @@ def manifest_digest(m: dict) -> str:
 
 
 def load_manifest(manifest_path: Path, replace: bool = False, name: str | None = None,
-                  missing_cgroups: list[str] | None = None) -> runtime.LoadedPolicy:
+                  missing_cgroups: list[str] | None = None, adopt=None) -> runtime.LoadedPolicy:
+    """Load (or with REPLACE, replace) the policy of a manifest. With ADOPT (an empty
+    policyc.adopt.Report, filled here): once the programs are attached, govern the running
+    processes the policy's `subject exe` patterns match, and their descendants (policyc/adopt.py;
+    a failure to adopt is said in the report, the policy stays loaded)."""
     manifest_path = Path(manifest_path)
     m = read_manifest(manifest_path)
     obj = manifest_path.parent / m["object"]
@@ -178,12 +182,28 @@ def load_manifest(manifest_path: Path, replace: bool = False, name: str | None =
         loaded = runtime.load(str(obj), name or m["policy"], fills, pin_root=PIN_ROOT, replace=replace)
     except runtime.BpfError as e:
         raise DeployError(f"loading policy `{m['policy']}` failed: {e.message}", detail=e.log)
+    if adopt is not None:
+        _adopt(m, loaded, adopt)
     # keep the manifest beside the pins' owner so audit readers can name rules later
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
     (state / f"{name or m['policy']}.manifest.json").write_text(json.dumps(m))
-    _write_load_info(name or m["policy"], manifest_path, m, hashes, counters_kept)
+    _write_load_info(name or m["policy"], manifest_path, m, hashes, counters_kept,
+                     adopt.to_json() if adopt is not None else None)
     return loaded
+
+
+def _adopt(m: dict, loaded: runtime.LoadedPolicy, report) -> None:
+    """Attached first, then the walk of /proc (policyc/adopt.py: how the race is closed)."""
+    from . import adopt
+
+    pin = loaded.maps.get("subjects")
+    if pin is None:   # every object has one (abi.MAPS); a stand-in runtime's may not
+        return
+    try:
+        adopt.adopt_loaded(m, pin, report)
+    except Exception as e:   # the policy is attached and enforcing: say it, do not fail the load
+        report.error = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
 
 
 def state_dir() -> Path:
@@ -218,7 +238,8 @@ def load_info(name: str) -> dict | None:
     return info if isinstance(info, dict) and info.get("format") == LOAD_INFO_FORMAT else None
 
 
-def _write_load_info(name: str, manifest_path: Path, m: dict, hashes: dict, counters_kept: bool) -> None:
+def _write_load_info(name: str, manifest_path: Path, m: dict, hashes: dict, counters_kept: bool,
+                     adopted: list[dict] | None = None) -> None:
     now = time.time()
     since = now
     if counters_kept:
@@ -227,6 +248,8 @@ def _write_load_info(name: str, manifest_path: Path, m: dict, hashes: dict, coun
         since = (load_info(name) or {}).get("counters_since")
     info = {"format": LOAD_INFO_FORMAT, "policy": m.get("policy"), "manifest": str(Path(manifest_path).resolve()),
             **hashes, "loaded_at": now, "counters_since": since}
+    if adopted is not None:
+        info["adopted"] = adopted   # running processes this load governed (policyc/adopt.py)
     path = state_dir() / f"{name}.load.json"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(info, sort_keys=True) + "\n")

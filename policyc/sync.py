@@ -187,10 +187,12 @@ def _describe(manifest: Path) -> str:
 
 def apply(steps: list[Step], build_dir: Path, out: TextIO, err: TextIO,
           load: Callable[..., object] = deploy.load_manifest,
-          unload: Callable[[str], None] = deploy.unload) -> Outcome:
+          unload: Callable[[str], None] = deploy.unload, adopt: bool = False) -> Outcome:
     """Carry out STEPS, keeping going past failures; one line per policy (failures on ERR,
     with their reason and the verifier's log), then a summary line. Exit code 1 when any
-    policy failed, else 0."""
+    policy failed, else 0. With ADOPT, a loaded or replaced policy governs the running
+    processes its subjects match (policyc/adopt.py), listed under its line."""
+    from .adopt import Report
     counts = {k: 0 for k in (LOAD, REPLACE, UNCHANGED, UNLOAD, KEEP, FAIL)}
 
     def failed(name: str, message: str, detail: str = "", hint: str = "") -> None:
@@ -214,12 +216,14 @@ def apply(steps: list[Step], build_dir: Path, out: TextIO, err: TextIO,
             counts[KEEP] += 1
             out.write(f"kept {s.name} (not in {build_dir}; --prune unloads it)\n")
             continue
+        report = Report() if adopt and s.action in (LOAD, REPLACE) else None
+        more = {"adopt": report} if report is not None else {}
         try:
             if s.action == LOAD:
-                load(s.manifest, replace=False)
+                load(s.manifest, replace=False, **more)
                 out.write(f"loaded {s.name} ({_describe(s.manifest)})\n")
             elif s.action == REPLACE:
-                load(s.manifest, replace=True)
+                load(s.manifest, replace=True, **more)
                 out.write(f"replaced {s.name} ({s.reason}; {_describe(s.manifest)})\n")
             elif s.action == UNLOAD:
                 unload(s.name)
@@ -227,6 +231,8 @@ def apply(steps: list[Step], build_dir: Path, out: TextIO, err: TextIO,
             else:   # pragma: no cover - plan makes no other action
                 raise AssertionError(s.action)
             counts[s.action] += 1
+            for line in report.lines() if report is not None else ():
+                out.write(line + "\n")
         except deploy.DeployError as e:
             failed(s.name, e.message, e.detail, e.hint)
         out.flush()
@@ -241,7 +247,7 @@ def apply(steps: list[Step], build_dir: Path, out: TextIO, err: TextIO,
     return Outcome(counts, 1 if counts[FAIL] else 0)
 
 
-def sync(build_dir: str, prune: bool, out: TextIO, err: TextIO) -> int:
+def sync(build_dir: str, prune: bool, out: TextIO, err: TextIO, adopt: bool = True) -> int:
     """The whole of `policyc load --sync DIR [--prune]`: exit 0, 1 when a policy failed, 2 when
     nothing could be done (DIR is not a directory, the kernel cannot run BPF LSM)."""
     d = Path(build_dir)
@@ -251,4 +257,4 @@ def sync(build_dir: str, prune: bool, out: TextIO, err: TextIO) -> int:
     wanted = wanted_in(d)
     deploy.check_kernel()
     steps = plan(wanted, present_now(), prune)
-    return apply(steps, d, out, err).code
+    return apply(steps, d, out, err, adopt=adopt).code

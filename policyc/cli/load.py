@@ -6,10 +6,17 @@ it stay).
 `policyc load --sync DIR [--prune]`: make the kernel match build directory DIR (policyc/sync.py):
 load what is new, replace what changed without a gap, leave what is unchanged, and with
 --prune unload what DIR no longer has. It keeps going past a policy that fails (reported on
-stderr with its reason) and then exits 1; what policyc.service runs at boot."""
+stderr with its reason) and then exits 1; what policyc.service runs at boot.
+
+Both govern the processes already running that a loaded policy's `subject exe` patterns
+match, and their descendants, once its programs are attached (policyc/adopt.py, docs/semantics.md
+"Processes running before load"), and list them under the policy's line; `--no-adopt` leaves
+them ungoverned. `--json` (not with --sync): one JSON document, per policy its `adopted`
+processes."""
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import List, Optional, TextIO
 
@@ -21,18 +28,19 @@ from .kernel_common import manifests_for, print_deploy_error
 
 
 def run_load(paths: list[str], names: list[str] | None, replace: bool, out: TextIO, err: TextIO,
-             sync: str | None = None, prune: bool = False) -> int:
+             sync: str | None = None, prune: bool = False, adopt: bool = True, as_json: bool = False) -> int:
     if sync is not None:
         problem = ("give either --sync DIR or DIR|PATH..., not both" if paths else
                    "--sync loads every policy of DIR: -p does not apply" if names else
-                   "--sync replaces changed policies itself: drop --replace" if replace else None)
+                   "--sync replaces changed policies itself: drop --replace" if replace else
+                   "--json does not go with --sync (its output is one line per policy)" if as_json else None)
         if problem:
             err.write(f"policyc: error: {problem}\n")
             return EXIT_BAD_INPUT
         from ..sync import sync as run_sync
 
         try:
-            return run_sync(sync, prune, out, err)
+            return run_sync(sync, prune, out, err, adopt=adopt)
         except DeployError as e:
             return print_deploy_error(e, err)
     if prune:
@@ -41,18 +49,38 @@ def run_load(paths: list[str], names: list[str] | None, replace: bool, out: Text
     if not paths:
         err.write("policyc: error: name build directories, manifests or .policy files (or --sync DIR)\n")
         return EXIT_BAD_INPUT
+    docs: list[dict] = []
     try:
         code, manifests = manifests_for(paths, names, out, err)
         if code:
             return code
         check_kernel()
+        from ..adopt import Report
+
         for m in manifests:
-            loaded = load_manifest(m, replace=replace)
+            report = Report() if adopt else None
+            loaded = load_manifest(m, replace=replace, adopt=report)
             man = read_manifest(m)
+            if as_json:
+                docs.append({"name": loaded.name, "policy": man["policy"], "mode": man["mode"],
+                             "rules": len(man["rules"]), "hooks": len(loaded.links), "pin_dir": loaded.pin_dir,
+                             "replaced": bool(replace and loaded.replaced),
+                             "adopted": report.to_json() if report is not None else None,
+                             "not_adopted": report.skipped if report is not None else [],
+                             "adopt_error": report.error if report is not None else None})
+                continue
             out.write(f"loaded {loaded.name} ({man['mode']}, {len(man['rules'])} rules, "
                       f"{len(loaded.links)} hooks) pinned at {loaded.pin_dir}\n")
+            if report is not None:
+                for line in report.lines():
+                    out.write(line + "\n")
+            out.flush()
     except DeployError as e:
+        if as_json and docs:
+            out.write(json.dumps({"loaded": docs}, indent=2) + "\n")
         return print_deploy_error(e, err)
+    if as_json:
+        out.write(json.dumps({"loaded": docs}, indent=2) + "\n")
     return EXIT_OK
 
 
@@ -66,6 +94,11 @@ def command(
                                             "replace changed ones without a gap, leave unchanged ones; keeps "
                                             "going past failures (exit 1 if any)"),
     prune: bool = typer.Option(False, "--prune", help="with --sync: unload loaded policies DIR does not have"),
+    no_adopt: bool = typer.Option(False, "--no-adopt",
+                                  help="do not govern processes already running a subject executable "
+                                       "(they stay ungoverned until they exec one again)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document: per policy its `adopted` processes"),
 ) -> None:
     """Load policies into the kernel (BPF LSM) and pin them under /sys/fs/bpf/policyc."""
-    guarded(run_load, list(paths or []), policy, replace, out=sys.stdout, err=sys.stderr, sync=sync, prune=prune)
+    guarded(run_load, list(paths or []), policy, replace, out=sys.stdout, err=sys.stderr, sync=sync, prune=prune,
+            adopt=not no_adopt, as_json=as_json)
