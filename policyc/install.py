@@ -254,6 +254,37 @@ def remove_units(layout: Layout) -> tuple[list[Path], list[Path]]:
     return removed, left
 
 
+# ---- the man pages and shell completions ---------------------------------------------------------
+
+# Package data (policyc/share, written by scripts/gen_docs.py --package) -> where Debian's man,
+# bash-completion, zsh (its vendor-completions is on $fpath) and fish look for them.
+DOCS = {
+    "man/man1/policyc.1": "/usr/share/man/man1/policyc.1",
+    "man/man5/policyc.policy.5": "/usr/share/man/man5/policyc.policy.5",
+    "completion/policyc.bash": "/usr/share/bash-completion/completions/policyc",
+    "completion/_policyc": "/usr/share/zsh/vendor-completions/_policyc",
+    "completion/policyc.fish": "/usr/share/fish/vendor_completions.d/policyc.fish",
+}
+
+
+def shipped_doc(name: str) -> str:
+    """The text of one of DOCS' files as the package ships it."""
+    return (files(__package__) / "share" / name).read_text()
+
+
+def install_docs(layout: Layout) -> list[Path]:
+    """Write the man pages and the bash/zsh/fish completion scripts under the layout's root
+    (an image: `Layout(Path(DIR))`), each 0644; a file already there is replaced. Not part of
+    `install` itself: for a caller that wants them (a `--docs` option, an image build)."""
+    written = []
+    for name, dest in DOCS.items():
+        path = layout.at(dest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, shipped_doc(name), 0o644)
+        written.append(path)
+    return written
+
+
 def purge(layout: Layout) -> list[Path]:
     """Remove /etc/policyc (the sources) and /var/lib/policyc (the build output)."""
     gone = []

@@ -2,6 +2,8 @@
 """Generate the man pages and the shell completion scripts from the CLI and docs/language.md.
 
     python scripts/gen_docs.py [-o DIR]      (default DIR: build/docs)
+    python scripts/gen_docs.py --package     write them into policyc/share (shipped in the wheel)
+    python scripts/gen_docs.py --package --check   exit 1 naming each file there that is stale
 
 writes
     DIR/man/man1/policyc.1                   policyc(1): every command, its usage and options
@@ -10,9 +12,18 @@ writes
     DIR/completion/_policyc                  zsh
     DIR/completion/policyc.fish              fish
 
+policyc/share holds the generated files, checked in, as the wheel's package data
+(pyproject.toml): a wheel build runs nothing of policyc. tests/unit/test_wheel_docs.py fails
+when they differ from what this script makes now (the `.TH` date aside: rewriting a file whose
+only change would be its date leaves it as it is); after changing a command's options or help,
+or docs/language.md, run `python scripts/gen_docs.py --package`. The help in the pages is
+wrapped at 72 columns whatever the terminal is, so the output does not depend on where it runs.
+
 Install them where the system looks (`/usr/share/man/man1`, `/usr/share/bash-completion/
-completions/policyc`, a directory on `$fpath`, `~/.config/fish/completions/`). The pages are
-made from the commands' own help (typer/click), so they say what `policyc CMD --help` says.
+completions/policyc`, a directory on `$fpath`, `~/.config/fish/completions/`;
+policyc/install.py `install_docs` writes the wheel's copies to Debian's paths under a root).
+The pages are made from the commands' own help (typer/click), so they say what
+`policyc CMD --help` says.
 tests/unit/test_completion.py runs this and reads the pages with groff when it is installed.
 """
 
@@ -139,7 +150,9 @@ def policyc_1() -> str:
     from policyc.cli.main import COMMANDS, app
 
     group = typer.main.get_command(app)
-    ctx = typer.Context(group, info_name="policyc")
+    # A fixed width, so the help is wrapped the same in a terminal, under pytest and in CI: 72
+    # columns, which man indents by 7, fit an 80-column terminal.
+    ctx = typer.Context(group, info_name="policyc", terminal_width=72, max_content_width=72)
     out = [_header("policyc", 1, "policyc manual"),
            ".SH NAME", "policyc \\- a declarative policy compiler for Linux BPF LSM",
            ".SH SYNOPSIS", ".B policyc", "[\\fB\\-\\-version\\fR] [\\fB\\-h\\fR] \\fICOMMAND\\fR [\\fIARGS\\fR]...",
@@ -163,6 +176,11 @@ def policyc_1() -> str:
             ".TP", "3", "a policyc bug (one line; POLICYC_DEBUG=1 shows the traceback)",
             ".TP", "64", "a usage error: an unknown option, a missing argument (EX_USAGE)",
             ".TP", "130", "interrupted",
+            ".SH NOTES",
+            inline("A long option means the same in every command: `--policy NAME` selects policies by "
+                   "name (`build`, `load`, `exec`, `suggest`), `--policy-file PATH` names a file "
+                   "(`exec`). The short `-p` is `--policy` in `build` and `load` but `--policy-file` in "
+                   "`exec`; both are kept, as scripts use them: write the long form where it matters."),
             ".SH ENVIRONMENT", ".TP", "NO_COLOR", "no colour in text diagnostics",
             ".TP", "POLICYC_DEBUG", "print the traceback of an internal error",
             ".SH SEE ALSO", "policyc.policy(5)"]
@@ -182,17 +200,45 @@ def completions() -> dict[str, str]:
             "policyc.fish": completion_script("fish")}
 
 
+PACKAGE_DIR = ROOT / "policyc" / "share"
+_TH_DATE = re.compile(r'^(\.TH \S+ \d+ )"[^"]*"', re.M)
+
+
+def generate(out: Path) -> dict[Path, str]:
+    """Each file this script makes, under `out`, and its text."""
+    return {out / "man" / "man1" / "policyc.1": policyc_1(),
+            out / "man" / "man5" / "policyc.policy.5": policyc_policy_5(),
+            **{out / "completion" / name: text for name, text in completions().items()}}
+
+
+def same_but_date(old: str, new: str) -> bool:
+    """The two texts are equal once the date of a man page's `.TH` line is set aside."""
+    return _TH_DATE.sub(r'\1""', old) == _TH_DATE.sub(r'\1""', new)
+
+
+def stale(out: Path) -> list[Path]:
+    """The files under `out` that are missing or differ from what would be generated now."""
+    return [path for path, text in generate(out).items()
+            if not path.is_file() or not same_but_date(path.read_text(), text)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-o", "--output", default=str(ROOT / "build" / "docs"), metavar="DIR")
+    ap.add_argument("-o", "--output", default=None, metavar="DIR",
+                    help="where to write (default: build/docs; with --package: policyc/share)")
+    ap.add_argument("--package", action="store_true", help="write into policyc/share, the wheel's copy")
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file is missing or stale")
     a = ap.parse_args(argv)
-    out = Path(a.output)
-    files = {out / "man" / "man1" / "policyc.1": policyc_1(),
-             out / "man" / "man5" / "policyc.policy.5": policyc_policy_5(),
-             **{out / "completion" / name: text for name, text in completions().items()}}
-    for path, text in files.items():
+    out = Path(a.output) if a.output else PACKAGE_DIR if a.package else ROOT / "build" / "docs"
+    if a.check:
+        bad = stale(out)
+        for path in bad:
+            print(f"gen_docs: stale: {path} (run: python scripts/gen_docs.py --package)", file=sys.stderr)
+        return 1 if bad else 0
+    for path, text in generate(out).items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        if not (path.is_file() and same_but_date(path.read_text(), text)):
+            path.write_text(text)
         print(path)
     return 0
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what policyc needs on a fresh Debian bookworm machine; safe to run again.
-#   - apt: clang/llvm 19, libbpf headers, bpftool, and what virtme-ng needs to boot a Debian
-#     kernel under qemu (kmod for depmod, busybox-static for the initramfs, udev);
+#   - apt: clang/llvm 19, libbpf headers, bpftool, what virtme-ng needs to boot a Debian
+#     kernel under qemu (kmod for depmod, busybox-static for the initramfs, udev), and the
+#     shells and linter the unit suite needs (zsh, fish, shellcheck);
 #     skipped when every package is already installed.
 #   - a venv at ${POLICYC_VENV:-REPO/.venv} with policyc installed editable, extras test, vm
 #     and journald (the unit tests cover the journal sink).
@@ -11,8 +12,10 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${POLICYC_VENV:-$REPO/.venv}
 PYTHON=${PYTHON:-python3}
+# zsh, fish, shellcheck: the unit suite runs the completion scripts in each shell and lints the
+# bash one and the repository's shell scripts (tests/unit/test_completion.py), never skipping.
 APT_PACKAGES=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 kmod busybox-static udev
-              linux-libc-dev)
+              linux-libc-dev zsh fish shellcheck)
 # Real programs the kernel suite runs under policies in the VM (which sees this host's files):
 # installed here, never started here (a policy-rc.d refuses their services while apt runs).
 REAL_PACKAGES=(nginx)
@@ -72,8 +75,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     say "creating venv $VENV"
     quiet "$PYTHON" -m venv "$VENV"
 fi
-say "pip install -e $REPO[test,vm,journald] into $VENV"
-quiet "$VENV/bin/python" -m pip install --quiet -e "$REPO[test,vm,journald]"
+say "pip install -e ${REPO}[test,vm,journald] into $VENV"
+quiet "$VENV/bin/python" -m pip install --quiet -e "${REPO}[test,vm,journald]"
 
 [ -x "$VENV/bin/vng" ] || die "virtme-ng did not install $VENV/bin/vng"
 say "done: activate with  . $VENV/bin/activate"

@@ -45,6 +45,7 @@ fi
 say "pip wheel . --no-deps -w $WORK/dist"
 (cd "$SRC" && quiet "$PYTHON" -m pip wheel . --no-deps -w "$WORK/dist")
 WHEELS=("$WORK"/dist/policyc-*.whl)
+# shellcheck disable=SC2015  # die when either test fails: that is what A && B || C means here
 [ ${#WHEELS[@]} -eq 1 ] && [ -f "${WHEELS[0]}" ] || die "expected one policyc wheel in $WORK/dist"
 WHEEL=${WHEELS[0]}
 VERSION=$(basename "$WHEEL" | cut -d- -f2)

@@ -1,17 +1,20 @@
-"""`policyc check PATH... [--format text|json|sarif|github] [--werror] [--no-config]
+"""`policyc check PATH... [--format text|json|json-v2|sarif|github] [--werror] [--no-config]
 [--kernel SPEC] [--load-test] [--base-dir DIR] [--stdin-filename NAME]`: parse, lower and run
 every check. `-` among the PATHs is standard input, checked as the file `--stdin-filename`
 names (for linters that pipe an editor's buffer).
 
 Silent on success in text format; exit 0 when clean or warnings only, 2 on errors (and, with
-`--werror`, on any warning left). In json, sarif and github formats the document goes to
-stdout (an empty list / no results / no lines when clean) and nothing else does.
+`--werror`, on any warning left). In json, json-v2, sarif and github formats the document goes
+to stdout (an empty list / an object with no diagnostics / no results / no lines when clean)
+and nothing else does. json is a bare list, kept as it is for the scripts that read it;
+json-v2 is the same list in a versioned object with the files checked and a summary
+(policyc/report/tojson.py).
 
 Warnings named by an inline `# policyc: ignore[CODE] reason` are suppressed
-(policyc/report/suppress.py): not printed in text and github, marked in json and sarif, never
-counted. `policyc.toml` (or `[tool.policyc]` in pyproject.toml, policyc/config.py) sets
-defaults for `--werror` and `--format` and the codes never reported (`disable`); flags win,
-`--no-config` ignores the file.
+(policyc/report/suppress.py): not printed in text and github, marked in json, json-v2 and
+sarif, never counted. `policyc.toml` (or `[tool.policyc]` in pyproject.toml,
+policyc/config.py) sets defaults for `--werror` and `--format` and the codes never reported
+(`disable`); flags win, `--no-config` ignores the file.
 
 In sarif format paths are relative to `--base-dir` (`%SRCROOT%`; by default the git top-level
 of the first PATH, else the working directory), and stdout always gets one SARIF document:
@@ -81,13 +84,24 @@ def _run_check(paths: list[str], fmt: str | None, config: Config, out: TextIO, e
             sources.add(name, text)
     items = apply_suppressions(diags.sorted(), program, sources)
     items = [d for d in items if d.code not in config.disable]
-    render(items, fmt, out, sources, base_dir=base, inputs=paths)
+    render(items, fmt, out, sources, base_dir=base, inputs=paths, files=_files_checked(program, paths, items))
     shown = [d for d in items if d.suppressed is None]
     errors = any(d.severity is Severity.ERROR for d in shown)
     warnings = any(d.severity is Severity.WARNING for d in shown)
     if fmt == "text" and shown:
         _summary(items, bool(werror) and warnings and not errors, out, err)
     return EXIT_BAD_INPUT if errors or (werror and warnings) else EXIT_OK
+
+
+def _files_checked(program, paths: list[str], items: list[Diagnostic]) -> list[str]:
+    """json-v2's `files`: every file read when the input lowered (what the PATHs give and what
+    they include); when it did not, the policy files the PATHs give and every file a
+    diagnostic names."""
+    if program is not None:
+        return list(program.sources)
+    from ..lower.sources import expand_paths
+
+    return [*expand_paths(paths, Diagnostics()), *(d.span.file for d in items if d.span is not None)]
 
 
 def _check_stdin(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, kernel: str | None, *,
@@ -207,7 +221,8 @@ def command(
     paths: List[str] = typer.Argument(..., metavar="PATH...",
                                       help="policy files or directories of them; - reads standard input"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f",
-                                      help="text, json, sarif or github (default: policyc.toml's, else text)"),
+                                      help="text, json (a list), json-v2 (a versioned object: files, diagnostics, summary), "
+                                           "sarif or github (default: policyc.toml's, else text)"),
     werror: Optional[bool] = typer.Option(None, "--werror/--no-werror",
                                           help="warnings count as errors: exit 2 when any is left"),
     no_config: bool = typer.Option(False, "--no-config",

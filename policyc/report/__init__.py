@@ -1,11 +1,13 @@
-"""One renderer for diagnostics: `text` (people), `json` (scripts), `sarif` (code scanning),
-`github` (GitHub Actions annotations).
+"""One renderer for diagnostics: `text` (people), `json` (scripts: a list), `json-v2` (scripts:
+the list in a versioned object with the files and a summary, tojson.py), `sarif` (code
+scanning), `github` (GitHub Actions annotations).
 
     render(diagnostics, fmt, out, sources=None, color=None)
 
 Every format is built from `Diagnostic.to_dict()` data or the same fields; passes never
 format their own messages for output. Suppressed diagnostics (`Diagnostic.suppressed`, see
-suppress.py) are left out of `text` and `github`, and kept, marked, in `json` and `sarif`.
+suppress.py) are left out of `text` and `github`, and kept, marked, in `json`, `json-v2` and
+`sarif`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from .sarif import default_base_dir, render_sarif, render_sarif_failure
 from .sources import Sources
 from .suppress import apply_suppressions
 from .text import render_text
-from .tojson import render_json
+from .tojson import JSON_V2_VERSION, render_json, render_json_v2, to_json_v2
 
-FORMATS = ("text", "json", "sarif", "github")
+FORMATS = ("text", "json", "json-v2", "sarif", "github")
 
 
 def use_color(out: TextIO) -> bool:
@@ -36,12 +38,18 @@ def use_color(out: TextIO) -> bool:
 
 def render(diags: Iterable[Diagnostic], fmt: str, out: TextIO, sources: Sources | None = None,
            color: bool | None = None, *, base_dir: str | os.PathLike | None = None,
-           inputs: Iterable[str] = ()) -> None:
+           inputs: Iterable[str] = (), files: Iterable[str] | None = None) -> None:
     """`base_dir` and `inputs` are for sarif: paths are relative to `base_dir` (default: the
-    working directory), and a diagnostic with no place points at the input it names."""
+    working directory), and a diagnostic with no place points at the input it names.
+    `files` is json-v2's list of the files checked (default: `inputs` and every file a
+    diagnostic names)."""
     diags = list(diags)
     if fmt == "json":
         render_json(diags, out)
+    elif fmt == "json-v2":
+        if files is None:
+            files = {*inputs, *(d.span.file for d in diags if d.span is not None)}
+        render_json_v2(diags, out, files)
     elif fmt == "sarif":
         render_sarif(diags, out, sources, base_dir=base_dir, inputs=inputs)
     elif fmt == "github":
@@ -67,5 +75,6 @@ def summary(diags: Iterable[Diagnostic]) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["FORMATS", "Sources", "apply_suppressions", "default_base_dir", "render", "render_github", "render_json",
-           "render_sarif", "render_sarif_failure", "render_text", "summary", "use_color"]
+__all__ = ["FORMATS", "JSON_V2_VERSION", "Sources", "apply_suppressions", "default_base_dir", "render", "render_github",
+           "render_json", "render_json_v2", "render_sarif", "render_sarif_failure", "render_text", "summary",
+           "to_json_v2", "use_color"]

@@ -1,5 +1,8 @@
 """Shell completion (`policyc completion bash|zsh|fish`, typer's machinery) exercised by
-sourcing the script in a real shell, and the man pages scripts/gen_docs.py writes."""
+sourcing the script in a real shell, the man pages scripts/gen_docs.py writes, and shellcheck
+over the bash completion script and the repository's shell scripts.
+
+bash, zsh, fish and shellcheck are required, never skipped: scripts/setup.sh installs them."""
 
 from __future__ import annotations
 
@@ -32,7 +35,6 @@ def _env(bindir: Path) -> dict:
     return {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT)}
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 @pytest.mark.parametrize("words,cword,expected", [
     (["policyc", "ch"], 1, {"check"}),
     (["policyc", ""], 1, {"check", "fmt", "explain", "test", "lsp", "completion", "vm"}),
@@ -65,7 +67,6 @@ def test_zsh_and_fish_scripts(shell, marker):
     assert r.exit_code == 0 and marker in r.output and "_POLICYC_COMPLETE" in r.output
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 def test_zsh_parses_its_script(tmp_path):
     script = tmp_path / "_policyc"
     script.write_text(CliRunner().invoke(app, ["completion", "zsh"], prog_name="policyc").output)
@@ -109,7 +110,6 @@ def test_man_pages(tmp_path):
             assert g.returncode == 0 and not g.stderr.strip(), (page.name, g.stderr[:2000])
 
 
-@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
 def test_fish_completes_through_its_script(bindir, tmp_path):
     script = tmp_path / "policyc.fish"
     script.write_text(CliRunner().invoke(app, ["completion", "fish"], prog_name="policyc").output)
@@ -117,3 +117,72 @@ def test_fish_completes_through_its_script(bindir, tmp_path):
                        capture_output=True, text=True, env={**_env(bindir), "HOME": str(tmp_path)}, timeout=60)
     assert r.returncode == 0, r.stderr
     assert {"explain", "exec"} <= {line.split("\t")[0] for line in r.stdout.splitlines()}, r.stdout
+
+
+# ---- shellcheck --------------------------------------------------------------------------------
+
+# The bash completion script is typer's, generated (policyc/cli/main.py completion_script):
+# SC2207 is its `COMPREPLY=( $(...) )` under `local IFS=$'\n'`, one candidate per line, as
+# intended; SC2086 is `$COMP_CWORD` (an integer) and `$1` (the command word bash passes, the
+# program name), both unquoted by typer. Everything else must be clean.
+TYPER_BASH_EXCLUDES = "SC2207,SC2086"
+
+
+def test_shellcheck_the_bash_completion_script(tmp_path):
+    script = tmp_path / "policyc.bash"
+    script.write_text(CliRunner().invoke(app, ["completion", "bash"], prog_name="policyc").output)
+    r = subprocess.run(["shellcheck", "--shell=bash", f"--exclude={TYPER_BASH_EXCLUDES}", str(script)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def repo_shell_scripts() -> list[Path]:
+    """Every shell script under scripts/ and .ci/: a `.sh` file or one whose first line runs
+    a shell."""
+    out = []
+    for d in ("scripts", ".ci"):
+        for f in sorted((ROOT / d).rglob("*")):
+            if not f.is_file():
+                continue
+            with f.open("rb") as fh:
+                first = fh.readline()
+            if f.suffix == ".sh" or (first.startswith(b"#!") and
+                                     any(sh in first for sh in (b"bash", b"/sh", b" sh", b"dash"))):
+                out.append(f)
+    return out
+
+
+def test_shellcheck_the_repositorys_shell_scripts():
+    scripts = repo_shell_scripts()
+    names = {f.relative_to(ROOT).as_posix() for f in scripts}
+    assert {"scripts/setup.sh", "scripts/test.sh", "scripts/test_wheel.sh", ".ci/run"} <= names, names
+    r = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_man_pages_rule_for_dash_p_is_what_the_commands_do():
+    """policyc(1) NOTES: `-p` is `--policy NAME` in build and load, `--policy-file PATH` in exec;
+    `--policy` is a policy's name wherever it exists. A new `-p` or `--policy` must keep to
+    the rule (or the page must change with it)."""
+    import typer
+
+    from policyc.cli.main import COMMANDS
+
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group, info_name="policyc")
+    dash_p, policy = {}, set()
+    for name in [*COMMANDS, "vm"]:
+        for param in group.get_command(ctx, name).params:
+            opts = set(getattr(param, "opts", ())) | set(getattr(param, "secondary_opts", ()))
+            if "-p" in opts:
+                dash_p[name] = sorted(o for o in opts if o.startswith("--"))
+            if "--policy" in opts:
+                assert param.metavar == "NAME", name
+                policy.add(name)
+    assert dash_p == {"build": ["--policy"], "load": ["--policy"], "exec": ["--policy-file"]}
+    assert {"build", "load", "exec", "suggest"} <= policy
+    page = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_docs.py"), "--package", "--check"],
+                          capture_output=True, text=True)
+    assert page.returncode == 0, page.stderr
+    notes = (ROOT / "policyc" / "share" / "man" / "man1" / "policyc.1").read_text().split(".SH NOTES")[1]
+    assert "\\fB\\-p\\fR is \\fB\\-\\-policy\\fR in \\fBbuild\\fR and \\fBload\\fR" in notes

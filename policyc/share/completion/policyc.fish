@@ -1,0 +1,1 @@
+complete --command policyc --no-files --arguments "(env _POLICYC_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) policyc)" --condition "env _POLICYC_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) policyc"
