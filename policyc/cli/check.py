@@ -44,16 +44,24 @@ def run_check(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, kerne
         return _check_stdin(paths, fmt, out, err, kernel, werror=werror, use_config=use_config,
                             load_test=load_test, base_dir=base_dir, stdin_filename=stdin_filename, stdin=stdin)
     base = base_dir if base_dir is not None else default_base_dir(paths)
-    config = Config()
-    if use_config:
-        try:
-            config = load_config()
-        except ConfigError as e:
-            err.write(f"policyc: error: {e} (--no-config ignores it)\n")
-            if fmt == "sarif":
-                render_sarif_failure(out, f"{e} (--no-config ignores it)", base_dir=base)
-            return EXIT_BAD_INPUT
+    config = _config(use_config, fmt, out, err, base)
+    if config is None:
+        return EXIT_BAD_INPUT
     return _run_check(paths, fmt, config, out, err, kernel, werror=werror, load_test=load_test, base=base)
+
+
+def _config(use_config: bool, fmt: str | None, out: TextIO, err: TextIO, base) -> Config | None:
+    """policyc.toml's settings (defaults with `--no-config`), or None when it cannot be read
+    (said on `err`, and in sarif format as a failed run on `out`)."""
+    if not use_config:
+        return Config()
+    try:
+        return load_config()
+    except ConfigError as e:
+        err.write(f"policyc: error: {e} (--no-config ignores it)\n")
+        if fmt == "sarif":
+            render_sarif_failure(out, f"{e} (--no-config ignores it)", base_dir=base)
+        return None
 
 
 def _run_check(paths: list[str], fmt: str | None, config: Config, out: TextIO, err: TextIO,
@@ -126,15 +134,9 @@ def _check_stdin(paths: list[str], fmt: str | None, out: TextIO, err: TextIO, ke
     paths = [name if p == "-" else p for p in paths]
     base = base_dir if base_dir is not None else default_base_dir(
         [p if os.path.exists(p) else (os.path.dirname(p) or ".") for p in paths])
-    config = Config()
-    if use_config:
-        try:
-            config = load_config()
-        except ConfigError as e:
-            err.write(f"policyc: error: {e} (--no-config ignores it)\n")
-            if fmt == "sarif":
-                render_sarif_failure(out, f"{e} (--no-config ignores it)", base_dir=base)
-            return EXIT_BAD_INPUT
+    config = _config(use_config, fmt, out, err, base)
+    if config is None:
+        return EXIT_BAD_INPUT
     if text is None:
         fmt = fmt or config.format or "text"
         render(read_diags.sorted(), fmt if fmt in FORMATS else "text", out, Sources(), base_dir=base, inputs=paths)

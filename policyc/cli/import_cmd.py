@@ -18,6 +18,7 @@ from typing import List, Optional, TextIO
 
 import typer
 
+from ..fsutil import write_atomically
 from .common import EXIT_BAD_INPUT, EXIT_BUG, EXIT_OK, guarded
 
 TOP_REASONS = 10
@@ -96,28 +97,13 @@ def run_import(paths: list[str], output: str | None, base: str, verbose: bool,
 
     if output:
         try:
-            _write(output, text)
+            write_atomically(output, text)
         except OSError as e:
             err.write(f"policyc: error: cannot write `{output}`: {e.strerror or e}\n")
             return EXIT_BAD_INPUT
     else:
         out.write(text)
     return EXIT_OK if result.ok else EXIT_BAD_INPUT
-
-
-def _write(path: str, text: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".policyc-import-", dir=d)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def command(

@@ -11,7 +11,6 @@ collector needs. `--json` is `--format json`: its field names are a contract (on
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Optional, TextIO
 
@@ -19,6 +18,7 @@ import typer
 
 from .. import abi
 from ..deploy import DeployError, status
+from ..fsutil import write_atomically
 from .common import EXIT_BAD_INPUT, EXIT_OK, guarded
 from .kernel_common import print_deploy_error
 
@@ -119,24 +119,6 @@ def render(rows: list[dict], fmt: str) -> str:
     return format_text(rows)
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Replace PATH with TEXT: written to a hidden file beside it, then renamed (a reader such
-    as node_exporter never sees half a file)."""
-    d, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(d, f".{base}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def run_status(as_json: bool, out: TextIO, err: TextIO, fmt: str | None = None, output: str | None = None) -> int:
     fmt = fmt or ("json" if as_json else "text")
     if fmt not in FORMATS:
@@ -154,7 +136,7 @@ def run_status(as_json: bool, out: TextIO, err: TextIO, fmt: str | None = None, 
         out.write(text)
         return EXIT_OK
     try:
-        write_atomically(output, text)
+        write_atomically(output, text, 0o644)
     except OSError as e:
         err.write(f"policyc: error: cannot write `{output}`: {e.strerror or e}\n")
         return EXIT_BAD_INPUT

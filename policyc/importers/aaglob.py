@@ -31,8 +31,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..diagnostics import Diagnostics
+from ..ir.glob import MAX_ALT_DEPTH, matcher, parse_glob   # MAX_ALT_DEPTH: policyc's `{...}` nesting bound
+from ..span import Span
+
 MAX_CLASS = 128          # characters a class may expand to
-MAX_ALT_DEPTH = 16       # policyc's nesting bound for `{...}` (policyc/ir/glob.py)
 POLICYC_SPECIAL = set("*?{},")
 
 
@@ -402,10 +405,6 @@ def _regex(seq: Seq) -> str:
 
 
 def _matches_root(glob: str) -> bool:
-    from ..diagnostics import Diagnostics
-    from ..ir.glob import matcher, parse_glob
-    from ..span import Span
-
     g = parse_glob(glob, Span("<import>", 1, 1, 1, 1), Diagnostics())
     return g is not None and matcher(g.parts).matches(b"/")
 

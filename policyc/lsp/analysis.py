@@ -257,27 +257,26 @@ def _strings(items, scope=None):
 
 
 def _find_let(a: Analysis, scope, name: str) -> Span | None:
-    if scope is not None:
-        for item in scope.items:
-            if isinstance(item, S.Let) and item.name.value == name:
-                return item.name.span
-    for tree in [a.tree, *(t for k, t in a.trees.items() if k != a.path)]:
-        if tree is None:
-            continue
-        for item in tree.items:
-            if isinstance(item, S.Let) and item.name.value == name:
-                return item.name.span
-    return None
+    return _find_named(scope.items if scope is not None else (), S.Let, name) or _find_top(a, S.Let, name)
 
 
 def _find_ruleset(a: Analysis, name: str) -> Span | None:
+    return _find_top(a, S.Ruleset, name)
+
+
+def _find_top(a: Analysis, kind, name: str) -> Span | None:
+    """The name's span of the first top-level `kind` called `name`: in the buffer, else in a
+    file it includes."""
     for tree in [a.tree, *(t for k, t in a.trees.items() if k != a.path)]:
-        if tree is None:
-            continue
-        for item in tree.items:
-            if isinstance(item, S.Ruleset) and item.name.value == name:
-                return item.name.span
+        if tree is not None:
+            found = _find_named(tree.items, kind, name)
+            if found is not None:
+                return found
     return None
+
+
+def _find_named(items, kind, name: str) -> Span | None:
+    return next((item.name.span for item in items if isinstance(item, kind) and item.name.value == name), None)
 
 
 # --- completion ---------------------------------------------------------------------------------
