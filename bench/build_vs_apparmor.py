@@ -146,7 +146,7 @@ def main() -> int:
             results[n]["sizes"] = {"policyc_object": obj, "policyc_manifest": man,
                                    "policyc_map_data": map_bytes, "apparmor_binary": aab,
                                    "dfa_states": maps["dfa_states"]["count"],
-                                   "dfa_edges": maps["dfa_edges"]["count"]}
+                                   "dfa_comb": maps["dfa_comb"]["count"]}
             results[n]["ratio_cpu_apparmor_over_warm"] = round(
                 results[n]["apparmor"]["cpu"]["median"] / results[n]["policyc_warm"]["cpu"]["median"], 2)
     print(f"{'rules':>6} {'command':14} {'cpu med':>8} {'cpu min':>8} {'wall med':>9} {'wall min':>9} {'peak MB':>8}")

@@ -115,7 +115,9 @@ def rule_kinds(text: str) -> dict[str, int]:
 
 # --- what the kernel will walk, read back from the manifest's map data ------------------------
 
-DFA_STATE = struct.Struct("<IIIII")
+DFA_STATE = struct.Struct("<IIIIIII")   # next[3], verdict, protect_rule, base, flags
+DFA_EDGE = struct.Struct("<II")          # check, next
+DFA_ABSORBING = 1
 VERDICT_RULES = struct.Struct("<16I")
 OP_READ, OP_WRITE = 0, 1
 
@@ -128,23 +130,25 @@ def _entries(spec: dict) -> list[tuple[bytes, bytes]]:
 
 def kernel_walk(manifest: dict, path: str) -> dict:
     """The walk templates/common/policy.h makes, on the manifest's maps: bpf_loop iterations
-    (bytes consumed until the end or the dead state), edge-hash hits, and the rule of the
-    final state for read and write."""
+    (bytes consumed until the end or an absorbing state), comb hits (edges that are not the
+    state's default), and the rule of the final state for read and write."""
     maps = manifest["maps"]
     states = [DFA_STATE.unpack(v) for _, v in _entries(maps["dfa_states"])]
-    edges = {struct.unpack("<I", k)[0]: struct.unpack("<I", v)[0] for k, v in _entries(maps["dfa_edges"])}
+    comb = [DFA_EDGE.unpack(v) for _, v in _entries(maps["dfa_comb"])]
+    classes = _entries(maps["dfa_classes"])[0][1]
     verdicts = [VERDICT_RULES.unpack(v[:VERDICT_RULES.size]) for _, v in _entries(maps["verdicts"])]
     state, steps, edge_hits = 1, 0, 0
     for b in path.encode():
-        steps += 1
-        nxt = edges.get(state << 8 | b)
-        if nxt is not None:
-            edge_hits += 1
-            state = nxt
-        else:
-            state = states[state][0 if b == 0x2F else 1 if 0x80 <= b <= 0xBF else 2]
-        if state == 0:
+        st = states[state]
+        if st[6] & DFA_ABSORBING:
             break
+        steps += 1
+        i = st[5] + classes[b]
+        if i < len(comb) and comb[i][0] == state:
+            edge_hits += 1
+            state = comb[i][1]
+        else:
+            state = st[0 if b == 0x2F else 1 if 0x80 <= b <= 0xBF else 2]
     rules = verdicts[states[state][3]]
     return {"bytes_walked": steps, "edge_hits": edge_hits, "final_state": state,
             "rule_read": rules[OP_READ], "rule_write": rules[OP_WRITE]}
@@ -186,14 +190,14 @@ def build_all(counts: list[int], out_root: Path) -> list[dict]:
             "rule_kinds": rule_kinds(text),
             "manifest": str(res.manifest_path),
             "dfa_states": maps["dfa_states"]["count"],
-            "dfa_edges": maps["dfa_edges"]["count"],
+            "dfa_comb": maps["dfa_comb"]["count"],
             "verdicts": maps["verdicts"]["count"],
             "manifest_bytes": res.manifest_path.stat().st_size,
             "build_cpu_seconds": round(cpu, 3),
             "build_wall_seconds": round(wall, 3),
             "walks": {label: kernel_walk(manifest, p) for label, p in PATHS.items()},
         }
-        print(f"kernel_cost: built {n} rules: {rec['dfa_states']} states, {rec['dfa_edges']} edges, "
+        print(f"kernel_cost: built {n} rules: {rec['dfa_states']} states, {rec['dfa_comb']} comb slots, "
               f"{cpu:.2f} s CPU", file=sys.stderr, flush=True)
         built.append(rec)
     return built
@@ -239,7 +243,7 @@ def table(result: dict) -> str:
                 + " " + " ".join(f"{'-':>10}" for _ in labels)
                 + f" {bl['hit']['loop_ns_per_op']['median']:>15,.0f}")
     for p in pols:
-        cells = [f"{p['rules']:>6,} {p['dfa_states']:>10,} {p['dfa_edges']:>8,} {p['build_cpu_seconds']:>7.2f}"]
+        cells = [f"{p['rules']:>6,} {p['dfa_states']:>10,} {p['dfa_comb']:>8,} {p['build_cpu_seconds']:>7.2f}"]
         cells += [f"{p['paths'][lb]['file_open_ns_per_event']['median']:>13,.0f}" for lb in labels]
         cells += [f"{p['paths'][lb]['file_open_ns_per_event']['median'] / base['paths'][lb]['file_open_ns_per_event']['median']:>10.3f}"
                   for lb in labels]

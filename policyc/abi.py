@@ -271,6 +271,10 @@ LIMITS = Defines("Limits both sides hold to.", (
 ))
 
 FLAGS = (
+    Defines("dfa_state.flags and dfa_edge.check", (
+        _flag("DFA_ABSORBING", 0x1, "no byte leaves the state: the walk stops there"),
+        _flag("DFA_NO_STATE", 0xFFFFFF, "dfa_edge.check of a slot no state owns (above MAX_STATES)"),
+    )),
     Defines("config.flags", (
         _flag("CFG_SUBJECT_ALL", 0x1),
         _flag("CFG_SUBJECT_CGROUP", 0x2),
@@ -547,10 +551,24 @@ POLICYC_CONFIG = Struct("policyc_config", "config[0]: the policy as a whole.", [
     Field("pad", "__u8", 3),
 ])
 
-DFA_STATE = Struct("dfa_state", "dfa_states[state]: what dfa_edges does not say about a state.", [
-    Field("next", "__u32", 3, "default successor by byte class: '/', 0x80-0xBF, other"),
+DFA_STATE = Struct("dfa_state", "dfa_states[state]: a state of the path automaton. Its row in dfa_comb holds "
+                   "the edges that differ from the default by base class.", [
+    Field("next", "__u32", 3, "default successor by base class: '/', 0x80-0xBF, other"),
     Field("verdict", "__u32", None, "index into verdicts"),
     Field("protect_rule", "__u32", None, "deny rule a rename/link of this path would escape, or 0"),
+    Field("base", "__u32", None, "where the state's row starts in dfa_comb (any value if it has none)"),
+    Field("flags", "__u32", None, "DFA_ABSORBING: every byte leads back here (the walk may stop)"),
+])
+
+DFA_EDGE = Struct("dfa_edge", "dfa_comb[base + byte class]: an edge of state `check` (AppArmor's "
+                  "base/next/check comb); another state's entry, or DFA_NO_STATE, means the default.", [
+    Field("check", "__u32", None, "the state this slot belongs to, or DFA_NO_STATE"),
+    Field("next", "__u32"),
+])
+
+DFA_CLASSES = Struct("dfa_classes", "dfa_classes[0]: each byte's class, the column of dfa_comb it reads "
+                     "(bytes no state tells apart share one).", [
+    Field("of", "__u8", 256, as_bytes=True),
 ])
 
 VERDICT = Struct("verdict", "verdicts[i]: per operation, the winning rule and its decision.", [
@@ -621,8 +639,8 @@ RULE_LIMIT = Struct(
         Field("sent", "__u64", None, "events sent in the current window"),
     ])
 
-STRUCTS = (POLICYC_EVENT, POLICYC_COUNTERS, POLICYC_CONFIG, DFA_STATE, VERDICT, NET_KEY, NET_SLICE,
-           NET_ENTRY, SIMPLE_VERDICT, SUBJECT_STATE, TASK_RULE, RULE_LIMIT)
+STRUCTS = (POLICYC_EVENT, POLICYC_COUNTERS, POLICYC_CONFIG, DFA_STATE, DFA_EDGE, DFA_CLASSES, VERDICT,
+           NET_KEY, NET_SLICE, NET_ENTRY, SIMPLE_VERDICT, SUBJECT_STATE, TASK_RULE, RULE_LIMIT)
 
 # What `policyc audit` decodes: the event up to `path` (offsetof(struct policyc_event, path)).
 EVENT_HEADER = POLICYC_EVENT.prefix("path")
@@ -638,7 +656,8 @@ U64 = _struct.Struct("<Q")
 MAPS = {m.name: m for m in (
     Map("config", "__u32", "struct policyc_config", "one entry"),
     Map("dfa_states", "__u32", "struct dfa_state"),
-    Map("dfa_edges", "__u32", "__u32", "(state << 8 | byte) -> next state, where not the default"),
+    Map("dfa_classes", "__u32", "struct dfa_classes", "one entry: byte -> class"),
+    Map("dfa_comb", "__u32", "struct dfa_edge", "base + class -> (owning state, next state)"),
     Map("verdicts", "__u32", "struct verdict"),
     Map("subject_cgroups", "__u64", "__u8", "cgroup id -> CGROUP_SUBJECT or CGROUP_EXCEPT (filled at load)"),
     Map("simple_verdicts", "__u32", "struct simple_verdict", "enum policyc_simple"),

@@ -18,6 +18,7 @@ from ..abi import (CFG_EXCEPT_CGROUP, CFG_MODE_AUDIT, CFG_RATE_LIMITS, CFG_SUBJE
 from ..ir.limits import limited_rules, target_rules, task_rules  # noqa: F401  (codegen's callers know them here)
 from ..ir.model import DoubleStar, Policy
 from ..ir.vocab import FILE_OPS, PROTOCOLS
+from ..ir.glob import CLASS_OF
 from .dfa import Dfa, Pattern, build_dfa, glob_atoms
 from .families import FAMILIES
 
@@ -32,6 +33,10 @@ RANK = abi.DECISION.index   # a decision's value is its precedence
 # struct layouts (abi.Struct: struct.Struct's pack/unpack/size, and pack_fields by name)
 CONFIG = abi.POLICYC_CONFIG
 DFA_STATE = abi.DFA_STATE
+DFA_EDGE = abi.DFA_EDGE
+DFA_CLASSES = abi.DFA_CLASSES
+DFA_ABSORBING = abi.DFA_ABSORBING
+DFA_NO_STATE = abi.DFA_NO_STATE
 VERDICT = abi.VERDICT
 SIMPLE_VERDICT = abi.SIMPLE_VERDICT
 TASK_RULE = abi.TASK_RULE
@@ -101,25 +106,114 @@ def policy_dfa(policy: Policy) -> Dfa:
 # dfa_states and verdicts packed by position (pack_fields by name costs a dict per entry: a
 # third of the maps' time on 10,000 rules); the order is checked against the ABI here, so a
 # reordered struct fails at import rather than packing fields into the wrong members.
-assert DFA_STATE.names == ("next", "verdict", "protect_rule") and DFA_STATE.member("next").count == 3
+assert DFA_STATE.names == ("next", "verdict", "protect_rule", "base", "flags")
+assert DFA_STATE.member("next").count == 3
+assert DFA_EDGE.names == ("check", "next")
 assert VERDICT.names == ("rule", "decision", "targets")
 assert VERDICT.member("rule").count == VERDICT.member("decision").count == N_OPS
 _pack_state = DFA_STATE.pack
+_pack_edge = DFA_EDGE.pack
 _pack_verdict = VERDICT.pack
 _u32 = U32.pack
 
 
+@dataclass(frozen=True)
+class CombTables:
+    """The automaton as the kernel walks it (templates/common/policy.h dfa_step), AppArmor's
+    compression: bytes that no state tells apart share a class (`classes[byte]`); a state's
+    edges that differ from its default by base class sit in one shared array at `base[state] +
+    class`, each slot saying which state owns it (`check`). One array lookup per byte, where
+    the hash of (state, byte) edges it replaces cost a helper call per byte."""
+
+    classes: bytes                      # byte -> class
+    base: list[int]                     # per state
+    comb: list[tuple[int, int]]         # (check, next); check DFA_NO_STATE: free
+    absorbing: list[bool]               # per state: every byte leads back to it
+
+    def step(self, dfa: Dfa, state: int, b: int) -> int:
+        """What the kernel computes for one byte (tests hold it to Dfa.step)."""
+        i = self.base[state] + self.classes[b]
+        if i < len(self.comb) and self.comb[i][0] == state:
+            return self.comb[i][1]
+        return dfa.states[state][CLASS_OF[b]]
+
+
+def comb_tables(dfa: Dfa) -> CombTables:
+    # Classes: a byte's base class and the explicit edges that name it (state and target);
+    # two bytes with the same of both step alike from every state.
+    sig: dict[int, list[int]] = {}
+    for key in sorted(dfa.edges):
+        sig.setdefault(key & 0xFF, []).extend((key >> 8, dfa.edges[key]))
+    class_of_sig: dict[tuple, int] = {}
+    classes = bytearray(256)
+    for b in range(256):
+        k = (CLASS_OF[b], tuple(sig.get(b, ())))
+        c = class_of_sig.get(k)
+        if c is None:
+            c = class_of_sig[k] = len(class_of_sig)
+        classes[b] = c
+    # Rows: per state, class -> next, for the edges that are not the default.
+    rows: dict[int, dict[int, int]] = {}
+    for key, nxt in dfa.edges.items():
+        rows.setdefault(key >> 8, {})[classes[key & 0xFF]] = nxt
+    n = len(dfa.states)
+    base = [0] * n
+    absorbing = [False] * n
+    for st, (a, b, c, _v, _p) in enumerate(dfa.states):
+        absorbing[st] = a == b == c == st and st not in rows
+    # First fit, widest rows first, a bounded search each; `used` marks the slots taken. A row
+    # of one edge (most of them: a literal's next byte) takes the first free slot at or after
+    # its column.
+    used = bytearray()
+    comb: list[tuple[int, int]] = []
+    free_from = 0
+    for st in sorted(rows, key=lambda s: (-len(rows[s]), s)):
+        row = rows[st]
+        cols = sorted(row)
+        lo = cols[0]
+        # multi-edge rows search near the end, where the comb is still sparse (the one-edge
+        # rows fill the holes left behind from free_from on)
+        at = max(free_from - lo, 0) if len(cols) == 1 else max(free_from - lo, len(used) - 4 * len(cols) * 16, 0)
+        tries = 0
+        while True:
+            i = used.find(0, at + lo)
+            at = (i if i >= 0 else max(len(used), at + lo)) - lo
+            if all(at + c >= len(used) or not used[at + c] for c in cols):
+                break
+            tries += 1
+            if tries == 32:
+                # a wide row in a crowded comb: past the end (the one-edge rows that come last
+                # fill the holes), so the packing stays linear
+                at = len(used) - lo
+                break
+            at += 1
+        top = at + cols[-1] + 1
+        if top > len(used):
+            used.extend(bytes(top - len(used)))
+            comb.extend([(DFA_NO_STATE, 0)] * (top - len(comb)))
+        for c in cols:
+            used[at + c] = 1
+            comb[at + c] = (st, row[c])
+        base[st] = at
+        f = used.find(0, free_from)   # every slot below free_from is taken
+        free_from = len(used) if f < 0 else f
+    return CombTables(bytes(classes), base, comb, absorbing)
+
+
 def dfa_maps(dfa: Dfa) -> dict[str, MapData]:
     u32 = _u32
-    states = tuple((u32(i), _pack_state(*s)) for i, s in enumerate(dfa.states))
-    edges = tuple((u32(k), u32(v)) for k, v in sorted(dfa.edges.items()))
+    t = comb_tables(dfa)
+    states = tuple((u32(i), _pack_state(*s[:5], t.base[i], DFA_ABSORBING if t.absorbing[i] else 0))
+                   for i, s in enumerate(dfa.states))
+    comb = tuple((u32(i), _pack_edge(*e)) for i, e in enumerate(t.comb))
     verdicts = []
     for i, vec in enumerate(dfa.verdicts):
         ops = vec[:-1]
         verdicts.append((u32(i), _pack_verdict(*[rule for _, rule in ops], *[rank for rank, _ in ops], vec[-1])))
     return {
         "dfa_states": MapData("array", 4, DFA_STATE.size, max(1, len(states)), states),
-        "dfa_edges": MapData("hash", 4, 4, max(1, len(edges)), edges),
+        "dfa_classes": MapData("array", 4, DFA_CLASSES.size, 1, ((u32(0), DFA_CLASSES.pack(t.classes)),)),
+        "dfa_comb": MapData("array", 4, DFA_EDGE.size, max(1, len(comb)), comb),
         "verdicts": MapData("array", 4, VERDICT.size, max(1, len(verdicts)), tuple(verdicts)),
     }
 

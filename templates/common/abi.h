@@ -34,6 +34,10 @@
 #define NET_KEY_OP_BITS 8               /* net_key.prefixlen counts op's bits before addr */
 #define PROTO_MASK_ANY 0xff             /* net_entry.proto_mask of `any`: every policyc_proto bit */
 
+/* dfa_state.flags and dfa_edge.check */
+#define DFA_ABSORBING 0x1     /* no byte leaves the state: the walk stops there */
+#define DFA_NO_STATE 0xffffff /* dfa_edge.check of a slot no state owns (above MAX_STATES) */
+
 /* config.flags */
 #define CFG_SUBJECT_ALL 0x1
 #define CFG_SUBJECT_CGROUP 0x2
@@ -273,11 +277,28 @@ struct policyc_config {
 	__u8 pad[3];
 };
 
-/* dfa_states[state]: what dfa_edges does not say about a state. */
+/* dfa_states[state]: a state of the path automaton. Its row in dfa_comb holds the edges that
+ * differ from the default by base class. */
 struct dfa_state {
-	__u32 next[3];      /* default successor by byte class: '/', 0x80-0xBF, other */
+	__u32 next[3];      /* default successor by base class: '/', 0x80-0xBF, other */
 	__u32 verdict;      /* index into verdicts */
 	__u32 protect_rule; /* deny rule a rename/link of this path would escape, or 0 */
+	/* where the state's row starts in dfa_comb (any value if it has none) */
+	__u32 base;
+	__u32 flags;        /* DFA_ABSORBING: every byte leads back here (the walk may stop) */
+};
+
+/* dfa_comb[base + byte class]: an edge of state `check` (AppArmor's base/next/check comb);
+ * another state's entry, or DFA_NO_STATE, means the default. */
+struct dfa_edge {
+	__u32 check; /* the state this slot belongs to, or DFA_NO_STATE */
+	__u32 next;
+};
+
+/* dfa_classes[0]: each byte's class, the column of dfa_comb it reads (bytes no state tells
+ * apart share one). */
+struct dfa_classes {
+	__u8 of[256];
 };
 
 /* verdicts[i]: per operation, the winning rule and its decision. */

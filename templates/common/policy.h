@@ -42,6 +42,7 @@
  * the names' lengths are 16 bits (a name is at most 255 bytes). */
 struct scratch {
 	struct policyc_event ev;
+	__u32 on_behalf_of;   /* the event's pid and tgid when not the current task's (SIGIO's owner) */
 	const unsigned char *names[MAX_COMPONENTS];
 	__u16 lens[MAX_COMPONENTS];
 };
@@ -62,11 +63,18 @@ struct {
 } dfa_states SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
-} dfa_edges SEC(".maps");
+	__type(value, struct dfa_classes);
+} dfa_classes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dfa_edge);
+} dfa_comb SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -224,6 +232,7 @@ enum walk_status { WALK_OK = 0, WALK_PSEUDO, WALK_TOO_LONG, WALK_DETACHED, WALK_
 struct walk_ctx {
 	struct dentry *dentry;
 	struct mount *mnt;
+	struct dentry *mnt_root;   /* c->mnt's root dentry, read once per mount crossed */
 	struct scratch *s;
 	__u32 n;
 	int status;
@@ -240,6 +249,27 @@ static __always_inline struct mount *real_mount(struct vfsmount *v)
 	return (struct mount *)((char *)v - bpf_core_field_offset(struct mount, mnt));
 }
 
+/* A dentry's parent and name as the kernel lays them out: `d_parent` then `d_name` (hash, len,
+ * name). Read with one probe read where the running kernel has them side by side (every
+ * kernel we know: the fields have been neighbours since 2.6), else field by field. */
+struct dentry_up {
+	struct dentry *parent;
+	__u32 hash;
+	__u32 len;
+	const unsigned char *name;
+};
+
+static __always_inline int read_dentry_up(struct dentry *d, struct dentry_up *up)
+{
+	if (bpf_core_field_offset(struct dentry, d_name) == bpf_core_field_offset(struct dentry, d_parent) + 8 &&
+	    bpf_core_field_offset(struct qstr, len) == 4 && bpf_core_field_offset(struct qstr, name) == 8)
+		return bpf_probe_read_kernel(up, sizeof(*up), (char *)d + bpf_core_field_offset(struct dentry, d_parent));
+	up->parent = BPF_CORE_READ(d, d_parent);
+	up->len = BPF_CORE_READ(d, d_name.len);
+	up->name = BPF_CORE_READ(d, d_name.name);
+	return 0;
+}
+
 /* One step up: record this dentry's name, or cross to the parent mount. The walk goes to the
  * root of the task's mount namespace, not to its chroot: a chroot cannot rename a file. */
 /* bpf_loop callbacks take `void *`: 6.1's verifier rejects a typed struct pointer there.
@@ -249,10 +279,8 @@ static long walk_up(__u32 i, void *ctx)
 {
 	struct walk_ctx *c = ctx;
 	struct dentry *d = c->dentry;
-	struct mount *m = c->mnt;
-	struct vfsmount *v = mount_vfs(m);
-	struct dentry *mnt_root = BPF_CORE_READ(v, mnt_root);
-	if (d == mnt_root) {
+	if (d == c->mnt_root) {
+		struct mount *m = c->mnt;
 		struct mount *parent = BPF_CORE_READ(m, mnt_parent);
 		if (parent == m || !parent) {
 			c->done = 1;
@@ -260,10 +288,17 @@ static long walk_up(__u32 i, void *ctx)
 		}
 		c->dentry = BPF_CORE_READ(m, mnt_mountpoint);
 		c->mnt = parent;
+		struct vfsmount *pv = mount_vfs(parent);
+		c->mnt_root = BPF_CORE_READ(pv, mnt_root);
 		return 0;
 	}
-	struct dentry *up = BPF_CORE_READ(d, d_parent);
-	if (up == d || !up) {
+	struct dentry_up up = {};
+	if (read_dentry_up(d, &up)) {
+		c->status = WALK_FAULT;
+		c->done = 1;
+		return 1;
+	}
+	if (up.parent == d || !up.parent) {
 		/* a dentry with no parent that is not its mount's root: a pseudo file (pipe, memfd,
 		 * anonymous inode). Its name alone is its path. */
 		c->status = WALK_PSEUDO;
@@ -274,14 +309,14 @@ static long walk_up(__u32 i, void *ctx)
 		return 1;
 	}
 	__u32 n = c->n & (MAX_COMPONENTS - 1);
-	c->s->names[n] = BPF_CORE_READ(d, d_name.name);
-	c->s->lens[n] = BPF_CORE_READ(d, d_name.len);
+	c->s->names[n] = up.name;
+	c->s->lens[n] = up.len;
 	c->n++;
 	if (c->status == WALK_PSEUDO) {
 		c->done = 1;
 		return 1;
 	}
-	c->dentry = up;
+	c->dentry = up.parent;
 	return 0;
 }
 
@@ -345,11 +380,12 @@ static __always_inline int resolve_path_at(struct scratch *s, struct dentry *den
 	s->ev.path[base & POLICYC_TAIL_MASK] = 0;
 	if (!dentry || !vfs)
 		return WALK_FAULT;
+	w.mnt_root = BPF_CORE_READ(vfs, mnt_root);
 	bpf_loop(MAX_WALK_STEPS, walk_up, &w, 0);
 	if (!w.done)
 		return WALK_TOO_LONG;
-	if (w.status == WALK_TOO_LONG)
-		return WALK_TOO_LONG;
+	if (w.status == WALK_TOO_LONG || w.status == WALK_FAULT)
+		return w.status;
 	if (w.status != WALK_PSEUDO) {
 		struct task_struct *task = bpf_get_current_task_btf();
 		struct mount *ns_root = BPF_CORE_READ(task, nsproxy, mnt_ns, root);
@@ -397,48 +433,153 @@ static __always_inline int resolve_path_at(struct scratch *s, struct dentry *den
 	return b.pseudo ? WALK_PSEUDO : WALK_OK;
 }
 
+/* The fast path for a file a hook hands over whole (file_open): bpf_d_path, the kernel's own
+ * d_path, costs about a fifth of the walk above per component. It names the file relative
+ * to the task's root (fs->root), the walk relative to the mount namespace's root, and the
+ * two differ for chroot, detached and internal mounts, unlinked files (" (deleted)") and
+ * pseudo files. So it is used only where they give the same bytes, which costs a few reads:
+ *   - the file's mount is in the task's mount namespace (not detached, not internal: no
+ *     pseudo file, no other namespace's tree);
+ *   - the file's dentry is hashed (not unlinked: d_path would append " (deleted)");
+ *   - the task's root is the namespace's "/": its dentry is its mount's root and each mount
+ *     from there up to the namespace's root is mounted on its parent's root (a chroot, or a
+ *     root below a bind mount, fails this and takes the walk);
+ *   - the name fits (bpf_d_path fails with ENAMETOOLONG otherwise: the walk then decides,
+ *     failing closed as it does).
+ * Anything else takes the walk, which decides every case by itself. */
+#define ROOT_CHAIN_MAX 8
+
+/* A mount's parent, mountpoint and own root dentry, side by side in struct mount (mnt_parent,
+ * mnt_mountpoint, then the vfsmount whose first field is mnt_root): one probe read where the
+ * running kernel lays them out so, else three. */
+struct mount_up {
+	struct mount *parent;
+	struct dentry *mountpoint;
+	struct dentry *root;
+};
+
+static __always_inline int read_mount_up(struct mount *m, struct mount_up *up)
+{
+	if (bpf_core_field_offset(struct mount, mnt_mountpoint) == bpf_core_field_offset(struct mount, mnt_parent) + 8 &&
+	    bpf_core_field_offset(struct mount, mnt) == bpf_core_field_offset(struct mount, mnt_parent) + 16 &&
+	    bpf_core_field_offset(struct vfsmount, mnt_root) == 0)
+		return bpf_probe_read_kernel(up, sizeof(*up), (char *)m + bpf_core_field_offset(struct mount, mnt_parent));
+	struct vfsmount *v = mount_vfs(m);
+	up->parent = BPF_CORE_READ(m, mnt_parent);
+	up->mountpoint = BPF_CORE_READ(m, mnt_mountpoint);
+	up->root = BPF_CORE_READ(v, mnt_root);
+	return 0;
+}
+
+/* Is the dentry unlinked (d_unlinked: unhashed and not a root)? d_hash then d_parent, one
+ * read where they are neighbours. */
+static __always_inline int dentry_unlinked(struct dentry *d)
+{
+	struct { void *next; void *pprev; struct dentry *parent; } h = {};
+	if (bpf_core_field_offset(struct dentry, d_parent) == bpf_core_field_offset(struct dentry, d_hash) + 16) {
+		if (bpf_probe_read_kernel(&h, sizeof(h), (char *)d + bpf_core_field_offset(struct dentry, d_hash)))
+			return 1;
+	} else {
+		h.pprev = BPF_CORE_READ(d, d_hash.pprev);
+		h.parent = BPF_CORE_READ(d, d_parent);
+	}
+	return !h.pprev && h.parent != d;
+}
+
+static __always_inline int dpath_names_as_walk(struct task_struct *task, struct dentry *d, struct vfsmount *vfs)
+{
+	struct mnt_namespace *ns = BPF_CORE_READ(task, nsproxy, mnt_ns);
+	struct mount *m = real_mount(vfs);
+	if (!ns || BPF_CORE_READ(m, mnt_ns) != ns)
+		return 0;
+	if (dentry_unlinked(d))
+		return 0;
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct path root = {};
+	if (!fs || bpf_probe_read_kernel(&root, sizeof(root), (char *)fs + bpf_core_field_offset(struct fs_struct, root)))
+		return 0;
+	struct mount *ns_root = BPF_CORE_READ(ns, root);
+	struct mount *r = real_mount(root.mnt);
+	struct mount_up up = {};
+	if (!root.mnt || read_mount_up(r, &up) || root.dentry != up.root)
+		return 0;
+	for (int i = 0; i < ROOT_CHAIN_MAX; i++) {
+		if (r == ns_root)
+			return 1;
+		struct mount_up pu = {};
+		if (!up.parent || up.parent == r || read_mount_up(up.parent, &pu) || up.mountpoint != pu.root)
+			return 0;
+		r = up.parent;
+		up = pu;
+	}
+	return 0;
+}
+
+/* Resolve the file of a hook that may call bpf_d_path (file_open): the fast path where it
+ * names the file as the walk would, else the walk. Returns a walk_status. */
+static __always_inline int resolve_file(struct scratch *s, struct file *file)
+{
+	struct path p = {};
+	if (bpf_probe_read_kernel(&p, sizeof(p), (char *)file + bpf_core_field_offset(struct file, f_path)))
+		return WALK_FAULT;
+	struct dentry *d = p.dentry;
+	struct vfsmount *vfs = p.mnt;
+	if (d && vfs && dpath_names_as_walk(bpf_get_current_task_btf(), d, vfs)) {
+		long n = bpf_d_path(&file->f_path, (char *)s->ev.path, POLICYC_PATH_MAX);
+		if (n > 1 && n <= POLICYC_PATH_MAX && s->ev.path[0] == '/') {
+			s->ev.path_len = (n - 1) & (POLICYC_PATH_MAX - 1);
+			return WALK_OK;
+		}
+	}
+	return resolve_path(s, d, vfs);
+}
+
 /* ---- the DFA ------------------------------------------------------------------------------ */
 
+/* Per byte: the state (an array lookup, which the JIT inlines), the byte's class (a load),
+ * the comb slot (an array lookup): no helper call. The walk stops in an absorbing state (the
+ * dead state 0, or a `dir/**` that has decided for good): the bytes after it change nothing. */
 struct dfa_ctx {
 	struct scratch *s;
+	struct dfa_classes *cls;
 	__u32 len;
 	__u32 state;
 	int fault;
 };
-
-static __always_inline int dfa_step(__u32 *state, __u8 b)
-{
-	__u32 key = (*state << 8) | b;
-	__u32 *next = bpf_map_lookup_elem(&dfa_edges, &key);
-	if (next) {
-		*state = *next;
-		return 0;
-	}
-	struct dfa_state *st = bpf_map_lookup_elem(&dfa_states, state);
-	if (!st)
-		return -1;
-	__u32 cls = b == '/' ? 0 : ((b & 0xC0) == 0x80 ? 1 : 2);
-	*state = st->next[cls];
-	return 0;
-}
 
 static long dfa_byte(__u32 i, void *ctx)
 {
 	struct dfa_ctx *c = ctx;
 	if (i >= c->len)
 		return 1;
-	__u8 b = c->s->ev.path[i & (POLICYC_PATH_MAX - 1)];
-	if (dfa_step(&c->state, b)) {
+	__u32 state = c->state;
+	struct dfa_state *st = bpf_map_lookup_elem(&dfa_states, &state);
+	if (!st) {
 		c->fault = 1;
 		return 1;
 	}
-	return c->state == 0;  /* the dead state accepts nothing further */
+	if (st->flags & DFA_ABSORBING)
+		return 1;
+	__u8 b = c->s->ev.path[i & (POLICYC_PATH_MAX - 1)];
+	__u32 slot = st->base + c->cls->of[b];
+	struct dfa_edge *e = bpf_map_lookup_elem(&dfa_comb, &slot);
+	if (e && e->check == state) {
+		c->state = e->next;
+		return 0;
+	}
+	__u32 base_class = b == '/' ? 0 : ((b & 0xC0) == 0x80 ? 1 : 2);
+	c->state = st->next[base_class];
+	return 0;
 }
 
 /* Walk the resolved path; returns the final state, or -1 on a map fault. */
 static __always_inline long dfa_walk(struct scratch *s)
 {
+	__u32 zero = 0;
 	struct dfa_ctx c = { .s = s, .len = s->ev.path_len, .state = 1 };
+	c.cls = bpf_map_lookup_elem(&dfa_classes, &zero);
+	if (!c.cls)
+		return -1;
 	bpf_loop(POLICYC_PATH_MAX, dfa_byte, &c, 0);
 	if (c.fault)
 		return -1;
@@ -447,20 +588,12 @@ static __always_inline long dfa_walk(struct scratch *s)
 
 /* ---- decisions and events ----------------------------------------------------------------- */
 
-/* Fill the common fields of the scratch event. */
+/* Start the scratch event: what the decision itself needs. Who caused it (pid, uid, comm,
+ * cgroup, time, executable) is filled by event_identity when an event is sent, so a decision
+ * that sends none (every allowed operation) never reads it. */
 static __always_inline void event_subject(struct scratch *s, __u8 hook, __u8 family, __u8 op)
 {
 	struct policyc_event *ev = &s->ev;
-	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 uid_gid = bpf_get_current_uid_gid();
-	ev->ts_boot_ns = bpf_ktime_get_boot_ns();
-	ev->cgroup_id = bpf_get_current_cgroup_id();
-	ev->pid = (__u32)pid_tgid;
-	ev->tgid = pid_tgid >> 32;
-	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	ev->uid = (__u32)uid_gid;
-	ev->gid = uid_gid >> 32;
 	ev->hook = hook;
 	ev->family = family;
 	ev->op = op;
@@ -468,7 +601,7 @@ static __always_inline void event_subject(struct scratch *s, __u8 hook, __u8 fam
 	ev->target_pid = 0;
 	ev->port = 0;
 	ev->proto = 0;
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	s->on_behalf_of = 0;
 }
 
 /* Turn a decision into a return code, sending the event for deny and audit. `decision` is
@@ -580,7 +713,8 @@ static __always_inline __u16 exe_identity(struct scratch *s, struct file *f, __u
 	return flags;
 }
 
-/* Fill the event's identity and its tail after the object's path: the executable's path as
+/* Fill who caused the event (pid, uid, comm, cgroup, time) and its identity and tail after the
+ * object's path: the executable's path as
  * the kernel resolves it (the same walk as rule paths), the parent's, and the ids a record
  * needs to survive pid reuse. Run only for an event that is sent: a decision that sends
  * nothing pays nothing. Returns the tail's length (path, exe and parent exe with their NULs).
@@ -594,6 +728,16 @@ __noinline __u32 event_identity(struct scratch *s)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 	__u16 flags = ID_ARGS_ABSENT;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+	ev->ts_boot_ns = bpf_ktime_get_boot_ns();
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->pid = s->on_behalf_of ? s->on_behalf_of : (__u32)pid_tgid;
+	ev->tgid = s->on_behalf_of ? s->on_behalf_of : pid_tgid >> 32;
+	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->uid = (__u32)uid_gid;
+	ev->gid = uid_gid >> 32;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	ev->start_boot_ns = BPF_CORE_READ(leader, start_boottime);
 	ev->exec_count = BPF_CORE_READ(leader, self_exec_id);
 	ev->euid = BPF_CORE_READ(task, cred, euid.val);

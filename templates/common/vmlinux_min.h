@@ -80,7 +80,12 @@ struct inode {
 	unsigned int __i_nlink;         /* 0: unlinked (an executable deleted after its exec) */
 };
 
+struct hlist_bl_node {
+	struct hlist_bl_node *next, **pprev;
+};
+
 struct dentry {
+	struct hlist_bl_node d_hash;    /* pprev NULL: unhashed (unlinked, or never hashed) */
 	struct dentry *d_parent;
 	struct qstr d_name;
 	struct inode *d_inode;
@@ -107,6 +112,10 @@ struct mnt_namespace {
 struct path {
 	struct vfsmount *mnt;
 	struct dentry *dentry;
+};
+
+struct fs_struct {
+	struct path root;               /* what d_path() names paths relative to (chroot) */
 };
 
 struct file {
@@ -171,6 +180,7 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct task_struct *real_parent;
 	struct nsproxy *nsproxy;
+	struct fs_struct *fs;
 	struct mm_struct *mm;
 	struct css_set *cgroups;
 };

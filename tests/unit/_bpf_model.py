@@ -17,8 +17,10 @@ What it reproduces (file:function of the C):
     `except cgroup` met on the way down from the root, CFG_SUBJECT_ALL; subject.bpf.c.j2:
     task_alloc inheritance, bprm_check's OP_SUBJECT/OP_EXCEPT columns committed at
     bprm_committing_creds (a lineage of execs: the oldest ancestor first, then the process);
-  * policy.h dfa_step/dfa_walk: the `dfa_edges` hash keyed `state << 8 | byte`, else
-    `dfa_states.next[class]` with class `/`, 0x80-0xBF, other; the dead state 0 stops the walk;
+  * policy.h dfa_byte/dfa_walk: the byte's class from `dfa_classes`, the `dfa_comb` slot at the
+    state's base + class when its check names the state, else `dfa_states.next[base class]`
+    with base class `/`, 0x80-0xBF, other; an absorbing state (the dead state 0 among them)
+    stops the walk;
   * policy.h verdict_of/check_path_op/apply: the verdict column gives (decision, rule id), rule
     0 is the default; a pseudo file (no leading `/`) is refused for exec and exec-map; audit mode
     turns deny into audit;
@@ -70,6 +72,7 @@ def _product(name: str):
 
 CONFIG = _product("CONFIG")
 DFA_STATE = _product("DFA_STATE")
+DFA_EDGE = _product("DFA_EDGE")
 VERDICT = _product("VERDICT")
 NET_KEY = _product("NET_KEY")
 NET_SLICE = _product("NET_SLICE")
@@ -235,21 +238,26 @@ class KernelModel:
     # --- the DFA (policy.h dfa_step, dfa_walk, verdict_of) -------------------------------------
     def walk(self, data: bytes) -> int | None:
         state = 1
-        edges, states = self.maps["dfa_edges"], self.maps["dfa_states"]
+        comb, states = self.maps["dfa_comb"], self.maps["dfa_states"]
+        classes = self.maps["dfa_classes"].index(0)
+        if classes is None:
+            return None  # map fault
         for i, b in enumerate(data):
             if i >= C["POLICYC_PATH_MAX"]:
                 break
-            nxt = edges.lookup(U32.pack(((state << 8) | b) & 0xFFFFFFFF))
-            if nxt is not None:
-                state = U32.unpack(nxt)[0]
-            else:
-                st = states.index(state)
-                if st is None:
-                    return None  # map fault
-                cls = 0 if b == 0x2F else (1 if (b & 0xC0) == 0x80 else 2)
-                state = DFA_STATE.unpack(st)[cls]
-            if state == 0:
+            raw = states.index(state)
+            if raw is None:
+                return None  # map fault
+            st = DFA_STATE.unpack(raw)
+            if st[6] & C["DFA_ABSORBING"]:
                 break
+            slot = comb.index((st[5] + classes[b]) & 0xFFFFFFFF)
+            edge = None if slot is None else DFA_EDGE.unpack(slot)
+            if edge is not None and edge[0] == state:
+                state = edge[1]
+            else:
+                cls = 0 if b == 0x2F else (1 if (b & 0xC0) == 0x80 else 2)
+                state = st[cls]
         return state
 
     def state(self, state: int | None):

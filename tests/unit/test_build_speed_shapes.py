@@ -57,13 +57,16 @@ def _policies(tmp_path):
 
 # --- the same bytes -------------------------------------------------------------------------------
 def _reference_dfa_maps(dfa):
-    states = tuple((T.U32.pack(i), T.DFA_STATE.pack_fields(next=s[:3], verdict=s[3], protect_rule=s[4]))
+    t = T.comb_tables(dfa)
+    states = tuple((T.U32.pack(i), T.DFA_STATE.pack_fields(next=s[:3], verdict=s[3], protect_rule=s[4],
+                                                           base=t.base[i],
+                                                           flags=T.DFA_ABSORBING if t.absorbing[i] else 0))
                    for i, s in enumerate(dfa.states))
-    edges = tuple((T.U32.pack(k), T.U32.pack(v)) for k, v in sorted(dfa.edges.items()))
+    comb = tuple((T.U32.pack(i), T.DFA_EDGE.pack_fields(check=c, next=n)) for i, (c, n) in enumerate(t.comb))
     verdicts = tuple((T.U32.pack(i), T.VERDICT.pack_fields(rule=[r for _, r in vec[:-1]],
                                                            decision=[d for d, _ in vec[:-1]], targets=vec[-1]))
                      for i, vec in enumerate(dfa.verdicts))
-    return {"dfa_states": states, "dfa_edges": edges, "verdicts": verdicts}
+    return {"dfa_states": states, "dfa_comb": comb, "verdicts": verdicts}
 
 
 def _reference_simple(policy, matches):

@@ -80,17 +80,23 @@ def oracle_viable(parts, data: bytes) -> bool:
 
 # --- the kernel's walk, as templates/common/policy.h does it -----------------------------------------
 def bpf_walk(dfa, data: bytes) -> int:
-    """dfa_step: the dfa_edges hash first (key state << 8 | byte), else the state's default
-    successor for the byte's class ('/', (b & 0xC0) == 0x80, other); stop in the dead state."""
+    """dfa_byte over the compressed tables (policyc.codegen.tables.comb_tables): stop in an
+    absorbing state; the byte's class; the comb slot at base + class if it is the state's,
+    else the state's default successor for the byte's base class ('/', (b & 0xC0) == 0x80,
+    other)."""
+    from policyc.codegen.tables import comb_tables
+
+    t = comb_tables(dfa)
     state = 1
     for b in data:
-        nxt = dfa.edges.get(state << 8 | b)
-        if nxt is None:
-            cls = 0 if b == 0x2F else 1 if (b & 0xC0) == 0x80 else 2
-            nxt = dfa.states[state][cls]
-        state = nxt
-        if state == 0:
+        if t.absorbing[state]:
             break
+        i = t.base[state] + t.classes[b]
+        if i < len(t.comb) and t.comb[i][0] == state:
+            state = t.comb[i][1]
+        else:
+            cls = 0 if b == 0x2F else 1 if (b & 0xC0) == 0x80 else 2
+            state = dfa.states[state][cls]
     return state
 
 

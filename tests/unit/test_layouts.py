@@ -24,7 +24,8 @@ CODECS = {
     "policyc_config": T.CONFIG, "dfa_state": T.DFA_STATE, "verdict": T.VERDICT, "net_key": T.NET_KEY,
     "net_slice": T.NET_SLICE, "net_entry": T.NET_ENTRY, "simple_verdict": T.SIMPLE_VERDICT,
     "task_rule": T.TASK_RULE, "rule_limit": T.RULE_LIMIT, "policyc_counters": abi.POLICYC_COUNTERS,
-    "subject_state": abi.SUBJECT_STATE, "policyc_event": abi.POLICYC_EVENT,
+    "subject_state": abi.SUBJECT_STATE, "policyc_event": abi.POLICYC_EVENT, "dfa_edge": T.DFA_EDGE,
+    "dfa_classes": T.DFA_CLASSES,
 }
 
 
