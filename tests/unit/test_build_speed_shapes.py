@@ -221,3 +221,23 @@ def test_n_rules_home_double_star_dot_d_n_are_near_minimal_and_quadratic(n):
     minimal = _minimal_states(d)
     assert minimal <= len(d.states) <= minimal * 1.05
     assert minimal > n * n / 3
+
+
+def test_the_comb_steps_as_the_automaton_does(tmp_path):
+    """Every (state, byte) of every example policy: the compressed tables the kernel walks
+    (classes, base/next/check comb, base-class defaults) give the automaton's next state; an
+    absorbing state is one no byte leaves; no two states own one slot."""
+    for policy in _policies(tmp_path):
+        dfa = T.policy_dfa(policy)
+        t = T.comb_tables(dfa)
+        assert len(t.classes) == 256
+        owners = {}
+        for i, (check, _) in enumerate(t.comb):
+            if check != T.DFA_NO_STATE:
+                assert i - t.base[check] in set(t.classes), (policy.name, i)
+                owners[i] = check
+        for state in range(len(dfa.states)):
+            nexts = {t.step(dfa, state, b) for b in range(256)}
+            for b in range(256):
+                assert t.step(dfa, state, b) == dfa.step(state, b), (policy.name, state, b)
+            assert t.absorbing[state] == (nexts == {state}), (policy.name, state)
