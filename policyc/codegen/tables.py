@@ -169,6 +169,22 @@ def comb_tables(dfa: Dfa) -> CombTables:
     free_from = 0
     for st in sorted(rows, key=lambda s: (-len(rows[s]), s)):
         row = rows[st]
+        if len(row) == 1:
+            # one edge (most rows: a literal's next byte): the first free slot at or after
+            # its column, no search
+            ((c, nxt),) = row.items()
+            i = used.find(0, max(free_from, c))
+            if i < 0:
+                i = max(len(used), c)
+                used.extend(bytes(i + 1 - len(used)))
+                comb.extend([(DFA_NO_STATE, 0)] * (i + 1 - len(comb)))
+            used[i] = 1
+            comb[i] = (st, nxt)
+            base[st] = i - c
+            if i == free_from:
+                f = used.find(0, free_from)
+                free_from = len(used) if f < 0 else f
+            continue
         cols = sorted(row)
         lo = cols[0]
         # multi-edge rows search near the end, where the comb is still sparse (the one-edge
