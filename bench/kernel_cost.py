@@ -66,16 +66,13 @@ CROSS = [
 ]
 
 
-def generate(n: int, seed: int = 1) -> str:
-    """A `default allow` policy of n file rules. Rule 1 is the deep glob; the rest cycle through
-    exact paths, `dir/**` prefixes and mid-path globs (`*`, `**`, `?`, `{a,b}`), with the CROSS
-    globs first when n >= 100. The worker opens read-only: rule 1 denies only writes, so every
-    probe open is allowed and sends no event (the cost measured is the decision, not a ring
-    buffer write), while the hit path's walk still ends in rule 1's accepting state."""
-    rnd = random.Random(seed)
-    rules = [f'deny file write "{DEEP_GLOB}"']
-    for i in range(n - 1):
-        if n >= 100 and i < len(CROSS):
+def file_rules(rnd: random.Random, n: int, decisions: list[str], cross: bool) -> list[str]:
+    """n file rules in many tenant directories: exact paths, `dir/**` prefixes and mid-path
+    globs (`*`, `**`, `?`, `{a,b}`), with the CROSS globs first when `cross`. Shared with
+    bench/peers.py."""
+    rules = []
+    for i in range(n):
+        if cross and i < len(CROSS):
             rules.append(CROSS[i])
             continue
         base = f"{rnd.choice(DIRS)}/{rnd.choice(NAMES)}{i}"
@@ -87,9 +84,21 @@ def generate(n: int, seed: int = 1) -> str:
         else:
             path = rnd.choice([f"{base}/*/logs/*.log", f"{base}/**/tmp/*.lock", f"{base}/v?/*.json",
                                f"{base}/{{a,b}}/**/secret*"])
-        decision = rnd.choice(["deny", "deny", "allow", "audit"])
+        decision = rnd.choice(decisions)
         ops = rnd.choice(["read", "write", "read, write", "write, create", "delete"])
         rules.append(f'{decision} file {ops} "{path}"')
+    return rules
+
+
+def generate(n: int, seed: int = 1) -> str:
+    """A `default allow` policy of n file rules. Rule 1 is the deep glob; the rest cycle through
+    exact paths, `dir/**` prefixes and mid-path globs (`*`, `**`, `?`, `{a,b}`), with the CROSS
+    globs first when n >= 100. The worker opens read-only: rule 1 denies only writes, so every
+    probe open is allowed and sends no event (the cost measured is the decision, not a ring
+    buffer write), while the hit path's walk still ends in rule 1's accepting state."""
+    rnd = random.Random(seed)
+    rules = [f'deny file write "{DEEP_GLOB}"']
+    rules += file_rules(rnd, n - 1, ["deny", "deny", "allow", "audit"], cross=n >= 100)
     body = "\n".join("    " + r for r in rules)
     return ("policy bench {\n"
             '    subject exe "/usr/local/bin/policyc-bench-subject"\n'

@@ -54,6 +54,9 @@ sys.path.insert(0, str(ROOT))
 from policyc import pipeline  # noqa: E402
 from policyc.vm import VmError, cache_dir, resolve_kernel, run_in_vm  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from kernel_cost import NAMES, file_rules  # noqa: E402
+
 GUEST = ROOT / "bench" / "peers_guest.py"
 SRC = ROOT / "bench" / "peers"
 RESULTS = ROOT / "bench" / "results"
@@ -94,15 +97,7 @@ VARIANTS = [
 
 # --- policies -------------------------------------------------------------------------------------
 
-DIRS = ["/dev/shm", "/srv", "/var/lib", "/opt", "/etc", "/usr/share", "/home", "/var/log", "/data",
-        "/usr/lib", "/mnt"]
-NAMES = ["app", "svc", "cache", "store", "conf", "web", "db", "queue", "spool", "build"]
-CROSS = [
-    'deny file read "/home/*/.ssh/**"',
-    'deny file write "/srv/*/private/**"',
-    'audit file read "/var/log/*/secret*.log"',
-    'deny file write "/etc/*/keys/*.pem"',
-]
+# the file rules are bench/kernel_cost.py's (its tenant directories, names and cross globs)
 
 
 def split_rules(n: int) -> tuple[int, int, int]:
@@ -121,23 +116,7 @@ def generate(n: int, seed: int = 1) -> str:
     192.168.0.0/16 (never loopback)."""
     rnd = random.Random(seed)
     nf, ne, nn = split_rules(n)
-    rules = []
-    for i in range(nf):
-        if nf >= 100 and i < len(CROSS):
-            rules.append(CROSS[i])
-            continue
-        base = f"{rnd.choice(DIRS)}/{rnd.choice(NAMES)}{i}"
-        kind = i % 3
-        if kind == 0:
-            path = f"{base}/{rnd.choice(['config.yaml', 'data/file.txt', 'run.pid', 'keys/id_ed25519'])}"
-        elif kind == 1:
-            path = f"{base}/**"
-        else:
-            path = rnd.choice([f"{base}/*/logs/*.log", f"{base}/**/tmp/*.lock", f"{base}/v?/*.json",
-                               f"{base}/{{a,b}}/**/secret*"])
-        decision = rnd.choice(["deny", "deny", "audit"])
-        ops = rnd.choice(["read", "write", "read, write", "write, create", "delete"])
-        rules.append(f'{decision} file {ops} "{path}"')
+    rules = file_rules(rnd, nf, ["deny", "deny", "audit"], cross=nf >= 100)
     for i in range(ne):
         tool = f"{rnd.choice(['/opt', '/usr/local', '/srv'])}/{rnd.choice(NAMES)}{i}"
         path = f"{tool}/bin/run" if i % 2 == 0 else f"{tool}/**"
