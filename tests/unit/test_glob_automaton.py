@@ -91,12 +91,7 @@ def bpf_walk(dfa, data: bytes) -> int:
     for b in data:
         if t.absorbing[state]:
             break
-        i = t.base[state] + t.classes[b]
-        if i < len(t.comb) and t.comb[i][0] == state:
-            state = t.comb[i][1]
-        else:
-            cls = 0 if b == 0x2F else 1 if (b & 0xC0) == 0x80 else 2
-            state = dfa.states[state][cls]
+        state = t.step(dfa, state, b)
     return state
 
 
