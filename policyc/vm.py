@@ -538,26 +538,59 @@ def guest_path(env: Mapping[str, str] | None = None) -> str:
     return path
 
 
+# Where the guest keeps its copy of this Python's shared library (tmpfs: see guest_libpython).
+GUEST_LIB_DIR = "/run/policyc-lib"
+
+
+def guest_libpython() -> str | None:
+    """The shared libpython this interpreter runs on, when it lives outside the system's
+    library directories (a pyenv or self-built Python), else None.
+
+    The guest reads the host's files over 9p without a cache: every page of a 23 MB
+    unstripped libpython that a process touches is a round trip, and each Python process
+    started in the guest paid about 1.4 s for it (`python -S -c pass`: 2.0 s against 0.6 s
+    with the library on tmpfs, 6.1 under TCG). The guest script copies it, stripped, to
+    GUEST_LIB_DIR once per boot (about 1.4 s) and puts that first on LD_LIBRARY_PATH (the
+    interpreter names its library by RUNPATH, which LD_LIBRARY_PATH overrides)."""
+    import sysconfig
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        return None
+    libdir, name = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    if not libdir or not name:
+        return None
+    path = os.path.join(libdir, name)
+    if not os.path.isfile(path) or os.path.realpath(libdir).startswith(("/usr/lib", "/lib")):
+        return None
+    return path
+
+
 def guest_script(argv: Sequence[str], env: Mapping[str, str], cwd: str, marker: str,
-                 hold_perf_key: bool = False) -> str:
+                 libpython: str | None = None) -> str:
     """The sh script the guest runs: bpffs, cwd, `env K=V ... CMD`, then the marker line.
 
     `env` must already hold PATH. stderr joins stdout so the output keeps its order. With
-    `hold_perf_key`, a background process holds a perf event open first (PERF_KEY_HOLDER).
+    `libpython` (guest_libpython), a stripped copy on tmpfs is the one processes load.
     """
     if not argv:
         raise VmError("no command to run in the guest")
     for key in env:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise VmError(f"invalid environment variable name {key!r}")
+    env = dict(env)
+    copy_lib: list[str] = []
+    if libpython:
+        dest = f"{GUEST_LIB_DIR}/{os.path.basename(libpython)}"
+        copy_lib = [f"mkdir -p {GUEST_LIB_DIR} && {{ strip -o {shlex.quote(dest)} {shlex.quote(libpython)} 2>/dev/null"
+                    f" || cp {shlex.quote(libpython)} {shlex.quote(dest)}; }}"]
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in (GUEST_LIB_DIR, env.get("LD_LIBRARY_PATH")) if p)
     assignments = [f"{k}={v}" for k, v in env.items()]
     return "\n".join(
         [
             "exec 2>&1",
             "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf"
             " || echo 'policyc vm: cannot mount bpffs at /sys/fs/bpf'",
+            *copy_lib,
             f"cd {shlex.quote(cwd)} || exit 1",
-            *([shlex.join(["python3", "-c", PERF_KEY_HOLDER]) + " &"] if hold_perf_key else []),
             shlex.join(["env", *assignments, *argv]),
             f"printf '\\n{marker}:%d\\n' $?",
             "",
@@ -638,29 +671,30 @@ def vng_command(
     return [*cmd, "--", "sh", script]
 
 
-# Debian 7.2 under TCG with two vCPUs panicked now and then: `Oops: int3` in `__schedule` while
-# a task was in perf_event_open (captured with POLICYC_VM_VERBOSE; 1 of 4 boots of the
-# differential run, never on 6.1 or 6.12). The first per-task perf event enables the
-# `perf_sched_events` static key, and the kernel live-patches `__schedule` through an int3
-# breakpoint; the other vCPU runs the stale int3 after the poke has finished and the kernel's
-# handler no longer claims it. On those kernels the guest holds one per-task perf event open
-# from before the command to the end, so the key is on for good and `__schedule` is never
-# patched while the command runs (one vCPU avoids it too, at twice the suite's time).
-PERF_KEY_HOLDER = (
-    "import ctypes, struct, time\n"
-    "attr = bytearray(128)\n"
-    "struct.pack_into('IIQ', attr, 0, 1, 128, 9)  # PERF_TYPE_SOFTWARE, size, PERF_COUNT_SW_DUMMY\n"
-    "libc = ctypes.CDLL(None, use_errno=True)\n"
-    "fd = libc.syscall(298, bytes(attr), 0, -1, -1, 0)  # perf_event_open(attr, this task, any cpu)\n"
-    "if fd < 0:\n"
-    "    print('policyc vm: cannot hold a perf event open: errno', ctypes.get_errno(), flush=True)\n"
-    "time.sleep(1e9)\n")
-
-
-def holds_perf_key(version: str) -> bool:
-    """Does a guest of this kernel hold the perf static key on (see PERF_KEY_HOLDER)?"""
+# Debian 7.2 under multi-threaded TCG (each vCPU a host thread) panicked now and then: `Oops:
+# int3` in `__schedule` (captured with POLICYC_VM_VERBOSE; in CI all three boots of one run
+# died, at different tests). The kernel live-patches its text (static keys: the first perf
+# event turns on `perf_sched_events` in `__schedule`; from 6.9 every BPF LSM attach and detach
+# flips the hook's key) through an int3 breakpoint, and the other vCPU ran the stale int3
+# after the poke had finished and the kernel's handler no longer claimed it. Holding the perf
+# key on from boot (the workaround of an earlier session) still crashed on the first flip, and
+# left the LSM keys. On those kernels the vCPUs run in one host thread, in turn
+# (`-accel tcg,thread=single`): a write to kernel text is then seen by every vCPU before the
+# next runs, as on real hardware after the kernel's sync. The guest keeps its two CPUs (per-CPU
+# maps, concurrency between tasks), at about 1.5x the suite's time.
+def single_threaded_tcg(version: str) -> bool:
+    """Must a guest of this kernel run its vCPUs in one host thread (see above)?"""
     m = re.match(r"(\d+)\.", version)
     return bool(m and int(m.group(1)) >= 7)
+
+
+def tcg_opts(version: str, extra_qemu_opts: str | Sequence[str] | None) -> list[str] | str | None:
+    """The qemu options for a guest of this kernel: `extra_qemu_opts`, and single-threaded TCG
+    where the kernel needs it (an -icount run is single-threaded already)."""
+    opts = shlex.split(extra_qemu_opts) if isinstance(extra_qemu_opts, str) else list(extra_qemu_opts or [])
+    if single_threaded_tcg(version) and "-icount" not in opts:
+        opts = ["-accel", "tcg,thread=single", *opts]
+    return opts or None
 
 
 def host_env() -> dict[str, str]:
@@ -820,12 +854,12 @@ def run_in_vm(
     check_guest_visible(rundir, "script directory")
     rundir.mkdir(parents=True, exist_ok=True)
     script = rundir / f"{marker}.sh"
-    script.write_text(guest_script(list(argv), genv, cwd, marker, hold_perf_key=holds_perf_key(image.version)))
-    cmd = vng_command(vng, image, str(script), cpus, memory, extra_qemu_opts, rwdirs)
+    script.write_text(guest_script(list(argv), genv, cwd, marker, libpython=guest_libpython()))
+    cmd = vng_command(vng, image, str(script), cpus, memory, tcg_opts(image.version, extra_qemu_opts), rwdirs)
     try:
         with one_vm_at_a_time():
             # Three boots: a guest that dies without reporting (a TCG fault such as the one
-            # PERF_KEY_HOLDER avoids) is retried and said; a test that fails still fails (the
+            # single_threaded_tcg avoids) is retried and said; a test that fails still fails (the
             # guest reports its exit code).
             for boot in (1, 2, 3):
                 progress(f"booting {image.version} under qemu (TCG, ~20-30 s)")

@@ -753,33 +753,21 @@ def test_run_suite_reads_the_pytest_summary():
     assert rs.pytest_summary("kernel panic") == "no pytest summary"
 
 
-@pytest.mark.parametrize("version, holds", [("6.1.0-57-amd64", False), ("6.12.118+deb12-amd64", False),
-                                            ("7.2.13+deb14-amd64", True), ("7.10.1-amd64", True)])
-def test_kernels_from_7_hold_the_perf_key(version, holds, tmp_path):
-    # 7.2 under TCG with two vCPUs died on a stale int3 of a live-patched __schedule (vm.py)
-    assert vm.holds_perf_key(version) == holds
-    script = vm.guest_script(["true"], {"PATH": "/usr/bin:/bin"}, "/", "M", hold_perf_key=vm.holds_perf_key(version))
-    assert ("PERF_COUNT_SW_DUMMY" in script) == holds
+@pytest.mark.parametrize("version, single", [("6.1.0-57-amd64", False), ("6.12.118+deb12-amd64", False),
+                                             ("7.2.13+deb14-amd64", True), ("7.10.1-amd64", True)])
+def test_kernels_from_7_run_single_threaded_tcg(version, single):
+    # 7.2 under multi-threaded TCG died on a stale int3 of live-patched kernel text (vm.py)
+    assert vm.single_threaded_tcg(version) == single
+    opts = vm.tcg_opts(version, None)
+    assert (opts == ["-accel", "tcg,thread=single"]) if single else opts is None
+    # the caller's options stay, after ours; an -icount run is single-threaded already
+    assert vm.tcg_opts(version, "-cpu max")[-2:] == ["-cpu", "max"]
+    assert vm.tcg_opts(version, ["-icount", "shift=0,sleep=off"]) == ["-icount", "shift=0,sleep=off"]
+    script = vm.guest_script(["true"], {"PATH": "/usr/bin:/bin"}, "/", "M")
+    assert "perf" not in script
 
 
-def test_the_perf_key_holder_opens_a_perf_event():
-    # run on the host: perf_event_open of a dummy software event for itself, then it sleeps
-    p = subprocess.Popen([sys.executable, "-c", vm.PERF_KEY_HOLDER], stdout=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 20
-        fds = []
-        while time.monotonic() < deadline and not fds:
-            time.sleep(0.2)
-            fds = [os.readlink(f"/proc/{p.pid}/fd/{n}") for n in os.listdir(f"/proc/{p.pid}/fd")]
-            fds = [f for f in fds if "perf_event" in f]
-        if not fds and p.poll() is None:
-            out = ""
-        else:
-            out = p.stdout.read() if p.poll() is not None else ""
-        if "cannot hold a perf event" in out or (not fds and os.path.exists("/proc/sys/kernel/perf_event_paranoid")
-                                                  and int(open("/proc/sys/kernel/perf_event_paranoid").read()) > 2):
-            pytest.skip("this host refuses perf_event_open")
-        assert fds == ["anon_inode:[perf_event]"], (fds, out)
-    finally:
-        p.kill()
-        p.wait()
+def test_the_vng_command_carries_single_threaded_tcg(tmp_path):
+    image = vm.KernelImage(spec="7.2", version="7.2.13+deb14-amd64", vmlinuz=tmp_path / "vmlinuz", root=tmp_path)
+    cmd = vm.vng_command("vng", image, "s.sh", None, "2G", vm.tcg_opts(image.version, None))
+    assert "--qemu-opts=-accel tcg,thread=single" in cmd
