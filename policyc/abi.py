@@ -386,6 +386,8 @@ REASON = _enum("policyc_reason", "event.reason: why the decision was made.", [
     ("REASON_BAD_ADDRESS", 8, "bad-address", "fail closed: a socket address that cannot be read"),
     ("REASON_CRED_OVERRIDE", 9, "credential-override",
      "io_uring personality: the op would run on other credentials"),
+    ("REASON_DISCONNECTED", 10, "disconnected",
+     "fail closed: a file with no path from its mount's root (opened by handle, not yet connected)"),
 ])
 # The reasons apply_ex (templates/common/policy.h) counts as failed closed: from
 # REASON_PATH_TOO_LONG on, but for REASON_PROTECT and REASON_ANON_EXEC.

@@ -35,6 +35,8 @@ REASON_TEXT = {
     abi.REASON_PROTECT: "the rename/link would move the path out from under a deny rule",
     abi.REASON_ANON_EXEC: "the file has no path (memfd, anonymous inode): executing it is denied",
     abi.REASON_BAD_ADDRESS: "the socket address could not be read: failed closed",
+    abi.REASON_DISCONNECTED: "the file was opened by handle and the kernel has not connected it to its "
+                             "directory, so it has no path to decide on: failed closed",
     abi.REASON_CRED_OVERRIDE: "an io_uring personality would run the operation on other credentials, "
                               "outside the capability rules: denied",
 }

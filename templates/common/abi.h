@@ -151,6 +151,9 @@ enum policyc_reason {
 	REASON_ANON_EXEC = 7,     /* executing or mapping a file that has no path (memfd...) */
 	REASON_BAD_ADDRESS = 8,   /* fail closed: a socket address that cannot be read */
 	REASON_CRED_OVERRIDE = 9, /* io_uring personality: the op would run on other credentials */
+	/* fail closed: a file with no path from its mount's root (opened by handle, not yet
+	 * connected) */
+	REASON_DISCONNECTED = 10,
 };
 
 /* event.hook, and the index of counters: which hook decided. Labels are the LSM hooks' names,

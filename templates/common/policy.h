@@ -226,8 +226,13 @@ static __always_inline int governed(struct policyc_config *cfg)
 
 /* WALK_INTERNAL: the object lives on a kernel-private clone of a mount (overlayfs opens its
  * real directories and files that way, after the hook already decided the overlay path):
- * not the process's doing, and not decided again. */
-enum walk_status { WALK_OK = 0, WALK_PSEUDO, WALK_TOO_LONG, WALK_DETACHED, WALK_FAULT, WALK_INTERNAL };
+ * not the process's doing, and not decided again.
+ * WALK_DISCONNECTED: a dentry with no parent that is neither its mount's root nor on an
+ * internal mount: open_by_handle_at(2) of a file whose dentry was not cached (exportfs leaves
+ * non-directories disconnected), or a file outside a bind mount's subtree reached by handle.
+ * Its leaf alone would name it as if it were a pipe: it fails closed instead. */
+enum walk_status { WALK_OK = 0, WALK_PSEUDO, WALK_TOO_LONG, WALK_DETACHED, WALK_FAULT, WALK_INTERNAL,
+		   WALK_DISCONNECTED };
 
 struct walk_ctx {
 	struct dentry *dentry;
@@ -386,24 +391,24 @@ static __always_inline int resolve_path_at(struct scratch *s, struct dentry *den
 		return WALK_TOO_LONG;
 	if (w.status == WALK_TOO_LONG || w.status == WALK_FAULT)
 		return w.status;
-	if (w.status != WALK_PSEUDO) {
-		struct task_struct *task = bpf_get_current_task_btf();
-		struct mount *ns_root = BPF_CORE_READ(task, nsproxy, mnt_ns, root);
-		if (w.mnt != ns_root) {
-			/* the walk ended at a root mount that is not the namespace's: a detached tree
-			 * (open_tree(OPEN_TREE_CLONE)) or an internal mount. Internal mounts hold
-			 * pseudo files; anything else cannot be named and fails closed. */
-			struct vfsmount *root_vfs = mount_vfs(w.mnt);
-			struct mount *root_mnt = w.mnt;
-			int flags = BPF_CORE_READ(root_vfs, mnt_flags);
-			struct mnt_namespace *ns = BPF_CORE_READ(root_mnt, mnt_ns);
-			if (!(flags & MNT_INTERNAL)) {
-				if (ns == MNT_NS_INTERNAL)
-					return WALK_INTERNAL;
-				return WALK_DETACHED;
-			}
-			w.status = WALK_PSEUDO;
+	/* The walk ended at a parentless dentry (a pseudo file's own) or at a root mount. Both
+	 * are what they seem only on an internal mount (pipefs, sockfs, anon inodes, shmem's
+	 * memfds): elsewhere the walk ended at a root mount that is not the namespace's (a
+	 * detached tree: open_tree(OPEN_TREE_CLONE)) or at a disconnected dentry, neither of
+	 * which can be named, and both fail closed. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mount *ns_root = BPF_CORE_READ(task, nsproxy, mnt_ns, root);
+	if (w.status == WALK_PSEUDO || w.mnt != ns_root) {
+		struct vfsmount *root_vfs = mount_vfs(w.mnt);
+		struct mount *root_mnt = w.mnt;
+		int flags = BPF_CORE_READ(root_vfs, mnt_flags);
+		struct mnt_namespace *ns = BPF_CORE_READ(root_mnt, mnt_ns);
+		if (!(flags & MNT_INTERNAL)) {
+			if (ns == MNT_NS_INTERNAL)
+				return WALK_INTERNAL;
+			return w.status == WALK_PSEUDO ? WALK_DISCONNECTED : WALK_DETACHED;
 		}
+		w.status = WALK_PSEUDO;
 	}
 	struct build_ctx b = { .s = s, .n = w.n, .base = base, .pseudo = w.status == WALK_PSEUDO };
 	if (b.pseudo && b.n == 0) {
@@ -440,7 +445,10 @@ static __always_inline int resolve_path_at(struct scratch *s, struct dentry *den
  * pseudo files. So it is used only where they give the same bytes, which costs a few reads:
  *   - the file's mount is in the task's mount namespace (not detached, not internal: no
  *     pseudo file, no other namespace's tree);
- *   - the file's dentry is hashed (not unlinked: d_path would append " (deleted)");
+ *   - the file's dentry is hashed (not unlinked: d_path would append " (deleted)"), has a
+ *     parent unless it is its mount's root (not disconnected), and its mount shows the
+ *     whole filesystem (no file reached by handle outside a bind mount's subtree), see
+ *     dentry_unlike_d_path;
  *   - the task's root is the namespace's "/": its dentry is its mount's root and each mount
  *     from there up to the namespace's root is mounted on its parent's root (a chroot, or a
  *     root below a bind mount, fails this and takes the walk);
@@ -471,10 +479,31 @@ static __always_inline int read_mount_up(struct mount *m, struct mount_up *up)
 	return 0;
 }
 
-/* Is the dentry unlinked (d_unlinked: unhashed and not a root)? d_hash then d_parent, one
- * read where they are neighbours. */
-static __always_inline int dentry_unlinked(struct dentry *d)
+/* Would d_path name the dentry other than the walk does? When
+ *   - the mount shows a subtree of its filesystem (a bind mount of a directory): a file
+ *     opened by handle (open_by_handle_at with CAP_DAC_READ_SEARCH decodes any inode of the
+ *     filesystem) may lie outside that subtree, and d_path names it from the filesystem's
+ *     root while the walk fails it closed (WALK_DISCONNECTED). Only a leaf-to-root walk
+ *     could tell; such mounts take the walk;
+ *   - the dentry is unlinked (d_unlinked: unhashed and not a root; d_path appends
+ *     " (deleted)");
+ *   - the dentry is disconnected (parentless though not its mount's root, see
+ *     WALK_DISCONNECTED; d_path gives a partial path).
+ * The vfsmount's root and super block in one read, the super block's root in one; d_hash
+ * then d_parent, one read where they are neighbours. */
+static __always_inline int dentry_unlike_d_path(struct dentry *d, struct vfsmount *vfs)
 {
+	struct { struct dentry *root; struct super_block *sb; } v = {};
+	if (bpf_core_field_offset(struct vfsmount, mnt_root) == 0 && bpf_core_field_offset(struct vfsmount, mnt_sb) == 8) {
+		if (bpf_probe_read_kernel(&v, sizeof(v), vfs))
+			return 1;
+	} else {
+		v.root = BPF_CORE_READ(vfs, mnt_root);
+		v.sb = BPF_CORE_READ(vfs, mnt_sb);
+	}
+	struct super_block *sb = v.sb;
+	if (!sb || !v.root || BPF_CORE_READ(sb, s_root) != v.root)
+		return 1;
 	struct { void *next; void *pprev; struct dentry *parent; } h = {};
 	if (bpf_core_field_offset(struct dentry, d_parent) == bpf_core_field_offset(struct dentry, d_hash) + 16) {
 		if (bpf_probe_read_kernel(&h, sizeof(h), (char *)d + bpf_core_field_offset(struct dentry, d_hash)))
@@ -483,7 +512,9 @@ static __always_inline int dentry_unlinked(struct dentry *d)
 		h.pprev = BPF_CORE_READ(d, d_hash.pprev);
 		h.parent = BPF_CORE_READ(d, d_parent);
 	}
-	return !h.pprev && h.parent != d;
+	if (h.parent == d)
+		return d != v.root;
+	return !h.pprev;
 }
 
 static __always_inline int dpath_names_as_walk(struct task_struct *task, struct dentry *d, struct vfsmount *vfs)
@@ -492,7 +523,7 @@ static __always_inline int dpath_names_as_walk(struct task_struct *task, struct 
 	struct mount *m = real_mount(vfs);
 	if (!ns || BPF_CORE_READ(m, mnt_ns) != ns)
 		return 0;
-	if (dentry_unlinked(d))
+	if (dentry_unlike_d_path(d, vfs))
 		return 0;
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	struct path root = {};
@@ -818,6 +849,7 @@ static __always_inline __u8 walk_reason(int status)
 	switch (status) {
 	case WALK_TOO_LONG: return REASON_PATH_TOO_LONG;
 	case WALK_DETACHED: return REASON_DETACHED;
+	case WALK_DISCONNECTED: return REASON_DISCONNECTED;
 	default: return REASON_READ_FAULT;
 	}
 }

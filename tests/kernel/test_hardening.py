@@ -597,6 +597,100 @@ def test_perf_event_open_of_another_process_is_ptrace(task_pol):
         victim.wait()
 
 
+# --- class 12: a file opened by handle, which no path from its mount's root reaches -----------
+# open_by_handle_at(2) with CAP_DAC_READ_SEARCH decodes any inode of the mount's filesystem:
+# one outside a bind mount's subtree (the dentry climbs past the mount's root to the
+# filesystem's), or, on a disk filesystem whose dentry was evicted, a non-directory with a
+# disconnected dentry (no parent at all). Neither has a path through the mount; both fail
+# closed (reason `disconnected`) where the walk used to name the file by its leaf.
+H = "/run/pk-handle"        # tmpfs: the bind-mount escape
+D = "/run/pk-handle-ext4"   # ext4 on a loop device: dentries the kernel evicts
+HANDLE_POLICY = f"""
+policy hardhandle {{
+    subject exe "/nonexistent/hardhandle"
+    default allow
+    deny file read "{H}/fs/secret", "{D}/secret"
+}}
+"""
+OPEN_BY_HANDLE = ("import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                  "mfd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)\n"
+                  "fd = libc.syscall(304, mfd, bytes.fromhex(sys.argv[2]), os.O_RDONLY)  # open_by_handle_at\n"
+                  "if fd < 0:\n    print('errno', ctypes.get_errno()); sys.exit()\n"
+                  "print('read', os.read(fd, 64).decode().strip(), os.readlink(f'/proc/self/fd/{fd}'))\n")
+
+
+def file_handle(path: str) -> str:
+    """name_to_handle_at(2) of `path`: struct file_handle as hex."""
+    buf = ctypes.create_string_buffer(8 + 128)
+    ctypes.c_uint.from_buffer(buf).value = 128
+    mount_id = ctypes.c_int()
+    if libc.syscall(303, -100, path.encode(), buf, ctypes.byref(mount_id), 0) != 0:
+        raise OSError(ctypes.get_errno(), f"name_to_handle_at {path}")
+    return buf.raw[:8 + ctypes.c_uint.from_buffer(buf).value].hex()
+
+
+def drop_dentries():
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("2\n")
+
+
+@pytest.fixture(scope="module")
+def handle_pol():
+    subprocess.run(["umount", f"{H}/bind"], capture_output=True)
+    subprocess.run(["umount", D], capture_output=True)
+    shutil.rmtree(H, ignore_errors=True)
+    os.makedirs(f"{H}/fs/pub")
+    os.makedirs(f"{H}/bind")
+    Path(f"{H}/fs/secret").write_text("secret\n")
+    Path(f"{H}/fs/pub/free").write_text("free\n")
+    subprocess.run(["mount", "--bind", f"{H}/fs/pub", f"{H}/bind"], check=True)
+    os.makedirs(D, exist_ok=True)
+    subprocess.run(["modprobe", "-a", "loop", "ext4"], capture_output=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", f"{H}/ext4.img", "8M"], check=True, capture_output=True)
+    subprocess.run(["mount", "-o", "loop", f"{H}/ext4.img", D], check=True)
+    Path(f"{D}/secret").write_text("secret\n")
+    Path(f"{D}/free").write_text("free\n")
+    p = Loaded(HANDLE_POLICY, "hardhandle")
+    yield p
+    p.close()
+    subprocess.run(["umount", f"{H}/bind"], capture_output=True)
+    subprocess.run(["umount", D], capture_output=True)
+
+
+def test_open_by_handle_outside_a_bind_mount_fails_closed(handle_pol):
+    pol = handle_pol
+    secret, free = file_handle(f"{H}/fs/secret"), file_handle(f"{H}/fs/pub/free")
+    # the probe works: through the bind mount of fs/pub, the handle reaches fs/secret
+    assert out(ungoverned(py(OPEN_BY_HANDLE, f"{H}/bind", secret))).startswith("read secret")
+    res = pol.run(py(OPEN_BY_HANDLE, f"{H}/bind", secret))
+    assert out(res) == f"errno {errno.EPERM}", res.stdout + res.stderr
+    evs = events_of(res, "file_open")
+    assert evs and evs[0].reason == "disconnected" and evs[0].decision == "deny", res.events
+    # the control: a file inside the bind mount's subtree, by handle, is named and allowed
+    assert out(pol.run(py(OPEN_BY_HANDLE, f"{H}/bind", free))) == f"read free {H}/bind/free"
+    # and the rule itself decides the secret by its path
+    res = pol.run(["cat", f"{H}/fs/secret"])
+    assert res.returncode != 0 and events_of(res, "file_open")[0].rule_id == pol.rule_id_of("deny file read")
+
+
+def test_open_by_handle_of_an_evicted_file_fails_closed(handle_pol):
+    pol = handle_pol
+    secret = file_handle(f"{D}/secret")
+    # the probe works: the dentry evicted, the handle gives a disconnected one (named by its
+    # leaf alone, which no rule on its path matched)
+    drop_dentries()
+    assert out(ungoverned(py(OPEN_BY_HANDLE, D, secret))).startswith("read secret")
+    drop_dentries()
+    res = pol.run(py(OPEN_BY_HANDLE, D, secret))
+    assert out(res) == f"errno {errno.EPERM}", res.stdout + res.stderr
+    evs = events_of(res, "file_open")
+    assert evs and evs[0].reason == "disconnected" and evs[0].decision == "deny", res.events
+    # the control: by path, the free file is read and the secret denied by its rule
+    assert pol.run(["cat", f"{D}/free"]).stdout == "free\n"
+    res = pol.run(["cat", f"{D}/secret"])
+    assert res.returncode != 0 and events_of(res, "file_open")[0].rule_id == pol.rule_id_of("deny file read")
+
+
 # --- class 2: the exception is committed only by an exec that succeeds -------------------------
 ESCAPE_EXCEPTION = ("import os, sys\nroot = os.open('/', os.O_PATH)\npid = os.fork()\n"
                     "if pid == 0:\n    os.chroot(sys.argv[1])\n"
