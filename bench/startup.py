@@ -1,12 +1,22 @@
 """Start-up: the wall time of `policyc --help` and of `policyc check` on a 10-rule policy, each
 a whole process from start to exit (target: under 0.15 s each).
 
-    python bench/startup.py [--runs N] [--warmup W]
+    python bench/startup.py [--runs N] [--warmup W] [--against DIR] [--output FILE]
 
 Runs the `policyc` beside this Python (the venv's entry point; `python -m policyc` when there
 is none), W times unmeasured then N times, and prints min, median and max wall seconds per
-command, and the modules each one imports (`-X importtime`, the ten costliest). Writes
-bench/results/startup.json.
+command, its median CPU seconds (user + system: less moved than the wall time by other jobs
+on a shared machine), and the modules each one imports (`-X importtime`, the ten
+costliest). Writes bench/results/startup.json (or `--output FILE`).
+
+`--against DIR`: DIR is another copy of the source tree (say this one with some files as they
+were before a change); each run of this tree is paired with one of DIR's, alternating, so both
+see the same load on a shared machine, and the two are printed side by side with the ratios
+of their medians. Both then run as `python -m policyc` in their own tree.
+
+The commands run with bytecode writing on (PYTHONDONTWRITEBYTECODE removed from their
+environment): the unmeasured runs leave each module's .pyc, as an installed wheel has them,
+so what is measured is start-up, not compiling.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -48,21 +59,68 @@ def policyc_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "policyc"]
 
 
-def time_runs(argv: list[str], runs: int, warmup: int) -> list[float]:
-    out = []
+def child_env(tree: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+CPU: dict[int, float] = {}   # id(list of wall times) -> the CPU seconds (user + system) of those runs
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_once(argv: list[str], env: dict[str, str], cwd: Path | None = None, cpu: list[float] | None = None) -> float:
+    """The wall seconds of one run; its CPU seconds appended to `cpu` (less moved by other
+    jobs on a shared machine than the wall time)."""
+    c0, t0 = _cpu(), time.perf_counter()
+    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+                       cwd=cwd)
+    dt = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(_cpu() - c0)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {r.returncode}: {r.stderr.decode()[-500:]}")
+    return dt
+
+
+def time_runs(argv: list[str], runs: int, warmup: int, env: dict[str, str] | None = None) -> list[float]:
+    env = env or child_env()
+    out, cpu = [], []
     for i in range(warmup + runs):
-        t0 = time.perf_counter()
-        r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        dt = time.perf_counter() - t0
-        if r.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} exited {r.returncode}: {r.stderr.decode()[-500:]}")
+        dt = run_once(argv, env, cpu=cpu)
         if i >= warmup:
             out.append(dt)
+    CPU[id(out)] = statistics.median(cpu[warmup:])
     return out
 
 
+def time_pairs(tree: Path, args: list[str], runs: int, warmup: int) -> tuple[list[float], list[float]]:
+    """`policyc ARGS` of this tree and of source tree `tree` alternately (which goes first
+    alternates too): paired runs. Both run as `python -m policyc` in their tree (`-m` puts the
+    working directory first on sys.path, before PYTHONPATH and the venv's editable install)."""
+    argv = [sys.executable, "-m", "policyc", *args]
+    env, other_env = child_env(ROOT), child_env(tree)
+    mine, theirs, mine_cpu, their_cpu = [], [], [], []
+    for i in range(warmup + runs):
+        if i % 2:
+            b, a = run_once(argv, other_env, tree, their_cpu), run_once(argv, env, ROOT, mine_cpu)
+        else:
+            a, b = run_once(argv, env, ROOT, mine_cpu), run_once(argv, other_env, tree, their_cpu)
+        if i >= warmup:
+            mine.append(a)
+            theirs.append(b)
+    CPU[id(mine)], CPU[id(theirs)] = statistics.median(mine_cpu[warmup:]), statistics.median(their_cpu[warmup:])
+    return mine, theirs
+
+
 def costliest_imports(args: list[str], n: int = 10) -> list[tuple[str, float]]:
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "policyc", *args], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "policyc", *args], capture_output=True, text=True,
+                       env=child_env())
     rows = []
     for line in r.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
@@ -81,6 +139,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--output", metavar="FILE", type=Path, default=ROOT / "bench" / "results" / "startup.json",
+                    help="where the results go (default: bench/results/startup.json)")
+    ap.add_argument("--against", metavar="DIR", type=Path,
+                    help="another source tree, run alternately with this one (paired runs)")
     a = ap.parse_args()
     cmd = policyc_command()
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,19 +151,33 @@ def main() -> int:
         cases = {"policyc --help": ["--help"], "policyc check (10 rules)": ["check", str(policy)]}
         results = {}
         for name, args in cases.items():
-            times = time_runs(cmd + args, a.runs, a.warmup)
+            if a.against is not None:
+                times, other = time_pairs(a.against.resolve(), args, a.runs, a.warmup)
+            else:
+                times, other = time_runs(cmd + args, a.runs, a.warmup), None
             results[name] = {"min_s": min(times), "median_s": statistics.median(times), "max_s": max(times),
-                             "runs": a.runs, "under_target": statistics.median(times) < TARGET_S,
+                             "cpu_median_s": CPU[id(times)], "runs": a.runs,
+                             "under_target": statistics.median(times) < TARGET_S,
                              "imports": costliest_imports(args)}
-    print(f"{'command':<28} {'min':>7} {'median':>7} {'max':>7}   (wall seconds, {a.runs} runs; target {TARGET_S})")
+            if other is not None:
+                results[name]["against"] = {"tree": str(a.against), "min_s": min(other),
+                                            "median_s": statistics.median(other), "max_s": max(other),
+                                            "cpu_median_s": CPU[id(other)]}
+    print(f"{'command':<28} {'min':>7} {'median':>7} {'max':>7} {'cpu':>7}   "
+          f"(wall seconds, {a.runs} runs; cpu: median user+sys; target {TARGET_S})")
     for name, r in results.items():
-        print(f"{name:<28} {r['min_s']:7.3f} {r['median_s']:7.3f} {r['max_s']:7.3f}")
+        print(f"{name:<28} {r['min_s']:7.3f} {r['median_s']:7.3f} {r['max_s']:7.3f} {r['cpu_median_s']:7.3f}")
+        if "against" in r:
+            o = r["against"]
+            print(f"{'  against ' + str(a.against):<28} {o['min_s']:7.3f} {o['median_s']:7.3f} {o['max_s']:7.3f}"
+                  f" {o['cpu_median_s']:7.3f}   (this tree / it, medians: wall "
+                  f"{r['median_s'] / o['median_s']:.2f}, cpu {r['cpu_median_s'] / o['cpu_median_s']:.2f})")
     for name, r in results.items():
         print(f"\n{name}: costliest top-level imports (cumulative s)")
         for mod, s in r["imports"]:
             print(f"  {mod:<40} {s:.3f}")
-    out = ROOT / "bench" / "results" / "startup.json"
-    out.parent.mkdir(exist_ok=True)
+    out = a.output
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"python": platform.python_version(), "machine": platform.machine(),
                                "cpus": os.cpu_count(), "command": cmd, "results": results}, indent=2) + "\n")
     return 0

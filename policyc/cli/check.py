@@ -31,8 +31,8 @@ import typer
 
 from ..config import Config, ConfigError, load_config
 from ..diagnostics import Diagnostic, Diagnostics, Severity
-from ..report import (FORMATS, Sources, apply_suppressions, default_base_dir, render, render_sarif_failure,
-                      summary)
+from ..report import FORMATS, Sources, default_base_dir, render, summary
+from ..report.suppress import apply_suppressions
 from ..parse import decode_source
 from .common import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, guarded, load_and_check, overlaid
 
@@ -62,6 +62,13 @@ def _config(use_config: bool, fmt: str | None, out: TextIO, err: TextIO, base) -
         if fmt == "sarif":
             render_sarif_failure(out, f"{e} (--no-config ignores it)", base_dir=base)
         return None
+
+
+def render_sarif_failure(out: TextIO, message: str, **kw) -> None:
+    """A SARIF document that says the run failed (policyc/report/sarif.py, imported when needed)."""
+    from ..report.sarif import render_sarif_failure as write
+
+    write(out, message, **kw)
 
 
 def _run_check(paths: list[str], fmt: str | None, config: Config, out: TextIO, err: TextIO,

@@ -73,7 +73,7 @@ def guarded(fn: Callable[..., int], *args, on_bug: Callable[[Exception], None] |
     except Exception as e:  # noqa: BLE001 - the one place that catches everything
         if os.environ.get("POLICYC_DEBUG"):
             traceback.print_exc(file=err)
-        err.write(f"policyc: internal error: {type(e).__name__}: {e} "
+        err.write(f"policyc: error: internal error: {type(e).__name__}: {e} "
                   "(a policyc bug; POLICYC_DEBUG=1 shows where)\n")
         if on_bug is not None:
             try:

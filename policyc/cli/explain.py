@@ -6,7 +6,9 @@ OP is `FAMILY[.OP]`: `file.read` ... `file.exec-map`, `exec`, `net.connect`, `ne
 `signal.NAME`), `ptrace`, `mount`, `module.load`, `bpf`. PATH is absolute, except for `exec`
 and `file.exec-map` of a file without one, named as the kernel names it (`memfd:x`). JSON:
 `{"version": 1, "decision": "allow|deny|audit", "policy": NAME|null, "rule": "file:line:col"|null,
-"governed": bool, ...}`; a process that no policy governs is allowed with policy and rule null
+"governed": bool, ...}`, each place also as an object `{"file", "line", "col"}` beside its
+string (`rule_location`, `location`: the place that decided; docs/cli.md, Places); a
+process that no policy governs is allowed with policy and rule null
 ("no policy governs this process"). `--fail-on deny|audit|allow` exits 1 when the decision is
 that one (`allow`: allowed, logged or not), for a CI step that asserts a decision.
 """
@@ -20,7 +22,7 @@ from typing import List, Optional, TextIO
 import typer
 
 from ..diagnostics import Diagnostics, did_you_mean
-from ..evaluate import Decision, decide, decide_policy, governs
+from ..evaluate import Decision, decide, decide_policy, governs, location
 from ..ir.model import Event, Program
 from ..ir.vocab import FAMILIES
 from .common import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_USAGE, guarded, load, print_diagnostics
@@ -110,21 +112,19 @@ def parse_event(exe: str, op: str, path, addr, port, proto, cap, signal, target_
 
 
 def to_dict(d: Decision, program: Program, event: Event) -> dict:
+    """`explain --json`: Decision.to_dict (its places as strings and as `{"file", "line",
+    "col"}` objects: `rule_location`, `location`), `version`, `governed`, `policy_location`,
+    and `governing`: each policy that governs the process and its own decision."""
     out = {"version": JSON_VERSION, **d.to_dict()}
     out["governed"] = d.policy is not None
-    # the same places as objects (the strings above stay: they are a contract)
-    out["rule_location"] = _location(d.rule.span if d.rule else None)
-    out["policy_location"] = _location(d.policy.span if d.policy else None)
-    out["governing"] = [
-        {"policy": p.name, "decision": pd.action, "rule": str(pd.rule.span) if pd.rule else None,
-         "rule_location": _location(pd.rule.span if pd.rule else None)}
-        for p in program.policies if governs(p, event) for pd in [decide_policy(p, event)]
-    ]
+    out["policy_location"] = location(d.policy.span if d.policy else None)
+    out["governing"] = []
+    for p in program.policies:
+        if governs(p, event):
+            pd = decide_policy(p, event).to_dict()
+            out["governing"].append({"policy": p.name, "decision": pd["decision"], "rule": pd["rule"],
+                                     "rule_location": pd["rule_location"], "location": pd["location"]})
     return out
-
-
-def _location(span) -> dict | None:
-    return None if span is None else {"file": span.file, "line": span.line, "col": span.col}
 
 
 def run_explain(paths: list[str], exe: str, op: str, path=None, addr=None, port=None, proto=None, cap=None,

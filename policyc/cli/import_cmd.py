@@ -50,14 +50,14 @@ def run_import(paths: list[str], output: str | None, base: str, verbose: bool,
         fdiags = Diagnostics()
         text = format_text(path, result.text, fdiags)
         if text is None:
-            err.write("policyc: internal error: the converted policy does not parse (a policyc bug):\n")
+            err.write("policyc: error: internal error: the converted policy does not parse (a policyc bug):\n")
             print_diagnostics(fdiags, "text", err, err)
             return EXIT_BUG
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
         front = front_end([path], Diagnostics(), checks=True)
         if front.diags.has_errors:
-            err.write("policyc: internal error: the converted policy does not pass `policyc check` "
+            err.write("policyc: error: internal error: the converted policy does not pass `policyc check` "
                       "(a policyc bug; please report it with the profiles):\n")
             print_diagnostics(front.diags, "text", err, err, front.program)
             return EXIT_BUG

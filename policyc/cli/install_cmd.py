@@ -111,7 +111,7 @@ def _install(paths: list[str], root: str | None, exec_path: str | None, kernel: 
     code = build_sources(layout, kernel, out, err)
     if code:
         copied.rollback()
-        err.write(f"policyc: install stopped: the build failed; {layout.sources} is as it was, "
+        err.write(f"policyc: error: install stopped: the build failed; {layout.sources} is as it was, "
                   "the build output, the units and the loaded policies are unchanged\n")
         return code
     for path in I.write_units(layout, exec_path):

@@ -11,8 +11,8 @@ stderr with its reason) and then exits 1; what policyc.service runs at boot.
 Both govern the processes already running that a loaded policy's `subject exe` patterns
 match, and their descendants, once its programs are attached (policyc/adopt.py, docs/semantics.md
 "Processes running before load"), and list them under the policy's line; `--no-adopt` leaves
-them ungoverned. `--json` (not with --sync): one JSON document, per policy its `adopted`
-processes."""
+them ungoverned. `--format json` (`--json`; not with --sync): one JSON document,
+`{"version": 1, "loaded": [...]}`, per policy its `adopted` processes."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from typing import List, Optional, TextIO
 import typer
 
 from ..deploy import DeployError, check_kernel, load_manifest, read_manifest
-from .common import EXIT_BAD_INPUT, EXIT_OK, guarded
+from .common import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, guarded
 from .kernel_common import manifests_for, print_deploy_error
+
+JSON_VERSION = 1   # `version` of `load --json`'s object: raised when a field changes meaning
 
 
 def run_load(paths: list[str], names: list[str] | None, replace: bool, out: TextIO, err: TextIO,
@@ -77,10 +79,10 @@ def run_load(paths: list[str], names: list[str] | None, replace: bool, out: Text
             out.flush()
     except DeployError as e:
         if as_json and docs:
-            out.write(json.dumps({"loaded": docs}, indent=2) + "\n")
+            out.write(json.dumps({"version": JSON_VERSION, "loaded": docs}, indent=2) + "\n")
         return print_deploy_error(e, err)
     if as_json:
-        out.write(json.dumps({"loaded": docs}, indent=2) + "\n")
+        out.write(json.dumps({"version": JSON_VERSION, "loaded": docs}, indent=2) + "\n")
     return EXIT_OK
 
 
@@ -98,7 +100,11 @@ def command(
                                   help="do not govern processes already running a subject executable "
                                        "(they stay ungoverned until they exec one again)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON document: per policy its `adopted` processes"),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="text|json", help="text or json (--json is json)"),
 ) -> None:
     """Load policies into the kernel (BPF LSM) and pin them under /sys/fs/bpf/policyc."""
+    if fmt is not None and fmt not in ("text", "json"):
+        sys.stderr.write(f"policyc: error: unknown format `{fmt}` (text or json)\n")
+        raise typer.Exit(EXIT_USAGE)
     guarded(run_load, list(paths or []), policy, replace, out=sys.stdout, err=sys.stderr, sync=sync, prune=prune,
-            adopt=not no_adopt, as_json=as_json)
+            adopt=not no_adopt, as_json=as_json or fmt == "json")

@@ -60,6 +60,13 @@ COMMANDS: dict[str, tuple[str, str, str, dict]] = {
 }
 
 
+class PlainCommand(typer.core.TyperCommand):
+    """A command whose plain parameters are converted without pydantic (plain_coercion)."""
+
+    def get_params(self, ctx):
+        return plain_coercion(super().get_params(ctx))
+
+
 class _Listed(typer.core.TyperCommand):
     """A command as `policyc --help` lists it: its name and help, nothing imported."""
 
@@ -83,6 +90,9 @@ class LazyGroup(TyperGroup):
         self.commands[cmd_name] = cmd
         return cmd
 
+    def get_params(self, ctx):
+        return plain_coercion(super().get_params(ctx))
+
     def format_help(self, ctx, formatter) -> None:
         self._listing = True
         try:
@@ -104,8 +114,65 @@ def load_command(name: str):
     module, attr, _, settings = COMMANDS[name]
     fn = getattr(importlib.import_module(f"policyc.cli.{module}"), attr)
     one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    one.command(name, context_settings=settings or None)(fn)
+    one.command(name, cls=PlainCommand, context_settings=settings or None)(fn)
     return typer.main.get_command(one)
+
+
+def plain_coercion(params: list) -> list:
+    """`params` (a command's) with their `str`, `bool`, `int` and `list[str]` values converted
+    without pydantic. typer (0.29) converts every value through a pydantic TypeAdapter, and
+    importing pydantic and building the adapters was a fifth of `policyc check`'s start-up
+    (docs/benchmarks.md, Start-up). PlainParam passes a value that already has its type
+    (every value from the command line is a str) as typer's adapter would, and hands anything
+    else (bytes, `--port 1_000`, a bounded int) to typer's own conversion, so results and
+    error messages stay typer's (tests/unit/test_startup_lazy.py compares the two). With a
+    typer that has no such layer this does nothing."""
+    if PlainParam is None:
+        return params
+    try:
+        return _plain_coercion(params)
+    except Exception:   # typer's private layer changed shape: its own conversion, unchanged
+        return params
+
+
+def _plain_coercion(params: list) -> list:
+    for p in params:
+        desc = getattr(p, "type_descriptor", None)
+        if (desc is None or getattr(p, "_runtime_param", False) is not None or desc.annotation not in _PLAIN
+                or desc.file_annotation is not None or desc.parameter_info.parser is not None
+                or desc.is_choice or desc.is_path or desc.is_ranged):
+            continue
+        p._runtime_param = PlainParam(parameter_info=desc.parameter_info, annotation=desc.annotation)
+    return params
+
+
+_PLAIN = (str, bool, int, List[str], list[str])
+
+try:
+    from typer._coercion import RuntimeParam as _RuntimeParam
+    from typer._coercion import build_runtime_param as _build_runtime_param
+    from typer._coercion import resolve_type_descriptor as _resolve_type_descriptor
+except ImportError:   # an older typer: its conversion needs no pydantic
+    PlainParam = None
+else:
+    class PlainParam(_RuntimeParam):
+        """typer's conversion of one plain parameter, without pydantic for plain values."""
+
+        def _coerce_value(self, value, param, ctx):
+            ann = self.annotation
+            if ann is str and isinstance(value, str):
+                return value
+            if ann is bool and isinstance(value, bool):
+                return value
+            if ann is int and type(value) is int:
+                return value
+            if ann is int and isinstance(value, str) and value.isascii() and value.isdigit():
+                return int(value)
+            if ann not in (str, bool, int) and isinstance(value, (list, tuple)) \
+                    and all(isinstance(v, str) for v in value):
+                return list(value)
+            theirs = _build_runtime_param(_resolve_type_descriptor(self.annotation, self.parameter_info))
+            return theirs._coerce_value(value, param=param, ctx=ctx)
 
 
 app = typer.Typer(
@@ -134,7 +201,7 @@ def _options(
     pass
 
 
-@app.command("vm", context_settings={"allow_interspersed_args": False})
+@app.command("vm", cls=PlainCommand, context_settings={"allow_interspersed_args": False})
 def vm(
     kernel: str = typer.Option("6.1", "--kernel", metavar="VERSION", help="the kernel to boot (6.1, 6.12, 7.2, newest, or DIR/boot/vmlinuz-V)"),
     argv: Optional[List[str]] = typer.Argument(None, metavar="-- CMD...", help="the command to run in the VM"),
@@ -197,11 +264,35 @@ def completion_script(shell: str) -> str | None:
 
 def _usage_errors_exit_64() -> None:
     """Click (vendored by typer) exits 2 on a usage error; policyc's 2 means "the input has
-    errors", so the `policyc` command exits 64 (EX_USAGE) on one instead. Set by the entry
-    point, for the process it runs in: `app` itself (typer's CliRunner) keeps click's 2."""
+    errors", so the `policyc` command exits 64 (EX_USAGE) on one instead. And click says an
+    error as `Error: ...`; the `policyc` command says it as every other error of policyc,
+    `policyc: error: ...` (after click's usage lines). Set by the entry point, for the
+    process it runs in: `app` itself (typer's CliRunner) keeps click's 2 and wording."""
     from typer._click import exceptions as _exc
 
     _exc.UsageError.exit_code = EXIT_USAGE
+    for cls in (_exc.ClickException, _exc.UsageError):
+        if "show" in vars(cls) and not getattr(cls.show, "policyc_prefixed", False):
+            cls.show = _prefixed(cls.show)
+
+
+def _prefixed(show):
+    """click's `show` with its last `Error: ` line begun `policyc: error: ` instead."""
+    def prefixed_show(self, file=None) -> None:
+        import io
+
+        from typer._click._compat import get_text_stderr
+
+        buf = io.StringIO()
+        show(self, buf)
+        text = buf.getvalue()
+        at = text.rfind("Error: ")
+        if at == 0 or (at > 0 and text[at - 1] == "\n"):
+            text = text[:at] + "policyc: error: " + text[at + len("Error: "):]
+        (file or get_text_stderr()).write(text)
+
+    prefixed_show.policyc_prefixed = True
+    return prefixed_show
 
 
 def main() -> None:

@@ -1,6 +1,11 @@
 """`policyc report FILE... [--since T] [--format text|json]`: an audit log summed up (top rules,
 subjects, objects, per hour) as terminal tables or one JSON document. Malformed input: an
-error naming the file and line, exit 2."""
+error naming the file and line, exit 2.
+
+The JSON document is policyc/audit/report.py's summary (`version` REPORT_VERSION) with every
+rule place given twice: `rule`, the `file:line:col` string, and beside it `location`, the
+object `{"file", "line", "col"}` (null when the rule is unknown), in `top_rules`,
+`dropped_by_rule` and `suppressed_by_rule` alike."""
 
 from __future__ import annotations
 
@@ -37,12 +42,26 @@ def run_report(paths: list[str], since: str | None, fmt: str, top: int, out: Tex
         return EXIT_BAD_INPUT
     summary = summarize(records, since_ns, top=top)
     if fmt == "json":
-        out.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        out.write(json.dumps(with_locations(summary), indent=2, sort_keys=True) + "\n")
     else:
         from rich.console import Console
 
         render_tables(summary, Console(file=out, width=None if out.isatty() else 160, highlight=False))
     return EXIT_OK
+
+
+LOCATED = ("top_rules", "dropped_by_rule", "suppressed_by_rule")   # lists whose entries name a `rule`
+
+
+def with_locations(summary: dict) -> dict:
+    """`summary` with a `location` object beside each `rule` string that has none yet."""
+    from ..audit.report import location
+
+    for key in LOCATED:
+        for entry in summary.get(key, ()):
+            if "location" not in entry:
+                entry["location"] = location(entry.get("rule"))
+    return summary
 
 
 def command(

@@ -6,7 +6,9 @@ The counters count from the policy's first load: a replace (`load --replace`, `l
 keeps the counters map, an unload drops it. `--format prometheus` writes the node_exporter
 textfile format (HELP/TYPE lines, `policyc_<counter>_total{policy,hook}` counters); with
 `-o FILE` the file is replaced atomically (written beside it, then renamed), as the textfile
-collector needs. `--json` is `--format json`: its field names are a contract (only added to)."""
+collector needs. `--json` is `--format json`: `{"version": 1, "policies": [...]}`, its field
+names a contract (only added to); each `suppressed` entry names its rule both as `rule`, the
+`file:line:col` string, and as `location`, the object `{"file", "line", "col"}`."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from .common import EXIT_BAD_INPUT, EXIT_OK, guarded
 from .kernel_common import print_deploy_error
 
 FORMATS = ("text", "json", "prometheus")
+JSON_VERSION = 1   # `version` of the json format's object: raised when a field changes meaning
 
 # the per-hook counters (struct policyc_counters), as Prometheus counters
 COUNTER_HELP = {
@@ -113,10 +116,20 @@ def format_text(rows: list[dict]) -> str:
 
 def render(rows: list[dict], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps({"policies": rows}, indent=2, sort_keys=True) + "\n"
+        return json.dumps({"version": JSON_VERSION, "policies": [_located(r) for r in rows]},
+                          indent=2, sort_keys=True) + "\n"
     if fmt == "prometheus":
         return format_prometheus(rows)
     return format_text(rows)
+
+
+def _located(row: dict) -> dict:
+    """A status row with a `location` object beside each suppressed entry's `rule` string."""
+    if not row.get("suppressed"):
+        return row
+    from ..audit.report import location
+
+    return {**row, "suppressed": [{**s, "location": location(s.get("rule"))} for s in row["suppressed"]]}
 
 
 def run_status(as_json: bool, out: TextIO, err: TextIO, fmt: str | None = None, output: str | None = None) -> int:

@@ -28,9 +28,15 @@ class Decision:
     by: str                   # rule | default | ungoverned | protect | anonymous-exec
 
     def to_dict(self) -> dict:
-        loc = None
+        """The decision as JSON (`explain --json`, `test --format json`). Each place is a
+        `file:line:col` string (`rule`, `default_location`: kept so, scripts read them) and,
+        beside it, an object `{"file", "line", "col"}`: `rule_location`, and `location`, the
+        place that decided (the rule, else the policy's `default` line; null when no line
+        did: ungoverned, an implicit default)."""
+        default = None
         if self.by == "default" and self.policy is not None and self.policy.default_span is not None:
-            loc = str(self.policy.default_span)
+            default = self.policy.default_span
+        deciding = self.rule.span if self.rule else default
         return {
             "decision": self.action,
             "policy": self.policy.name if self.policy else None,
@@ -38,9 +44,16 @@ class Decision:
             "rule_id": self.rule.id if self.rule else None,
             "rule_text": self.rule.text if self.rule else None,
             "by": self.by,
-            "default_location": loc,
+            "default_location": str(default) if default is not None else None,
             "mode": self.policy.mode if self.policy else None,
+            "rule_location": location(self.rule.span if self.rule else None),
+            "location": location(deciding),
         }
+
+
+def location(span) -> dict | None:
+    """A span as JSON's place object, `{"file", "line", "col"}` (1-based), or None."""
+    return None if span is None else {"file": span.file, "line": span.line, "col": span.col}
 
 
 def glob_matches(glob: Glob, text: str) -> bool:

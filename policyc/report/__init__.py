@@ -8,6 +8,10 @@ Every format is built from `Diagnostic.to_dict()` data or the same fields; passe
 format their own messages for output. Suppressed diagnostics (`Diagnostic.suppressed`, see
 suppress.py) are left out of `text` and `github`, and kept, marked, in `json`, `json-v2` and
 `sarif`.
+
+The renderers are imported when first used (`render` imports the one it needs; the other
+names on first access), so reading FORMATS (policyc/config.py) or checking in text format
+does not import the SARIF and JSON writers.
 """
 
 from __future__ import annotations
@@ -16,14 +20,24 @@ import os
 from typing import Iterable, TextIO
 
 from ..diagnostics import Diagnostic, Severity
-from .github import render_github
-from .sarif import default_base_dir, render_sarif, render_sarif_failure
-from .sources import Sources
-from .suppress import apply_suppressions
-from .text import render_text
-from .tojson import JSON_V2_VERSION, render_json, render_json_v2, to_json_v2
+from .sources import Sources, default_base_dir
 
 FORMATS = ("text", "json", "json-v2", "sarif", "github")
+
+# name -> the module of this package it comes from, imported on first access
+_LAZY = {"render_github": "github", "render_sarif": "sarif",
+         "render_sarif_failure": "sarif", "apply_suppressions": "suppress", "render_text": "text",
+         "JSON_V2_VERSION": "tojson", "render_json": "tojson", "render_json_v2": "tojson", "to_json_v2": "tojson"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 def use_color(out: TextIO) -> bool:
@@ -45,16 +59,26 @@ def render(diags: Iterable[Diagnostic], fmt: str, out: TextIO, sources: Sources 
     diagnostic names)."""
     diags = list(diags)
     if fmt == "json":
+        from .tojson import render_json
+
         render_json(diags, out)
     elif fmt == "json-v2":
+        from .tojson import render_json_v2
+
         if files is None:
             files = {*inputs, *(d.span.file for d in diags if d.span is not None)}
         render_json_v2(diags, out, files)
     elif fmt == "sarif":
+        from .sarif import render_sarif
+
         render_sarif(diags, out, sources, base_dir=base_dir, inputs=inputs)
     elif fmt == "github":
+        from .github import render_github
+
         render_github(diags, out)
     else:
+        from .text import render_text
+
         shown = [d for d in diags if d.suppressed is None]
         render_text(shown, out, sources or Sources(), use_color(out) if color is None else color)
 

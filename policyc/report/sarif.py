@@ -40,7 +40,7 @@ from .. import __version__
 from ..diagnostics import CODES, WARNING_P_CODES, Diagnostic, Severity, is_warning_code
 from ..span import Span, comment_start
 from .diagnostic_help import DOC_URL, HELP
-from .sources import Sources
+from .sources import Sources, default_base_dir  # noqa: F401 - default_base_dir: sarif's, kept here too
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/policyc/policyc"
@@ -67,22 +67,6 @@ def tags(code: str) -> list[str]:
     if code in SECURITY_SEVERITY:
         return ["security"]
     return ["maintainability"] if code in MAINTAINABILITY else ["correctness"]
-
-
-def default_base_dir(paths: Iterable[str]) -> Path:
-    """The git top-level of the first input (a directory with `.git`, a directory or a file
-    for worktrees), else the working directory."""
-    first = next(iter(paths), None)
-    if first is not None:
-        try:
-            p = Path(os.path.abspath(first))
-            start = p if p.is_dir() else p.parent
-            for d in (start, *start.parents):
-                if (d / ".git").exists():
-                    return d
-        except (OSError, ValueError):
-            pass
-    return Path.cwd()
 
 
 def render_sarif(diags: list[Diagnostic], out: TextIO, sources: Sources | None = None, *,

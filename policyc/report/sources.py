@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
+from typing import Iterable
 
 MAX_SNIPPET_SOURCE = 64 * 1024 * 1024   # the front end's own bound (policyc/parse MAX_FILE_BYTES)
 
@@ -47,3 +49,20 @@ class Sources:
         if lines is None or not 1 <= lineno <= len(lines):
             return None
         return lines[lineno - 1].rstrip("\r")
+
+
+def default_base_dir(paths: Iterable[str]) -> Path:
+    """SARIF's %SRCROOT% unless `--base-dir` is given (policyc/report/sarif.py): the git
+    top-level of the first input (a directory with `.git`, a directory or a file for
+    worktrees), else the working directory."""
+    first = next(iter(paths), None)
+    if first is not None:
+        try:
+            p = Path(os.path.abspath(first))
+            start = p if p.is_dir() else p.parent
+            for d in (start, *start.parents):
+                if (d / ".git").exists():
+                    return d
+        except (OSError, ValueError):
+            pass
+    return Path.cwd()

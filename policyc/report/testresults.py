@@ -87,10 +87,13 @@ def render_text(results: list[TestResult], out: TextIO, verbose: bool = False) -
 # --- json ------------------------------------------------------------------------------------
 def to_json(results: list[TestResult]) -> dict[str, Any]:
     """`{"version": 1, "passed", "failed", "total", "results": [...]}`; each result:
-    `{file, line, col, policy, test: {file, line}, expectation, expected, result: "pass"|"fail",
-    actual}` where `actual` is null on a pass and on a failure the decision
-    (`{decision, policy, rule, rule_id, rule_text, by, default_location, mode, explanation}`,
-    `rule` as `file:line:col` or null)."""
+    `{file, line, col, location, policy, test: {file, line, col}, expectation, expected,
+    result: "pass"|"fail", actual}` where `location` is the expectation's place as an object
+    `{file, line, col}` (the same as the three keys beside it), `test` the block's, and
+    `actual` null on a pass and on a failure the decision (`{decision, policy, rule, rule_id,
+    rule_text, by, default_location, mode, rule_location, location, explanation}`, `rule` and
+    `default_location` as `file:line:col` or null, `rule_location` and `location` (the place
+    that decided) as objects or null: evaluate.Decision.to_dict)."""
     passed, failed = counts(results)
     items = []
     for r in results:
@@ -102,8 +105,9 @@ def to_json(results: list[TestResult]) -> dict[str, Any]:
             "file": s.file,
             "line": s.line,
             "col": s.col,
+            "location": {"file": s.file, "line": s.line, "col": s.col},
             "policy": r.test.policy,
-            "test": {"file": t.file, "line": t.line},
+            "test": {"file": t.file, "line": t.line, "col": t.col},
             "expectation": r.expectation.text,
             "expected": r.expectation.decision,
             "result": "pass" if r.passed else "fail",

@@ -47,7 +47,10 @@ def format_diagnostic(d: Diagnostic, sources: Sources, color: bool = False) -> s
 
 
 def _where(span: Span | None) -> str:
-    return f"{clean(str(span))}: " if span is not None and span.line > 0 else ""
+    """`file:line:col: `, or `policyc: ` for a diagnostic with no place in a file (a file
+    that cannot be read, a bad command-line value): `policyc: error[P006]: ...`, as every
+    error policyc prints begins `policyc: error` (docs/cli.md, Errors)."""
+    return f"{clean(str(span))}: " if span is not None and span.line > 0 else "policyc: "
 
 
 def _painter(color: bool):

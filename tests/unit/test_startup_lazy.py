@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import List
 
 import pytest
 from typer.testing import CliRunner
@@ -73,3 +75,83 @@ def test_completing_a_command_name_imports_no_command_module():
             "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n")
     mods = _modules_after(code)
     assert not mods & set(COMMAND_MODULES), sorted(mods & set(COMMAND_MODULES))
+
+
+# --- check's start-up: no pydantic, no SARIF writer ---------------------------------------------
+def test_check_imports_neither_pydantic_nor_the_unused_renderers(tmp_path):
+    """typer converts option values through pydantic; policyc/cli/main.py's PlainParam
+    converts the plain ones without it (a fifth of `check`'s start-up), and the renderers
+    of the formats not asked for are not imported (docs/benchmarks.md, Start-up)."""
+    p = tmp_path / "a.policy"
+    p.write_text('policy a {\n    subject exe "/usr/bin/a"\n    allow file read "/etc/a"\n}\n')
+    for argv in (["check", str(p)], ["check", "--format", "text", "--no-werror", str(p)],
+                 ["explain", str(p), "--exe", "/usr/bin/a", "--op", "net.connect", "--addr", "10.0.0.1",
+                  "--port", "80", "--parent-exe", "/usr/bin/b"]):
+        code = (f"import sys\nsys.argv = ['policyc', *{argv!r}]\nfrom policyc.cli.main import main\n"
+                "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n")
+        mods = _modules_after(code)
+        assert not {m for m in mods if m.split(".")[0] == "pydantic"}, argv
+        assert "typer._adapters" not in mods, argv
+        if argv[0] == "check":
+            assert not mods & {"policyc.report.sarif", "policyc.report.github", "policyc.report.tojson"}, argv
+
+
+def _typer_param(annotation, **info):
+    from typer._coercion import resolve_type_descriptor
+    from typer.models import OptionInfo
+
+    return resolve_type_descriptor(annotation, OptionInfo(**info))
+
+
+@pytest.mark.parametrize("annotation, values", [
+    (str, ["x", "", "é", "--y"]),
+    (bool, [True, False, "true", "0"]),
+    (int, ["0", "80", "007", 10, "-3", " 5", "1_000", "+4"]),
+    (List[str], [("a", "b"), ["c"], ()]),
+])
+def test_plain_params_convert_as_typer_does(annotation, values):
+    from typer._coercion import build_runtime_param
+
+    from policyc.cli.main import PlainParam
+
+    desc = _typer_param(annotation)
+    theirs = build_runtime_param(desc)
+    ours = PlainParam(parameter_info=desc.parameter_info, annotation=desc.annotation)
+    param = SimpleNamespace(multiple=False, nargs=1, get_error_hint=lambda ctx=None: "'--x'")
+    for v in values:
+        got, want = _outcome(ours, v, param), _outcome(theirs, v, param)
+        assert got == want and type(got) is type(want), (annotation, v, got, want)
+
+
+def _outcome(rp, value, param):
+    from typer._click.exceptions import BadParameter
+
+    try:
+        return rp._coerce_value(value, param=param, ctx=None)
+    except BadParameter as e:
+        return ("error", e.format_message())
+
+
+def test_a_bad_value_is_typers_usage_error():
+    from typer._click.exceptions import BadParameter
+
+    from policyc.cli.main import PlainParam
+
+    desc = _typer_param(int)
+    param = SimpleNamespace(multiple=False, nargs=1, get_error_hint=lambda ctx=None: "'--port'")
+    with pytest.raises(BadParameter, match="valid integer"):
+        PlainParam(parameter_info=desc.parameter_info, annotation=int).coerce("eighty", param, None)
+    r = CliRunner().invoke(app, ["explain", "x.policy", "--exe", "/a", "--op", "net.connect", "--port", "x"])
+    assert r.exit_code == 2 and "Invalid value for '--port'" in r.output
+
+
+def test_bounded_and_choice_params_keep_typers_conversion():
+    from policyc.cli.main import PlainParam, plain_coercion
+
+    class P:
+        def __init__(self, desc):
+            self.type_descriptor, self._runtime_param = desc, None
+
+    params = [P(_typer_param(int, min=1)), P(_typer_param(str)), P(_typer_param(float))]
+    plain_coercion(params)
+    assert [type(p._runtime_param) is PlainParam for p in params] == [False, True, False]
