@@ -15,8 +15,14 @@ machine's speed touches all three alike:
     without loading it (-Q) or touching its cache (-K); no kernel needed;
   * policyc cold: `policyc build` with POLICYC_CACHE pointed at a new empty directory (the
     object is compiled by clang, the grammar analysed);
-  * policyc warm: the same policy rebuilt with the cache filled (the object is reused:
-    rules are map data and the C depends on the hook families alone).
+  * policyc warm: the same policy built into a new output directory with the cache filled
+    (the object is reused: rules are map data and the C depends on the hook families alone);
+  * policyc unchanged: the same policy built again into the directory of its last build
+    (nothing changed: `policyc build` leaves the outputs as they are, lowering nothing).
+
+Cold is clang's unless policyc ships the object (a wheel does, for `default deny` policies:
+policyc/codegen/prebuilt.py): --wheel times the policyc of a wheel built from this tree
+(POLICYC_PREBUILT=require) and installed in a new venv, as a user gets it.
 
 CPU is the child's user + system seconds (the kernel's accounting, os.wait4), wall a
 monotonic clock around it; medians and minimums over --runs. Sizes: policyc's object and
@@ -68,6 +74,27 @@ def policyc_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "policyc"]
 
 
+def install_wheel(work: Path) -> list[str]:
+    """Build this tree's wheel (with its shipped objects) and install it, with its
+    dependencies, in a new venv under WORK; the `policyc` command of that venv."""
+    src = work / "src"
+    src.mkdir(parents=True)
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True, check=True).stdout.split(b"\0")
+    for rel in filter(None, (f.decode() for f in files)):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
+    env = dict(os.environ, POLICYC_PREBUILT="require", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", str(work / "dist")],
+                   cwd=src, env=env, check=True)
+    (wheel,) = (work / "dist").glob("policyc-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
+    subprocess.run([str(work / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], env=env,
+                   check=True)
+    return [str(work / "venv" / "bin" / "policyc")]
+
+
 def timed(cmd: list[str], env: dict | None = None) -> dict:
     """One whole process: CPU (user + system, the kernel's accounting), wall, peak RSS."""
     t = time.perf_counter()
@@ -99,6 +126,8 @@ def main() -> int:
     ap.add_argument("--policyc", default=None,
                     help="the policyc command to time, one string split as a shell splits words "
                          "(default: this checkout's); e.g. an older tree's `python -m policyc`")
+    ap.add_argument("--wheel", action="store_true",
+                    help="time the policyc of this tree's wheel, installed in a new venv (with its shipped objects)")
     args = ap.parse_args()
     sizes = [10, 1000] if args.quick else [int(x) for x in args.sizes.split(",")]
     runs = 3 if args.quick else args.runs
@@ -107,18 +136,22 @@ def main() -> int:
     if aa is None:
         print("apparmor_parser not found: install Debian's `apparmor` package", file=sys.stderr)
         return 2
-    policyc = shlex.split(args.policyc) if args.policyc else policyc_command()
     aa_version = subprocess.run([aa, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
     results = {}
+    kinds = ("apparmor", "policyc_cold", "policyc_warm", "policyc_unchanged")
     with tempfile.TemporaryDirectory(prefix="policyc-bench-") as tmp:
         tmp = Path(tmp)
+        if args.wheel:
+            policyc = install_wheel(tmp / "wheel")
+        else:
+            policyc = shlex.split(args.policyc) if args.policyc else policyc_command()
         warm_cache = tmp / "warm-cache"
         for n in sizes:
             pol, prof = generate(n)
             (tmp / f"p{n}.policy").write_text(pol)
             (tmp / f"aa{n}").write_text(prof)
         env = dict(os.environ)
-        times: dict = {n: {"apparmor": [], "policyc_cold": [], "policyc_warm": []} for n in sizes}
+        times: dict = {n: {k: [] for k in kinds} for n in sizes}
         # the warm cache filled once (and every command run once) before anything is counted
         for n in sizes:
             timed(policyc + ["build", str(tmp / f"p{n}.policy"), "-o", str(tmp / f"warm{n}")],
@@ -128,12 +161,17 @@ def main() -> int:
             for n in sizes:
                 times[n]["apparmor"].append(
                     timed([aa, "-Q", "-K", "-q", "-o", str(tmp / f"aa{n}.bin"), str(tmp / f"aa{n}")]))
-                cold = tmp / f"cold-{n}-{r}"
+                cold = tmp / f"cold-{n}-{r}"   # an empty cache and a new output directory
                 times[n]["policyc_cold"].append(
-                    timed(policyc + ["build", str(tmp / f"p{n}.policy"), "-o", str(tmp / f"cold{n}")],
-                          env | {"POLICYC_CACHE": str(cold)}))
+                    timed(policyc + ["build", str(tmp / f"p{n}.policy"), "-o", str(cold / "out")],
+                          env | {"POLICYC_CACHE": str(cold / "cache")}))
                 shutil.rmtree(cold, ignore_errors=True)
+                fresh = tmp / f"warm-{n}-{r}"   # a new output directory: the build is done
                 times[n]["policyc_warm"].append(
+                    timed(policyc + ["build", str(tmp / f"p{n}.policy"), "-o", str(fresh)],
+                          env | {"POLICYC_CACHE": str(warm_cache)}))
+                shutil.rmtree(fresh, ignore_errors=True)
+                times[n]["policyc_unchanged"].append(
                     timed(policyc + ["build", str(tmp / f"p{n}.policy"), "-o", str(tmp / f"warm{n}")],
                           env | {"POLICYC_CACHE": str(warm_cache)}))
         for n in sizes:
@@ -149,11 +187,11 @@ def main() -> int:
                                    "dfa_comb": maps["dfa_comb"]["count"]}
             results[n]["ratio_cpu_apparmor_over_warm"] = round(
                 results[n]["apparmor"]["cpu"]["median"] / results[n]["policyc_warm"]["cpu"]["median"], 2)
-    print(f"{'rules':>6} {'command':14} {'cpu med':>8} {'cpu min':>8} {'wall med':>9} {'wall min':>9} {'peak MB':>8}")
+    print(f"{'rules':>6} {'command':17} {'cpu med':>8} {'cpu min':>8} {'wall med':>9} {'wall min':>9} {'peak MB':>8}")
     for n in sizes:
-        for k in ("apparmor", "policyc_cold", "policyc_warm"):
+        for k in kinds:
             s = results[n][k]
-            print(f"{n:>6} {k:14} {s['cpu']['median']:>8.3f} {s['cpu']['min']:>8.3f} {s['wall']['median']:>9.3f} "
+            print(f"{n:>6} {k:17} {s['cpu']['median']:>8.3f} {s['cpu']['min']:>8.3f} {s['wall']['median']:>9.3f} "
                   f"{s['wall']['min']:>9.3f} {s['peak_mb']['median']:>8.1f}")
     print()
     print(f"{'rules':>6} {'policyc .o':>11} {'manifest':>11} {'map data':>11} {'apparmor':>10} "

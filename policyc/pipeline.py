@@ -105,10 +105,11 @@ def select(front: FrontEnd, names: list[str] | None = None) -> list[Policy]:
 
 
 def build(front: FrontEnd, policy: Policy, out_dir: Path, *, emit_c: bool = False,
-          ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES) -> BuildResult:
+          ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, build_record: dict | None = None) -> BuildResult:
     """NAME.bpf.o and NAME.manifest.json for one policy of a checked, error-free program.
     Raises Refused (a BuildError) otherwise, and BuildError when the output cannot be
-    written or the code generator says no."""
+    written or the code generator says no. `build_record` goes into the manifest as its
+    `build` field (`policyc build`'s note for its unchanged-input short cut)."""
     from .codegen import build_policy
 
     program = front.program
@@ -132,7 +133,8 @@ def build(front: FrontEnd, policy: Policy, out_dir: Path, *, emit_c: bool = Fals
     except OSError as e:
         raise BuildError(f"cannot create the output directory `{out_dir}`: {e.strerror or e}") from None
     try:
-        return build_policy(program, policy, out_dir, emit_c=emit_c, ringbuf_bytes=ringbuf_bytes)
+        return build_policy(program, policy, out_dir, emit_c=emit_c, ringbuf_bytes=ringbuf_bytes,
+                            build_record=build_record)
     except OSError as e:   # the disk, not the policy: said as such, not as a policyc bug
         where = f" (`{e.filename}`)" if e.filename else ""
         raise BuildError(f"cannot build `{policy.name}`: {e.strerror or e}{where}") from None

@@ -2,7 +2,9 @@
 # The package as a user gets it: build the wheel, install it with its dependencies into a
 # clean venv, and run it from a directory that holds nothing of the repository but a copy of
 # policies/ (the .policy files, the abstractions they include, the .policy.test files):
-#   policyc --version, check, fmt --check, test, build -o out (clang: scripts/setup.sh).
+#   policyc --version, check, fmt --check, test, build -o out (clang: scripts/setup.sh);
+# the wheel must carry the precompiled BPF objects (POLICYC_PREBUILT=require, setup.py), and
+# the `default deny` example policies must build from them with no clang on PATH.
 # Any failure fails the script. Run by scripts/test.sh before the kernel suite.
 #   PYTHON=python3.12 scripts/test_wheel.sh      the interpreter of the clean venv
 #   POLICYC_KEEP_WHEEL_TEST=1 scripts/test_wheel.sh   keep the work directory
@@ -42,14 +44,20 @@ else
     tar -C "$REPO" --exclude=./.venv --exclude=./build --exclude='*.egg-info' -cf - . | tar -C "$SRC" -xf -
 fi
 
-say "pip wheel . --no-deps -w $WORK/dist"
-(cd "$SRC" && quiet "$PYTHON" -m pip wheel . --no-deps -w "$WORK/dist")
+say "pip wheel . --no-deps -w $WORK/dist (POLICYC_PREBUILT=require: the BPF objects compiled in)"
+(cd "$SRC" && POLICYC_PREBUILT=require quiet "$PYTHON" -m pip wheel . --no-deps -w "$WORK/dist")
 WHEELS=("$WORK"/dist/policyc-*.whl)
 # shellcheck disable=SC2015  # die when either test fails: that is what A && B || C means here
 [ ${#WHEELS[@]} -eq 1 ] && [ -f "${WHEELS[0]}" ] || die "expected one policyc wheel in $WORK/dist"
 WHEEL=${WHEELS[0]}
 VERSION=$(basename "$WHEEL" | cut -d- -f2)
 say "built $(basename "$WHEEL")"
+"$PYTHON" - "$WHEEL" <<'EOF' || die "the wheel carries no precompiled BPF objects (policyc/codegen/objects)"
+import sys, zipfile
+objs = [i for i in zipfile.ZipFile(sys.argv[1]).infolist() if i.filename.startswith("policyc/codegen/objects/")]
+assert objs and all(i.filename.endswith(".o.xz") for i in objs), [i.filename for i in objs]
+print(f"test_wheel: {len(objs)} precompiled BPF objects, {sum(i.file_size for i in objs):,} bytes", file=sys.stderr)
+EOF
 
 say "$PYTHON -m venv; pip install the wheel with its dependencies"
 VENV="$WORK/venv"
@@ -106,4 +114,16 @@ for m in manifests:
     assert v == sys.argv[1], f"{m}: policyc_version {v!r}, expected {sys.argv[1]!r}"
 print("test_wheel: built " + ", ".join(m.name.removesuffix(".manifest.json") for m in manifests), file=sys.stderr)
 EOF
+
+# The `default deny` policies (every hook family) from the shipped objects: no clang on PATH,
+# an empty cache, and the objects are the ones the build with clang above wrote.
+say "policyc build (default deny policies) with no clang on PATH and an empty cache"
+mkdir -p "$WORK/noclang-cache"
+(unset POLICYC_CLANG; export POLICYC_CACHE="$WORK/noclang-cache" PATH="$VENV/bin"
+ quiet "$POLICYC" build policies/ -p nginx -p ci-runner -o out-noclang)
+for name in nginx ci-runner; do
+    cmp -s "out/$name.bpf.o" "out-noclang/$name.bpf.o" || die "$name.bpf.o differs without clang"
+done
+[ -z "$(ls -A "$WORK/noclang-cache/objects" 2>/dev/null)" ] || die "a shipped object was compiled again"
+
 say "ok: $(basename "$WHEEL") works from $RUN"

@@ -9,19 +9,34 @@ A build directory holds the policies of its last build and no others: after a su
 build, the outputs of policies the program no longer has (a NAME.manifest.json that policyc
 wrote and the NAME.bpf.o it names) are removed, so `policyc load DIR` and `load --sync DIR`
 never load a deleted policy. Nothing else in the directory is touched (`prune_outputs`).
+
+An unchanged build is not done again (`up_to_date`): each manifest notes (its `build` field)
+a key of what the build was given besides the files, the policies of the program, the paths
+whose absence it relied on and the diagnostics it printed. When every policy asked for has
+a manifest with the same key, its `inputs` files hash as recorded, the paths are still
+absent and its object is the one it names, the outputs are left as they are (nothing is
+parsed or lowered), the diagnostics are printed again and each policy is said `unchanged`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
+import re
+import stat
 import sys
 from pathlib import Path
 from typing import List, Optional, TextIO
 
 import typer
 
-from .. import pipeline
-from ..codegen import DEFAULT_RINGBUF_BYTES, BuildError
+# Only what the unchanged-build short cut needs is imported here: the front end and the code
+# generator (lark, jinja2) are imported when a build is done (an unchanged rebuild stays near
+# the interpreter's start-up).
+from .. import __version__
+from ..abi import DEFAULT_RINGBUF_BYTES
 from ..diagnostics import Diagnostics
 from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load_and_check, print_diagnostics
 
@@ -46,9 +61,13 @@ def parse_size(text: str) -> int:
 
 def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, emit_c: bool,
                     out: TextIO, err: TextIO, quiet: bool = False, kernel: str | None = None,
-                    ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES) -> tuple[int, list]:
+                    ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, record: bool = False) -> tuple[int, list]:
     """The pipeline's front end (the checks included), then its build step for each policy
-    chosen, in program order; (exit code, build results)."""
+    chosen, in program order; (exit code, build results). With `record`, each manifest notes
+    what `up_to_date` needs to know the next build of the same inputs unchanged."""
+    from .. import pipeline
+    from ..codegen import BuildError
+
     diags = Diagnostics()
     front, ok = load_and_check(paths, diags, err, kernel)
     if not ok:
@@ -57,10 +76,21 @@ def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, em
     print_diagnostics(diags, "text", err, err, front.program)
     if diags.has_errors:
         return EXIT_BAD_INPUT, []
+    build_record = None
+    expanded = command_files(paths) if record else None
+    if expanded is not None:
+        shown = io.StringIO()   # the diagnostics as printed (without colour), printed again by the short cut
+        if diags.items:
+            print_diagnostics(diags, "text", shown, shown, front.program)
+        build_record = {"key": build_key(expanded, kernel, ringbuf_bytes),
+                        "policies": [p.name for p in front.program.policies],
+                        "absent": absent_paths(front.program.sources),
+                        "diagnostics": shown.getvalue()}
     results = []
     for p in policies:
         try:
-            res = pipeline.build(front, p, out_dir, emit_c=emit_c, ringbuf_bytes=ringbuf_bytes)
+            res = pipeline.build(front, p, out_dir, emit_c=emit_c, ringbuf_bytes=ringbuf_bytes,
+                                 build_record=build_record)
         except BuildError as e:
             err.write(f"policyc: error: {e.message}\n")
             if e.detail:
@@ -137,9 +167,235 @@ def run_build(paths: list[str], out_dir: str, names: list[str] | None, emit_c: b
         except ValueError as e:
             err.write(f"policyc: error: --ringbuf-size: {e}\n")
             return EXIT_BAD_INPUT
+    if not emit_c:   # --emit-c writes the C: always a build
+        code = up_to_date(paths, Path(out_dir), names, out, err, kernel=kernel, ringbuf_bytes=ringbuf_bytes)
+        if code is not None:
+            return code
     code, _ = compile_program(paths, Path(out_dir), names, emit_c, out, err, kernel=kernel,
-                              ringbuf_bytes=ringbuf_bytes)
+                              ringbuf_bytes=ringbuf_bytes, record=True)
     return code
+
+
+# ---- the unchanged-build short cut ---------------------------------------------------------
+
+BUILD_RECORD_FORMAT = 1
+_TOOL_SUFFIXES = (".py", ".lark", ".j2", ".h", ".c", ".json")
+
+
+def command_files(paths: list[str]) -> list[str] | None:
+    """The files the front end reads first, as policyc/lower/sources.py `expand_paths` finds
+    them (files as given; a directory's `.policy` files, sorted), without importing the front
+    end; None when the build must not be short cut: standard input (`-`), or a directory
+    without policy files (an error the build reports)."""
+    out: list[str] = []
+    for p in paths:
+        if p == "-":
+            return None
+        if os.path.isdir(p):
+            found = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and f.name.endswith(".policy"))
+            if not found:
+                return None
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+_TOOLS_DIGEST: str | None = None
+
+
+def tool_roots() -> list[Path]:
+    """The directories of policyc's own files: the package, and the grammar, templates and
+    kernel facts where they are not inside it (a source checkout)."""
+    from ..resources import NAMES, resource_dir
+
+    package = Path(__file__).resolve().parents[1]
+    return [package] + [d for d in (resource_dir(n).resolve() for n in NAMES) if package not in d.parents]
+
+
+def tools_digest() -> str:
+    """A digest of policyc itself: its version and every source and data file it builds
+    with under `tool_roots` (the package's modules, the grammar, the templates and ABI
+    headers, the kernel facts). A changed template, header or module, version bumped or not,
+    is a new digest."""
+    global _TOOLS_DIGEST
+    if _TOOLS_DIGEST is None:
+        h = hashlib.sha256(f"policyc {__version__}\0".encode())
+        for root in tool_roots():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+                for f in sorted(filenames):
+                    if f.endswith(_TOOL_SUFFIXES):
+                        path = os.path.join(dirpath, f)
+                        with open(path, "rb") as fh:
+                            h.update(os.path.relpath(path, root).encode() + b"\0" + fh.read() + b"\0")
+        _TOOLS_DIGEST = h.hexdigest()
+    return _TOOLS_DIGEST
+
+
+def build_key(files: list[str], kernel: str | None, ringbuf_bytes: int) -> str:
+    """The key of a build besides its files' contents: policyc (`tools_digest`), the files
+    named on the command line in order, and the options that change the outputs (--kernel,
+    with the contents of a facts or BTF file it names; --ringbuf-size). `-p` is not in it:
+    each policy's manifest is checked on its own."""
+    kernel_file = None
+    if kernel is not None and os.path.isfile(kernel):
+        with open(kernel, "rb") as fh:
+            kernel_file = hashlib.sha256(fh.read()).hexdigest()
+    text = json.dumps({"format": BUILD_RECORD_FORMAT, "policyc": tools_digest(), "files": files,
+                       "kernel": kernel, "kernel_file": kernel_file, "ringbuf_bytes": ringbuf_bytes},
+                      sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+# `include? "PATH"`: the one token, then blanks and comments, then the string (grammar/policy.lark)
+_OPTIONAL_INCLUDE = re.compile(r'include\?(?:\s|#[^\n]*)*("(?:[^"\\\n]|\\.)*")')
+
+
+def absent_paths(sources: dict[str, str]) -> list[str]:
+    """The paths whose absence the front end relied on for a program read from `sources`
+    (normalised path -> text): the file an `include?` skipped, the NAME.policy.test beside a
+    NAME.policy that has none, the NAME.policy beside a NAME.policy.test named alone. Should
+    one appear, the program may change. An over-approximation (an `include?` in a comment or
+    a string counts too) only costs a rebuild."""
+    from ..parse import unescape
+
+    absent = set()
+    for key, text in sources.items():
+        if key.endswith(".policy") and key + ".test" not in sources:
+            absent.add(key + ".test")
+        if key.endswith(".policy.test") and key[:-len(".test")] not in sources:
+            absent.add(key[:-len(".test")])
+        if "include?" in text:
+            for m in _OPTIONAL_INCLUDE.finditer(text):
+                target = os.path.normpath(os.path.join(os.path.dirname(key), unescape(m.group(1))))
+                if target not in sources:
+                    absent.add(target)
+    return sorted(absent)
+
+
+def _file_digest(path: str) -> str | None:
+    """sha256 of a regular file's text as the front end reads it (a UTF-8 byte order mark is
+    not part of it), in the manifest's `inputs` form; None when it is not a readable regular
+    file (a FIFO is never opened for reading)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        data = f.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _still_absent(path: str) -> bool:
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        import orjson
+
+        m = orjson.loads(data)
+    except ImportError:
+        try:
+            m = json.loads(data)
+        except ValueError:
+            return None
+    except ValueError:   # orjson.JSONDecodeError is a ValueError
+        return None
+    return m if isinstance(m, dict) else None
+
+
+def up_to_date(paths: list[str], out_dir: Path, names: list[str] | None, out: TextIO, err: TextIO, *,
+               kernel: str | None = None, ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES,
+               quiet: bool = False) -> int | None:
+    """The short cut of an unchanged build: EXIT_OK, the outputs untouched, when OUT_DIR holds
+    the outputs of a build of the same inputs; None (build) otherwise. Unchanged means, for
+    every policy asked for (`names`, or every policy of the recorded program): its manifest's
+    `build` note has this build's `build_key` (policyc's own files and version, the files
+    named, the options), every file of its `inputs` hashes as recorded (so every include is
+    the same: an include's target depends only on the including file's text), every path in
+    `absent` is still absent, and its object is there with the recorded sha256."""
+    files = command_files(paths)
+    if files is None:
+        return None
+    key = build_key(files, kernel, ringbuf_bytes)
+    manifests: dict[str, dict] = {}
+
+    def manifest(name: str) -> dict | None:
+        if name not in manifests:
+            m = _read_manifest(out_dir / f"{name}.manifest.json")
+            b = m.get("build") if m is not None else None
+            ok = (isinstance(b, dict) and b.get("key") == key and m.get("policy") == name
+                  and m.get("format") == 1 and m.get("policyc_version") == __version__
+                  and m.get("object") == f"{name}.bpf.o" and isinstance(m.get("inputs"), dict)
+                  and isinstance(b.get("policies"), list) and isinstance(b.get("absent"), list))
+            manifests[name] = m if ok else None
+        return manifests[name]
+
+    if names:
+        first = manifest(names[0])
+    else:   # the recorded program's policies: found in any manifest of this build
+        first = None
+        try:
+            candidates = sorted(out_dir.glob("*.manifest.json"))
+        except OSError:
+            return None
+        for path in candidates:
+            first = manifest(path.name.removesuffix(".manifest.json"))
+            if first is not None:
+                break
+    if first is None:
+        return None
+    program = first["build"]["policies"]
+    wanted = set(names) if names else set(program)
+    if not wanted <= set(program):
+        return None   # a name the program does not have: the build says so
+    digests: dict[str, str | None] = {}
+    chosen = [n for n in program if n in wanted]
+    for name in chosen:
+        m = manifest(name)
+        if m is None or m["build"]["policies"] != program:
+            return None
+        if not all(os.path.normpath(f) in m["inputs"] for f in files):
+            return None   # a file named (found in a directory) that the recorded build did not read
+        for path, digest in m["inputs"].items():
+            if path not in digests:
+                digests[path] = _file_digest(path)
+            if digests[path] != digest:
+                return None
+        if not all(_still_absent(p) for p in m["build"]["absent"]):
+            return None
+        obj = out_dir / m["object"]
+        try:
+            if obj.is_symlink() or "sha256:" + hashlib.sha256(obj.read_bytes()).hexdigest() != m.get("object_sha256"):
+                return None
+        except OSError:
+            return None
+    err.write(first["build"].get("diagnostics") or "")
+    for name in chosen:
+        m = manifests[name]
+        if not quiet:
+            out.write(f"unchanged {out_dir / m['object']} and {name}.manifest.json ({len(m.get('rules') or [])} "
+                      f"rules, hooks: {', '.join(m.get('hooks') or [])})\n")
+    for path in prune_outputs(out_dir, set(program)):
+        if not quiet:
+            out.write(f"removed {path} (policy no longer in the program)\n")
+    return EXIT_OK
 
 
 def command(

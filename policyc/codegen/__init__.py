@@ -126,6 +126,24 @@ def find_clang() -> str:
     )
 
 
+def find_strip(clang: str) -> str | None:
+    """llvm-strip for `clang`: POLICYC_LLVM_STRIP, else the one of the same LLVM (clang-19 ->
+    llvm-strip-19, or beside the real clang: /usr/lib/llvm-19/bin), else any on PATH; None
+    when there is none (Debian: the `llvm-19` package)."""
+    env = os.environ.get("POLICYC_LLVM_STRIP")
+    if env:
+        return shutil.which(env)
+    base = os.path.basename(clang)
+    suffix = base[len("clang"):] if base.startswith("clang") else ""
+    for cand in (os.path.join(os.path.dirname(clang), f"llvm-strip{suffix}"),
+                 os.path.join(os.path.dirname(os.path.realpath(clang)), "llvm-strip"),
+                 f"llvm-strip{suffix}", "llvm-strip"):
+        found = shutil.which(cand)
+        if found:
+            return found
+    return None
+
+
 def _libbpf_include() -> str:
     for d in ("/usr/include", "/usr/local/include"):
         if os.path.isfile(os.path.join(d, "bpf", "bpf_helpers.h")):
@@ -139,21 +157,56 @@ def _cache_dir() -> Path:
     return Path(base) / "objects"
 
 
-def compile_c(c_source: str, name: str) -> bytes:
-    """Compile, or take the object from the cache: rules are map data, so the C (and so the
-    object) depends only on which hook families a policy needs; a rule change recompiles
-    nothing. The cache key covers the C, the headers and the compiler."""
-    clang = find_clang()
-    inc = _libbpf_include()
+# How an object is made from the C: clang with these options (the paths, the libbpf include
+# directory and the private build directory, are added by _compile and are not part of it),
+# then, with STRIP, its DWARF removed (`llvm-strip -g`: the .debug_* sections and their
+# relocations; .BTF and .BTF.ext, which libbpf loads and CO-RE relocates by, stay byte for
+# byte). Part of every object's key: a change here is a new key.
+CLANG_FLAGS = ("-target", "bpf", "-O2", "-g", "-D__TARGET_ARCH_x86",
+               "-Wall", "-Wno-unused-function", "-Wno-visibility", "-Wno-missing-declarations")
+STRIP = ("-g",)
+OBJECT_KEY_FORMAT = "policyc-object/2"
+
+
+def object_key(c_source: str, stripped: bool = True) -> str:
+    """The key of the object compiled from `c_source`: a digest of the C, the headers it
+    includes from templates/common, the clang options and the strip step. One key, one
+    object: the object cache (POLICYC_CACHE/objects/KEY.o) and the objects shipped in the
+    package (codegen/prebuilt.py) are both looked up by it, so a changed template, header,
+    ABI or flag is a new key and never finds an older object. The compiler is not in it:
+    any clang gives a valid object for the same C and flags (the shipped ones come from
+    the wheel builder's); `stripped=False` is the key of an object kept with its DWARF,
+    made where no llvm-strip is found."""
     key = hashlib.sha256()
-    key.update(c_source.encode())
+    for part in (OBJECT_KEY_FORMAT, " ".join(CLANG_FLAGS), " ".join(STRIP) if stripped else "no-strip"):
+        key.update(part.encode() + b"\0")
+    key.update(c_source.encode() + b"\0")
     for h in sorted((TEMPLATES / "common").glob("*.h")):
-        key.update(h.name.encode() + h.read_bytes())
-    key.update(clang.encode() + str(os.stat(clang).st_mtime_ns).encode())
-    cached = _cache_dir() / f"{key.hexdigest()}.o"
+        key.update(h.name.encode() + b"\0" + h.read_bytes() + b"\0")
+    return key.hexdigest()
+
+
+def compile_c(c_source: str, name: str) -> bytes:
+    """The object for `c_source`: shipped in the package, else from the cache, else compiled
+    (and cached). Rules are map data, so the C (and so the object) depends only on which hook
+    families a policy needs; a rule change recompiles nothing. All three are found by
+    `object_key`, so they are one object whichever way it comes."""
+    from .prebuilt import shipped_object
+
+    key = object_key(c_source)
+    obj = shipped_object(key)
+    if obj is not None:
+        return obj
+    cached = _cache_dir() / f"{key}.o"
     if cached.is_file():
         return cached.read_bytes()
-    obj = _compile(clang, inc, c_source, name)
+    clang = find_clang()
+    strip = find_strip(clang)
+    if strip is None:   # kept with its DWARF, under that object's own key
+        cached = _cache_dir() / f"{object_key(c_source, stripped=False)}.o"
+        if cached.is_file():
+            return cached.read_bytes()
+    obj = _compile(clang, _libbpf_include(), c_source, name, strip)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -164,7 +217,8 @@ def compile_c(c_source: str, name: str) -> bytes:
     return obj
 
 
-def _compile(clang: str, inc: str, c_source: str, name: str) -> bytes:
+def _compile(clang: str, inc: str, c_source: str, name: str, strip: str | None = None) -> bytes:
+    """clang on `c_source` (CLANG_FLAGS), then `strip` (llvm-strip, STRIP) when given."""
     with tempfile.TemporaryDirectory(prefix="policyc-build-") as tmp:
         for h in (TEMPLATES / "common").glob("*.h"):
             shutil.copy(h, os.path.join(tmp, h.name))
@@ -172,8 +226,7 @@ def _compile(clang: str, inc: str, c_source: str, name: str) -> bytes:
         src = os.path.join(tmp, "policy.bpf.c")
         Path(src).write_text(c_source)
         cmd = [
-            clang, "-target", "bpf", "-O2", "-g", "-D__TARGET_ARCH_x86",
-            "-Wall", "-Wno-unused-function", "-Wno-visibility", "-Wno-missing-declarations",
+            clang, *CLANG_FLAGS,
             "-I.", "-isystem", inc,
             f"-ffile-prefix-map={tmp}=.", "-fdebug-compilation-dir=.",
             "-c", "policy.bpf.c", "-o", "policy.bpf.o",
@@ -182,6 +235,11 @@ def _compile(clang: str, inc: str, c_source: str, name: str) -> bytes:
         if proc.returncode != 0:
             raise BuildError(f"clang failed to compile the BPF program for `{name}`", detail=proc.stderr.strip(),
                              hint="this is a bug in policyc's templates, please report it with --emit-c output")
+        if strip is not None:
+            proc = subprocess.run([strip, *STRIP, "policy.bpf.o"], cwd=tmp, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise BuildError(f"llvm-strip failed on the BPF object of `{name}`", detail=proc.stderr.strip(),
+                                 hint=f"`{strip}` could not strip it; POLICYC_LLVM_STRIP names another")
         return Path(os.path.join(tmp, "policy.bpf.o")).read_bytes()
 
 
@@ -251,7 +309,10 @@ def manifest_bytes(manifest: dict) -> bytes:
 
 
 def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool = False,
-                 ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES) -> BuildResult:
+                 ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, build_record: dict | None = None) -> BuildResult:
+    """`build_record`: what `policyc build` notes to know the next build of the same inputs
+    unchanged (policyc/cli/build.py, `up_to_date`); the manifest holds it as `build`, with
+    the object's `object_key`."""
     families = template_families(policy)
     for over in over_limits(policy):   # `policyc check` reports these as P041, at the rule
         raise BuildError(f"{over.message} ({over.rule.span})", hint=over.hint)
@@ -281,6 +342,8 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
         c_path.write_text(c_source)
     manifest = manifest_for(program, policy, families, obj, maps, ringbuf_bytes)
     manifest["cgroup_fixups"] = fixups
+    if build_record is not None:
+        manifest["build"] = {**build_record, "object_key": object_key(c_source)}
     flags = template_flags(policy)
     if flags["has_exe_subjects"] or flags["has_exe_exceptions"]:
         manifest["hooks"] += EXEC_COMMIT_HOOKS
