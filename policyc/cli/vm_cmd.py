@@ -13,10 +13,10 @@ def run_vm(kernel: str, argv: list[str], out: TextIO, err: TextIO) -> int:
     could not run it. "7.2" and "newest" come from Debian sid; POLICYC_REFRESH_KERNELS=1
     refreshes sid's package lists and re-pins "newest" (policyc/vm.py)."""
     if not argv:
-        print("error: no command to run in the vm", file=err)
+        print("policyc: error: no command to run in the vm", file=err)
         return 2
     try:
         return run_in_vm(argv, kernel=kernel, stream=out).returncode
     except VmError as exc:
-        print(f"error: {exc}", file=err)
+        print(f"policyc: error: {exc}", file=err)
         return 2

@@ -727,7 +727,7 @@ def test_run_vm_prints_vm_errors(monkeypatch):
     monkeypatch.setattr(vm_cmd, "run_in_vm", fake)
     err = io.StringIO()
     assert vm_cmd.run_vm("6.1", ["true"], io.StringIO(), err) == 2
-    assert err.getvalue() == "error: qemu-system-x86_64 not found: run scripts/setup.sh\n"
+    assert err.getvalue() == "policyc: error: qemu-system-x86_64 not found: run scripts/setup.sh\n"
     assert vm_cmd.run_vm("6.1", [], io.StringIO(), io.StringIO()) == 2
 
 
