@@ -131,9 +131,10 @@ def file_sha256(path: Path) -> str:
 
 
 # Manifest fields that say where a policy came from, not what is loaded or how its events are
-# named: every manifest of a program lists the hashes of all its sources (`inputs`), and a
-# policy's place in it (`program_order`) moves when one is added before it.
-PROVENANCE = ("inputs", "program_order")
+# named: every manifest of a program lists the hashes of all its sources (`inputs`), a
+# policy's place in it (`program_order`) moves when one is added before it, and `build` (the
+# unchanged-build short cut's record) names the program's policies and files.
+PROVENANCE = ("inputs", "program_order", "build")
 
 
 def manifest_digest(m: dict) -> str:

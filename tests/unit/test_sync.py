@@ -212,6 +212,24 @@ def test_sync_loads_then_changes_nothing(kernel, tmp_path):
     assert kernel.calls == [("load", "a"), ("load", "b")]
 
 
+def test_a_policy_removed_from_the_sources_leaves_the_others_unchanged(kernel, tmp_path):
+    # every manifest of a build records the whole program (inputs, program_order, build):
+    # what the kernel holds of `a` did not change when `b` went
+    for n in ("a", "b"):
+        source(tmp_path / "src", n)
+    build(tmp_path / "src", tmp_path / "out")
+    before = json.loads((tmp_path / "out/a.manifest.json").read_text())
+    assert kernel.sync(tmp_path / "out")[0] == 0
+    (tmp_path / "src/b.policy").unlink()
+    build(tmp_path / "src", tmp_path / "out")
+    after = json.loads((tmp_path / "out/a.manifest.json").read_text())
+    assert after != before and deploy.manifest_digest(after) == deploy.manifest_digest(before)
+    code, out, err = kernel.sync(tmp_path / "out")
+    assert (code, err) == (0, "")
+    assert [ln.split(" (")[0] for ln in out.splitlines()] == ["unchanged a", "kept b",
+                                                              "nothing to do: 1 policy up to date"]
+
+
 def test_sync_replaces_a_changed_policy_and_keeps_its_counters_start(kernel, tmp_path, monkeypatch):
     source(tmp_path / "src", "a")
     source(tmp_path / "src", "b")
