@@ -31,9 +31,9 @@ def source(d: Path, name: str, extra: str = "") -> Path:
     return p
 
 
-def build(src: Path, out: Path, names=None) -> list:
+def build(src: Path, out: Path, names=None, record: bool = False) -> list:
     err = io.StringIO()
-    code, results = compile_program([str(src)], out, names, False, io.StringIO(), err, quiet=True)
+    code, results = compile_program([str(src)], out, names, False, io.StringIO(), err, quiet=True, record=record)
     assert code == 0, err.getvalue()
     return results
 
@@ -217,11 +217,12 @@ def test_a_policy_removed_from_the_sources_leaves_the_others_unchanged(kernel, t
     # what the kernel holds of `a` did not change when `b` went
     for n in ("a", "b"):
         source(tmp_path / "src", n)
-    build(tmp_path / "src", tmp_path / "out")
+    build(tmp_path / "src", tmp_path / "out", record=True)   # as `policyc build` does
     before = json.loads((tmp_path / "out/a.manifest.json").read_text())
+    assert before["build"]["policies"] == ["a", "b"]
     assert kernel.sync(tmp_path / "out")[0] == 0
     (tmp_path / "src/b.policy").unlink()
-    build(tmp_path / "src", tmp_path / "out")
+    build(tmp_path / "src", tmp_path / "out", record=True)
     after = json.loads((tmp_path / "out/a.manifest.json").read_text())
     assert after != before and deploy.manifest_digest(after) == deploy.manifest_digest(before)
     code, out, err = kernel.sync(tmp_path / "out")
