@@ -18,12 +18,20 @@ is total on any lowered program): they ask for `checks=False`, and never build.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .codegen import DEFAULT_RINGBUF_BYTES, ENFORCED_FAMILIES, BuildError, BuildResult, unenforced_rules
+from .abi import DEFAULT_RINGBUF_BYTES   # what policyc.codegen's is
 from .diagnostics import Diagnostics
 from .ir.model import Policy, Program
+
+if TYPE_CHECKING:
+    from .codegen import BuildResult
+
+# The code generator (policyc/codegen, and jinja2 with it) is imported by `select` and `build`
+# only: `check`, `explain` and `test` run the front end and never build.
 
 
 @dataclass
@@ -44,8 +52,28 @@ class FrontEnd:
                 and not self.diags.has_errors)
 
 
-class Refused(BuildError):
-    """`build` was given a program with errors, or one the checks never saw."""
+@functools.cache
+def _refused() -> type:
+    """`Refused`, a BuildError, made when first asked for (`pipeline.Refused` or `build`):
+    BuildError is the code generator's, which the front end does not import."""
+    from .codegen import BuildError
+
+    class Refused(BuildError):
+        """`build` was given a program with errors, or one the checks never saw."""
+
+    Refused.__module__, Refused.__qualname__ = __name__, "Refused"
+    return Refused
+
+
+def __getattr__(name: str):
+    """`Refused`, and the code generator's names this module once imported at its top."""
+    if name == "Refused":
+        return _refused()
+    if name in ("BuildError", "BuildResult", "ENFORCED_FAMILIES", "unenforced_rules"):
+        from . import codegen
+
+        return getattr(codegen, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def front_end(paths: list[str], diags: Diagnostics | None = None, *, checks: bool = True,
@@ -88,6 +116,8 @@ def select(front: FrontEnd, names: list[str] | None = None) -> list[Policy]:
     `names`: the order they are built in is the order `policyc load` loads them, and the
     kernel's first loaded policy must be the evaluator's first (docs/semantics.md). P022 for
     a name no policy has; P040 for a rule of a family the kernel backend does not enforce."""
+    from .codegen import ENFORCED_FAMILIES, unenforced_rules
+
     program, diags = front.program, front.diags
     if program is None:
         return []
@@ -110,8 +140,9 @@ def build(front: FrontEnd, policy: Policy, out_dir: Path, *, emit_c: bool = Fals
     Raises Refused (a BuildError) otherwise, and BuildError when the output cannot be
     written or the code generator says no. `build_record` goes into the manifest as its
     `build` field (`policyc build`'s note for its unchanged-input short cut)."""
-    from .codegen import build_policy
+    from .codegen import BuildError, build_policy, unenforced_rules
 
+    Refused = _refused()
     program = front.program
     if program is None or not front.checked:
         raise Refused("the program was not checked; only a checked program is built",

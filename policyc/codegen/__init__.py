@@ -17,8 +17,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from ..resources import resource_dir
 from .. import __version__
 from ..ir.model import Policy, Program
@@ -85,6 +83,8 @@ def template_flags(policy: Policy) -> dict:
 
 
 def render_c(families: list[str], has_exe_subjects: bool, has_exe_exceptions: bool) -> str:
+    import jinja2   # here, not at the top: `check` imports the pipeline and renders nothing
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,

@@ -155,3 +155,52 @@ def test_bounded_and_choice_params_keep_typers_conversion():
     params = [P(_typer_param(int, min=1)), P(_typer_param(str)), P(_typer_param(float))]
     plain_coercion(params)
     assert [type(p._runtime_param) is PlainParam for p in params] == [False, True, False]
+
+
+# --- check's start-up: no code generator, no jinja2 ---------------------------------------------
+def test_check_explain_and_test_import_neither_the_code_generator_nor_jinja2(tmp_path):
+    """policyc/pipeline.py imports policyc.codegen in `select` and `build` only, and
+    policyc/codegen imports jinja2 where it renders: `check` builds nothing, and the two were
+    a tenth of its start-up (docs/benchmarks.md, Start-up)."""
+    p = tmp_path / "a.policy"
+    p.write_text('policy a {\n    subject exe "/usr/bin/a"\n    allow file read "/etc/a"\n}\n'
+                 'test a {\n    exe "/usr/bin/a"\n    expect allow file read "/etc/a"\n}\n')
+    for argv in (["check", str(p)], ["check", "--format", "json", str(p)], ["check", "--format", "sarif", str(p)],
+                 ["explain", str(p), "--exe", "/usr/bin/a", "--op", "file.read", "--path", "/etc/a"],
+                 ["test", str(p)]):
+        code = (f"import sys\nsys.argv = ['policyc', *{argv!r}]\nfrom policyc.cli.main import main\n"
+                "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n")
+        mods = _modules_after(code)
+        assert "policyc.pipeline" in mods or argv[0] != "check", argv
+        bad = sorted(m for m in mods if m.split(".")[0] == "jinja2" or m.startswith("policyc.codegen"))
+        assert not bad, (argv, bad)
+
+
+def test_the_pipeline_imports_the_code_generator_when_it_builds_only():
+    mods = _modules_after("import policyc.pipeline as p\np.front_end(['policies/sshd.policy'])")
+    assert not {m for m in mods if m.startswith("policyc.codegen") or m == "jinja2"}
+    mods = _modules_after("import policyc.pipeline as p\np.select(p.front_end(['policies/sshd.policy']))")
+    assert "policyc.codegen" in mods and "jinja2" not in mods
+    mods = _modules_after("import policyc.codegen as c\nc.render_c(['subject'], False, False)")
+    assert "jinja2" in mods
+
+
+def test_refused_is_one_build_error_class():
+    """pipeline.Refused is made when first asked for (BuildError is the code generator's):
+    the same class every time, a BuildError, named as before, and what `build` raises."""
+    from policyc import codegen, pipeline
+    from policyc.diagnostics import Diagnostics
+
+    R = pipeline.Refused
+    assert R is pipeline.Refused and issubclass(R, codegen.BuildError)
+    assert (R.__module__, R.__qualname__) == ("policyc.pipeline", "Refused")
+    assert pipeline.BuildError is codegen.BuildError and pipeline.BuildResult is codegen.BuildResult
+    assert pipeline.unenforced_rules is codegen.unenforced_rules
+    assert pipeline.ENFORCED_FAMILIES == codegen.ENFORCED_FAMILIES
+    assert pipeline.DEFAULT_RINGBUF_BYTES == codegen.DEFAULT_RINGBUF_BYTES
+    assert inspect.signature(pipeline.build).parameters["ringbuf_bytes"].default == codegen.DEFAULT_RINGBUF_BYTES
+    with pytest.raises(AttributeError):
+        pipeline.no_such_name
+    front = pipeline.FrontEnd(None, Diagnostics())
+    with pytest.raises(R, match="not checked"):
+        pipeline.build(front, None, Path("/nonexistent"))
