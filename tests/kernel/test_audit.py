@@ -293,6 +293,7 @@ WORKLOAD = ["/bin/sh", "-c", f"cat {R}/app/data/a.txt {R}/app/data/b.txt {R}/app
 FORBIDDEN = ["/bin/cat", f"{R}/forbidden/secret"]
 
 
+@pytest.mark.oldest_only   # userspace (suggest, journald) over events the rest proves on each kernel
 def test_suggest_from_audit_run_allows_workload_and_keeps_denials(tmp_path):
     pol = Loaded(TRIAL, "trial")
     try:
@@ -356,6 +357,7 @@ def _parse_journal(data: bytes) -> dict[str, str]:
     return out
 
 
+@pytest.mark.oldest_only   # userspace (suggest, journald) over events the rest proves on each kernel
 def test_journal_gets_structured_fields(tmp_path):
     sock_path = "/run/systemd/journal/socket"  # guest /run is a private tmpfs
     os.makedirs(os.path.dirname(sock_path), exist_ok=True)
