@@ -14,8 +14,9 @@ VENV=${POLICYC_VENV:-$REPO/.venv}
 PYTHON=${PYTHON:-python3}
 # zsh, fish, shellcheck: the unit suite runs the completion scripts in each shell and lints the
 # bash one and the repository's shell scripts (tests/unit/test_completion.py), never skipping.
+# mmdebstrap and e2fsprogs: the boot test's Debian image (tests/boot/run_boot_test.py).
 APT_PACKAGES=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 kmod busybox-static udev
-              linux-libc-dev zsh fish shellcheck git)
+              linux-libc-dev zsh fish shellcheck git mmdebstrap e2fsprogs)
 # Real programs the kernel suite runs under policies in the VM (which sees this host's files):
 # installed here, never started here (a policy-rc.d refuses their services while apt runs).
 REAL_PACKAGES=(nginx)
