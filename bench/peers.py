@@ -334,6 +334,14 @@ def report(result: dict) -> None:
     print(f"wall time of the boot and run: {result.get('vm_seconds', result['wall_seconds']):.0f} s")
 
 
+def write_result(out_dir: Path, short: str, result: dict) -> Path:
+    """OUT_DIR/peers-SHORT.json, the directory made when it does not exist yet."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"peers-{short}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return out
+
+
 def run_kernel(kernel: str, plan: dict, plan_path: Path, args, build_info: dict) -> int:
     image = resolve_kernel(kernel)
     env = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
@@ -378,8 +386,7 @@ def run_kernel(kernel: str, plan: dict, plan_path: Path, args, build_info: dict)
         "command": "python bench/peers.py " + " ".join(sys.argv[1:]),
     }
     short = kernel if kernel in ("6.1", "6.12") else guest["kernel"].split("-")[0]
-    out = Path(args.out_dir) / f"peers-{short}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_result(Path(args.out_dir), short, result)
     report(result)
     print(f"wrote {out}")
     return 1 if analysis["problems"] else 0

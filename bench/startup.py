@@ -7,7 +7,9 @@ Runs the `policyc` beside this Python (the venv's entry point; `python -m policy
 is none), W times unmeasured then N times, and prints min, median and max wall seconds per
 command, its median CPU seconds (user + system: less moved than the wall time by other jobs
 on a shared machine), and the modules each one imports (`-X importtime`, the ten
-costliest). Writes bench/results/startup.json (or `--output FILE`).
+costliest). Also times the interpreter alone and importing typer (the floor of any
+`policyc` command) and records the load average before and after, so a run on a loaded
+machine can be told from a slower policyc. Writes bench/results/startup.json (or `--output FILE`).
 
 `--against DIR`: DIR is another copy of the source tree (say this one with some files as they
 were before a change); each run of this tree is paired with one of DIR's, alternating, so both
@@ -52,6 +54,13 @@ policy app {
     deny ptrace
 }
 """
+
+
+BASELINES = {"python -c pass": "pass", "python -c 'import typer.main'": "import typer.main"}
+
+
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
 
 
 def policyc_command() -> list[str]:
@@ -149,6 +158,12 @@ def main() -> int:
         policy = Path(tmp) / "app.policy"
         policy.write_text(POLICY)
         cases = {"policyc --help": ["--help"], "policyc check (10 rules)": ["check", str(policy)]}
+        load_before = os.getloadavg()
+        # What no policyc command can go below, timed the same way: the interpreter alone and
+        # the interpreter importing typer (the CLI's framework). On a loaded machine every
+        # figure grows; the ratios to these grow much less (docs/benchmarks.md, Start-up).
+        baseline = {name: time_runs([sys.executable, "-c", code], a.runs, a.warmup)
+                    for name, code in BASELINES.items()}
         results = {}
         for name, args in cases.items():
             if a.against is not None:
@@ -163,6 +178,20 @@ def main() -> int:
                 results[name]["against"] = {"tree": str(a.against), "min_s": min(other),
                                             "median_s": statistics.median(other), "max_s": max(other),
                                             "cpu_median_s": CPU[id(other)]}
+    load_after = os.getloadavg()
+    base = {name: {"min_s": min(t), "median_s": statistics.median(t), "cpu_median_s": CPU[id(t)]}
+            for name, t in baseline.items()}
+    floor = base["python -c 'import typer.main'"]["median_s"]
+    for r in results.values():
+        r["x_typer_import"] = r["median_s"] / floor
+    out = a.output   # written before anything is printed: a closed stdout (| head) loses no run
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"python": platform.python_version(), "machine": platform.machine(),
+                               "cpus": os.cpu_count(), "command": cmd,
+                               "load_average": {"before": load_before, "after": load_after},
+                               "baseline": base, "results": results}, indent=2) + "\n")
+    print(f"load average (1, 5, 15 min) before {fmt_load(load_before)}, after {fmt_load(load_after)}; "
+          f"{os.cpu_count()} CPUs")
     print(f"{'command':<28} {'min':>7} {'median':>7} {'max':>7} {'cpu':>7}   "
           f"(wall seconds, {a.runs} runs; cpu: median user+sys; target {TARGET_S})")
     for name, r in results.items():
@@ -172,14 +201,14 @@ def main() -> int:
             print(f"{'  against ' + str(a.against):<28} {o['min_s']:7.3f} {o['median_s']:7.3f} {o['max_s']:7.3f}"
                   f" {o['cpu_median_s']:7.3f}   (this tree / it, medians: wall "
                   f"{r['median_s'] / o['median_s']:.2f}, cpu {r['cpu_median_s'] / o['cpu_median_s']:.2f})")
+    for name, b in base.items():
+        print(f"{name:<28} {b['min_s']:7.3f} {b['median_s']:7.3f} {'':>7} {b['cpu_median_s']:7.3f}   (baseline)")
+    print("median / median of `import typer.main`: "
+          + ", ".join(f"{name} {r['x_typer_import']:.2f}" for name, r in results.items()))
     for name, r in results.items():
         print(f"\n{name}: costliest top-level imports (cumulative s)")
         for mod, s in r["imports"]:
             print(f"  {mod:<40} {s:.3f}")
-    out = a.output
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"python": platform.python_version(), "machine": platform.machine(),
-                               "cpus": os.cpu_count(), "command": cmd, "results": results}, indent=2) + "\n")
     return 0
 
 

@@ -18,12 +18,12 @@ is total on any lowered program): they ask for `checks=False`, and never build.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .abi import DEFAULT_RINGBUF_BYTES   # what policyc.codegen's is
+from .build_error import BuildError       # policyc.codegen's, defined apart so as not to import it
 from .diagnostics import Diagnostics
 from .ir.model import Policy, Program
 
@@ -52,24 +52,14 @@ class FrontEnd:
                 and not self.diags.has_errors)
 
 
-@functools.cache
-def _refused() -> type:
-    """`Refused`, a BuildError, made when first asked for (`pipeline.Refused` or `build`):
-    BuildError is the code generator's, which the front end does not import."""
-    from .codegen import BuildError
-
-    class Refused(BuildError):
-        """`build` was given a program with errors, or one the checks never saw."""
-
-    Refused.__module__, Refused.__qualname__ = __name__, "Refused"
-    return Refused
+class Refused(BuildError):
+    """`build` was given a program with errors, or one the checks never saw."""
 
 
 def __getattr__(name: str):
-    """`Refused`, and the code generator's names this module once imported at its top."""
-    if name == "Refused":
-        return _refused()
-    if name in ("BuildError", "BuildResult", "ENFORCED_FAMILIES", "unenforced_rules"):
+    """The code generator's names this module once imported at its top, imported when first
+    asked for: the front end (`check`, `explain`, `test`) does not import the code generator."""
+    if name in ("BuildResult", "ENFORCED_FAMILIES", "unenforced_rules"):
         from . import codegen
 
         return getattr(codegen, name)
@@ -140,9 +130,8 @@ def build(front: FrontEnd, policy: Policy, out_dir: Path, *, emit_c: bool = Fals
     Raises Refused (a BuildError) otherwise, and BuildError when the output cannot be
     written or the code generator says no. `build_record` goes into the manifest as its
     `build` field (`policyc build`'s note for its unchanged-input short cut)."""
-    from .codegen import BuildError, build_policy, unenforced_rules
+    from .codegen import build_policy, unenforced_rules
 
-    Refused = _refused()
     program = front.program
     if program is None or not front.checked:
         raise Refused("the program was not checked; only a checked program is built",

@@ -178,9 +178,11 @@ def policyc_1() -> str:
             ".TP", "130", "interrupted",
             ".SH NOTES",
             inline("A long option means the same in every command: `--policy NAME` selects policies by "
-                   "name (`build`, `load`, `exec`, `suggest`), `--policy-file PATH` names a file "
-                   "(`exec`). The short `-p` is `--policy` in `build` and `load` but `--policy-file` in "
-                   "`exec`; both are kept, as scripts use them: write the long form where it matters."),
+                   "name (`build`, `load`, `exec`, `suggest`), `--policy-file PATH` adds a policy file "
+                   "(`build`, `load`, `exec`). The short `-p POLICY` is a policy by name or by file, one of "
+                   "the two: a value that cannot be a name (it has a `/` or a `.`) is `--policy-file`; a "
+                   "name that is no path here is `--policy`; a name that is also a path is `--policy` "
+                   "when the inputs hold a policy of that name (a warning says so), else `--policy-file`."),
             ".SH ENVIRONMENT", ".TP", "NO_COLOR", "no colour in text diagnostics",
             ".TP", "POLICYC_DEBUG", "print the traceback of an internal error",
             ".SH SEE ALSO", "policyc.policy(5)"]

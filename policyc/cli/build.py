@@ -1,5 +1,5 @@
-"""`policyc build PATH... -o DIR [--emit-c] [--ringbuf-size SIZE]`: NAME.bpf.o and NAME.manifest.json
-per policy.
+"""`policyc build PATH... -o DIR [-p POLICY] [--emit-c] [--ringbuf-size SIZE] [--format text|json]`:
+NAME.bpf.o and NAME.manifest.json per policy.
 
 Unprivileged and kernel-free; identical input gives byte-identical output. Refuses (exit 2)
 programs with check errors, and rules of families the kernel backend does not enforce yet,
@@ -38,7 +38,8 @@ import typer
 from .. import __version__
 from ..abi import DEFAULT_RINGBUF_BYTES
 from ..diagnostics import Diagnostics
-from .common import EXIT_BAD_INPUT, EXIT_OK, guarded, load_and_check, print_diagnostics
+from .common import (DASH_P_HELP, EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, NO_INPUT, guarded, load_and_check,
+                     print_diagnostics, select_policies)
 
 
 MIN_RINGBUF, MAX_RINGBUF = 4096, 1 << 30
@@ -61,12 +62,14 @@ def parse_size(text: str) -> int:
 
 def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, emit_c: bool,
                     out: TextIO, err: TextIO, quiet: bool = False, kernel: str | None = None,
-                    ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, record: bool = False) -> tuple[int, list]:
+                    ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, record: bool = False,
+                    records: list | None = None) -> tuple[int, list]:
     """The pipeline's front end (the checks included), then its build step for each policy
     chosen, in program order; (exit code, build results). With `record`, each manifest notes
-    what `up_to_date` needs to know the next build of the same inputs unchanged."""
+    what `up_to_date` needs to know the next build of the same inputs unchanged. With
+    `records` (`--format json`), what was built and removed is appended there, not said."""
     from .. import pipeline
-    from ..codegen import BuildError
+    from ..build_error import BuildError
 
     diags = Diagnostics()
     front, ok = load_and_check(paths, diags, err, kernel)
@@ -99,16 +102,26 @@ def compile_program(paths: list[str], out_dir: Path, names: list[str] | None, em
                 err.write(f"  = help: {e.hint}\n")
             return EXIT_BAD_INPUT, results
         results.append(res)
-        if not quiet:
+        if records is not None:
+            records.append(_record("built", p.name, res.object_path, res.manifest_path, len(p.rules), res.hooks))
+        elif not quiet:
             out.write(f"built {res.object_path} and {res.manifest_path.name} ({len(p.rules)} rules, "
                       f"hooks: {', '.join(res.hooks)})\n")
     # the policies of the program stay (with -p, the others of the program were built before
     # and are kept); outputs of policies the program no longer has go
     keep = {p.name for p in front.program.policies}
     for path in prune_outputs(out_dir, keep):
-        if not quiet:
+        if records is not None:
+            records.append({"status": "removed", "path": str(path)})
+        elif not quiet:
             out.write(f"removed {path} (policy no longer in the program)\n")
     return EXIT_OK, results
+
+
+def _record(status: str, name: str, obj: Path, manifest: Path, rules: int, hooks) -> dict:
+    """One policy of `build --format json`'s `policies`."""
+    return {"status": status, "policy": name, "object": str(obj), "manifest": str(manifest),
+            "rules": rules, "hooks": list(hooks)}
 
 
 def _owned_outputs(manifest: Path) -> list[Path] | None:
@@ -159,7 +172,39 @@ def prune_outputs(out_dir: Path, keep: set[str]) -> list[Path]:
 
 
 def run_build(paths: list[str], out_dir: str, names: list[str] | None, emit_c: bool, out: TextIO, err: TextIO,
-              kernel: str | None = None, ringbuf_size: str | None = None) -> int:
+              kernel: str | None = None, ringbuf_size: str | None = None, dash_p: list[str] | None = None,
+              policy_files: list[str] | None = None, fmt: str = "text") -> int:
+    """`policyc build`. `fmt` json: one JSON document on stdout, `{"version": 1, "policies":
+    [...], "removed": [...]}` (JSON_VERSION), each policy built or found unchanged with its
+    object, manifest, rules and hooks; diagnostics stay on stderr as text."""
+    if fmt not in ("text", "json"):
+        err.write(f"policyc: error: unknown format `{fmt}` (text or json)\n")
+        return EXIT_USAGE
+    if fmt == "json":
+        records: list[dict] = []
+        code = _run_build(paths, out_dir, names, emit_c, out, err, kernel=kernel, ringbuf_size=ringbuf_size,
+                         dash_p=dash_p, policy_files=policy_files, records=records)
+        if code != EXIT_USAGE:
+            out.write(json.dumps({"version": JSON_VERSION,
+                                  "policies": [r for r in records if r["status"] != "removed"],
+                                  "removed": [r["path"] for r in records if r["status"] == "removed"]},
+                                 indent=2) + "\n")
+        return code
+    return _run_build(paths, out_dir, names, emit_c, out, err, kernel=kernel, ringbuf_size=ringbuf_size,
+                     dash_p=dash_p, policy_files=policy_files, records=None)
+
+
+JSON_VERSION = 1   # `version` of `build --format json`'s object: raised when a field changes meaning
+
+
+def _run_build(paths: list[str], out_dir: str, names: list[str] | None, emit_c: bool, out: TextIO, err: TextIO,
+               kernel: str | None = None, ringbuf_size: str | None = None, dash_p: list[str] | None = None,
+               policy_files: list[str] | None = None, records: list | None = None) -> int:
+    if dash_p or policy_files:
+        paths, names = select_policies(list(paths), names, dash_p, policy_files, err)
+    if not paths:
+        err.write(f"policyc: error: {NO_INPUT}\n")
+        return EXIT_USAGE
     ringbuf_bytes = DEFAULT_RINGBUF_BYTES
     if ringbuf_size is not None:
         try:
@@ -168,11 +213,12 @@ def run_build(paths: list[str], out_dir: str, names: list[str] | None, emit_c: b
             err.write(f"policyc: error: --ringbuf-size: {e}\n")
             return EXIT_BAD_INPUT
     if not emit_c:   # --emit-c writes the C: always a build
-        code = up_to_date(paths, Path(out_dir), names, out, err, kernel=kernel, ringbuf_bytes=ringbuf_bytes)
+        code = up_to_date(paths, Path(out_dir), names, out, err, kernel=kernel, ringbuf_bytes=ringbuf_bytes,
+                          records=records)
         if code is not None:
             return code
     code, _ = compile_program(paths, Path(out_dir), names, emit_c, out, err, kernel=kernel,
-                              ringbuf_bytes=ringbuf_bytes, record=True)
+                              ringbuf_bytes=ringbuf_bytes, record=True, records=records)
     return code
 
 
@@ -322,7 +368,7 @@ def _read_manifest(path: Path) -> dict | None:
 
 def up_to_date(paths: list[str], out_dir: Path, names: list[str] | None, out: TextIO, err: TextIO, *,
                kernel: str | None = None, ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES,
-               quiet: bool = False) -> int | None:
+               quiet: bool = False, records: list | None = None) -> int | None:
     """The short cut of an unchanged build: EXIT_OK, the outputs untouched, when OUT_DIR holds
     the outputs of a build of the same inputs; None (build) otherwise. Unchanged means, for
     every policy asked for (`names`, or every policy of the recorded program): its manifest's
@@ -389,20 +435,30 @@ def up_to_date(paths: list[str], out_dir: Path, names: list[str] | None, out: Te
     err.write(first["build"].get("diagnostics") or "")
     for name in chosen:
         m = manifests[name]
-        if not quiet:
+        if records is not None:
+            records.append(_record("unchanged", name, out_dir / m["object"], out_dir / f"{name}.manifest.json",
+                                   len(m.get("rules") or []), m.get("hooks") or []))
+        elif not quiet:
             out.write(f"unchanged {out_dir / m['object']} and {name}.manifest.json ({len(m.get('rules') or [])} "
                       f"rules, hooks: {', '.join(m.get('hooks') or [])})\n")
     for path in prune_outputs(out_dir, set(program)):
-        if not quiet:
+        if records is not None:
+            records.append({"status": "removed", "path": str(path)})
+        elif not quiet:
             out.write(f"removed {path} (policy no longer in the program)\n")
     return EXIT_OK
 
 
 def command(
-    paths: List[str] = typer.Argument(..., metavar="PATH...", help="policy files or directories of them"),
+    paths: Optional[List[str]] = typer.Argument(None, metavar="PATH...", help="policy files or directories of them"),
     out_dir: str = typer.Option(..., "-o", "--output", metavar="DIR", help="where NAME.bpf.o and NAME.manifest.json go"),
-    policy: Optional[List[str]] = typer.Option(None, "--policy", "-p", metavar="NAME", help="build only these policies"),
+    policy: Optional[List[str]] = typer.Option(None, "--policy", metavar="NAME", help="build only these policies"),
+    dash_p: Optional[List[str]] = typer.Option(None, "-p", metavar="POLICY", help=DASH_P_HELP),
+    policy_files: Optional[List[str]] = typer.Option(None, "--policy-file", metavar="PATH",
+                                                     help="one more policy file or directory (as PATH)"),
     emit_c: bool = typer.Option(False, "--emit-c", help="also keep the generated C as NAME.bpf.c"),
+    fmt: str = typer.Option("text", "--format", metavar="text|json",
+                            help="text (a line per policy) or json (one document on stdout)"),
     kernel: Optional[str] = typer.Option(None, "--kernel", metavar="6.1|6.12|PATH",
                                          help="refuse rules this kernel cannot enforce (its hooks and helpers)"),
     ringbuf_size: Optional[str] = typer.Option(None, "--ringbuf-size", metavar="SIZE",
@@ -410,5 +466,5 @@ def command(
                                                     "(default 4M)"),
 ) -> None:
     """Compile policies to BPF LSM objects and manifests (no kernel, no privileges needed)."""
-    guarded(run_build, paths, out_dir, policy, emit_c, out=sys.stdout, err=sys.stderr, kernel=kernel,
-            ringbuf_size=ringbuf_size)
+    guarded(run_build, list(paths or []), out_dir, policy, emit_c, out=sys.stdout, err=sys.stderr, kernel=kernel,
+            ringbuf_size=ringbuf_size, dash_p=dash_p, policy_files=policy_files, fmt=fmt)

@@ -156,7 +156,7 @@ def _load_test(front, err: TextIO) -> bool:
     """`--load-test`: each policy's programs loaded alone on this kernel (P051 per refusal)."""
     from .. import runtime
 
-    from ..codegen import BuildError
+    from ..build_error import BuildError
     from ..load_test import load_test_program
 
     try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
 import typer
@@ -44,6 +46,85 @@ def load_and_check(paths: list[str], diags: Diagnostics, err: TextIO,
         err.write(f"policyc: error: {front.facts_error}\n")
         return front, False
     return front, True
+
+
+# ---- `-p POLICY`: a policy, by name or by file (docs/cli.md, "`-p`") ---------------------------
+
+POLICY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")   # grammar/policy.lark's NAME
+
+
+def resolve_dash_p(values: list[str], inputs: list[str], err: TextIO,
+                   names_in: Callable[[list[str]], set[str]] | None = None) -> tuple[list[str], list[str]]:
+    """`-p` values split into (names, files): what `--policy NAME` and `--policy-file PATH` would
+    have been given. The rule, the same in every command that has `-p` (build, load, exec):
+
+    - a value that cannot be a policy's name (it has a `/`, a `.`, ...) is a file;
+    - a name-like value that is no path here is a name;
+    - a name-like value that is also a path here is the name when a policy of that name is in
+      the command's inputs (`inputs`: its PATH arguments and `--policy-file`s, and the
+      `-p` values that are files), else the file. Taken as the name, a warning says how to
+      mean the file (`./NAME` or `--policy-file NAME`).
+
+    `names_in(paths)` gives the policy names those inputs hold; it is asked only for a value
+    that is both (rare), so the common cases read nothing more."""
+    names: list[str] = []
+    files: list[str] = []
+    both: list[str] = []
+    for v in values:
+        if not POLICY_NAME.fullmatch(v):
+            files.append(v)
+        elif not os.path.exists(v):
+            names.append(v)
+        else:
+            both.append(v)
+    if both:
+        others = [*inputs, *files]
+        known = (names_in or policy_names_in)(others) if others else set()
+        for v in both:
+            if v in known:
+                err.write(f"policyc: warning: -p {v}: the policy named `{v}`, not the path `{v}` here "
+                          f"(for the path write -p ./{v} or --policy-file {v}; for the name, --policy {v})\n")
+                names.append(v)
+            else:
+                files.append(v)
+    return names, files
+
+
+def select_policies(paths: list[str], policy: list[str] | None, dash_p: list[str] | None,
+                    policy_files: list[str] | None, err: TextIO) -> tuple[list[str], list[str] | None]:
+    """A command's inputs and the names it selects, from its PATH arguments, `--policy NAME`s,
+    `-p POLICY`s and `--policy-file PATH`s: (paths, names or None for every policy). Files
+    are inputs (read as a PATH argument is, after them); names select among all inputs."""
+    files = list(policy_files or [])
+    names, p_files = resolve_dash_p(list(dash_p or []), [*paths, *files], err)
+    chosen = [*(policy or []), *names]
+    return [*paths, *files, *p_files], chosen or None
+
+
+DASH_P_HELP = ("a policy: its name (as --policy) or its file (as --policy-file); a name "
+               "the inputs hold is the name (policyc(1), NOTES)")
+NO_INPUT = "name the policies: PATH..., -p FILE or --policy-file FILE"
+
+
+def policy_names_in(paths: list[str]) -> set[str]:
+    """The names of the policies `paths` hold: a build directory's or manifest's by their file
+    names, `.policy` files' (and directories of them) by the front end (lowered, not checked).
+    What cannot be read holds none (the command itself then says why)."""
+    ready, sources = [], []
+    for p in paths:
+        pp = Path(p)
+        if p.endswith(".manifest.json"):
+            ready.append(pp)
+        elif pp.is_dir() and any(pp.glob("*.manifest.json")):
+            ready.extend(pp.glob("*.manifest.json"))
+        else:
+            sources.append(p)
+    names = {m.name.removesuffix(".manifest.json") for m in ready}
+    if sources:
+        front = load(sources, Diagnostics())
+        if front.program is not None:
+            names.update(pol.name for pol in front.program.policies)
+    return names
 
 
 def print_diagnostics(diags: Diagnostics, fmt: str, out: TextIO, err: TextIO,

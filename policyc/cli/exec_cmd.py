@@ -1,4 +1,4 @@
-"""`policyc exec -p PATH [--json] [--events FILE] -- CMD...`: run a command, and all it starts,
+"""`policyc exec -p POLICY [--json] [--events FILE] -- CMD...`: run a command, and all it starts,
 under a policy as if it were the policy's subject; denials and audit hits are printed to
 stderr as they happen (`--json`: as the audit log's JSON records, one a line), or with
 `--events FILE` written to FILE as JSON records. Never to stdout: that is the command's.
@@ -13,7 +13,7 @@ import typer
 
 from ..deploy import DeployError
 from ..execute import run_command
-from .common import EXIT_BAD_INPUT, EXIT_USAGE, guarded
+from .common import DASH_P_HELP, EXIT_BAD_INPUT, EXIT_USAGE, guarded, select_policies
 from .kernel_common import manifests_for, print_deploy_error
 
 
@@ -32,8 +32,8 @@ class _Events:
         self.err.flush()
 
 
-def run_exec(path: str, names: list[str] | None, argv: list[str], json_events: bool, out: TextIO, err: TextIO,
-             events: str | None = None) -> int:
+def run_exec(path: str | None, names: list[str] | None, argv: list[str], json_events: bool, out: TextIO,
+             err: TextIO, events: str | None = None, dash_p: list[str] | None = None) -> int:
     if events is not None:
         try:
             f = open(events, "a", encoding="utf-8")
@@ -41,16 +41,25 @@ def run_exec(path: str, names: list[str] | None, argv: list[str], json_events: b
             err.write(f"policyc: error: cannot write events to `{events}`: {e.strerror or e}\n")
             return EXIT_BAD_INPUT
         with f:
-            return run_exec(path, names, argv, True, out, _Events(f, err))
+            return run_exec(path, names, argv, True, out, _Events(f, err), dash_p=dash_p)
+    paths = [path] if path is not None else []
+    if dash_p:
+        paths, names = select_policies(paths, names, dash_p, None, err)
+    if not paths:
+        err.write("policyc: error: name the policy's file: -p PATH or --policy-file PATH "
+                  "(with --policy NAME when it holds several)\n")
+        return EXIT_USAGE
     if not argv:
         err.write("policyc: error: no command given: policyc exec -p POLICY -- CMD...\n")
         return EXIT_BAD_INPUT
     try:
-        code, manifests = manifests_for([path], names, out, err)
+        code, manifests = manifests_for(paths, names, out, err)
         if code:
             return code
         if len(manifests) != 1:
-            err.write(f"policyc: error: `{path}` holds {len(manifests)} policies; choose one with --policy NAME\n")
+            held = " and ".join(f"`{p}`" for p in paths)
+            err.write(f"policyc: error: {held} {'hold' if len(paths) > 1 else 'holds'} {len(manifests)} "
+                      "policies; choose one with --policy NAME\n")
             return EXIT_BAD_INPUT
         return run_command(manifests[0], argv, err, json_events=json_events)
     except DeployError as e:
@@ -58,8 +67,9 @@ def run_exec(path: str, names: list[str] | None, argv: list[str], json_events: b
 
 
 def command(
-    path: str = typer.Option(..., "-p", "--policy-file", metavar="PATH", help="a .policy file, manifest or build dir"),
+    path: Optional[str] = typer.Option(None, "--policy-file", metavar="PATH", help="a .policy file, manifest or build dir"),
     name: Optional[List[str]] = typer.Option(None, "--policy", metavar="NAME", help="the policy, when PATH holds several"),
+    dash_p: Optional[List[str]] = typer.Option(None, "-p", metavar="POLICY", help=DASH_P_HELP),
     json_events: bool = typer.Option(False, "--json", help="print events as JSON lines (on stderr)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="text or json: how events are printed (--json is json)"),
     events: Optional[str] = typer.Option(None, "--events", metavar="FILE",
@@ -72,4 +82,4 @@ def command(
         sys.stderr.write(f"policyc: error: unknown format `{fmt}` (text or json)\n")
         raise typer.Exit(EXIT_USAGE)
     guarded(run_exec, path, name, list(argv or []), json_events or fmt == "json", out=sys.stdout, err=sys.stderr,
-            events=events)
+            events=events, dash_p=dash_p)

@@ -30,18 +30,29 @@ def manifests_for(paths: list[str], names: list[str] | None, out: TextIO, err: T
         return p.endswith(".manifest.json") or (Path(p).is_dir() and any(Path(p).glob("*.manifest.json")))
 
     sources = [p for p in paths if not is_ready(p)]
+    ready = {p: find_manifests([p]) for p in paths if is_ready(p)}
+    source_names = names
+    if names:   # a name no build directory or manifest holds is looked for in the sources
+        held = {m.name.removesuffix(".manifest.json") for found in ready.values() for m in found}
+        source_names = [n for n in names if n not in held]
+        if source_names and not sources:
+            for n in source_names:
+                err.write(f"policyc: error: no policy named `{n}` in the given files\n")
+            return EXIT_BAD_INPUT, []
+        if not source_names:
+            sources = []   # every policy named is built already
     built: list[Path] = []
     if sources:
         target = Path(build_dir or tempfile.mkdtemp(prefix="policyc-"))
-        code, results = compile_program(sources, target, names, False, out, err, quiet=True)
+        code, results = compile_program(sources, target, source_names, False, out, err, quiet=True)
         if code:
             return code, []
         built = [r.manifest_path for r in results]
     manifests: list[Path] = []
     placed = False
     for p in paths:
-        if is_ready(p):
-            found = find_manifests([p])
+        if p in ready:
+            found = ready[p]
             if names:
                 found = [m for m in found if m.name.removesuffix(".manifest.json") in names]
             manifests.extend(found)

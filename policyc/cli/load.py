@@ -23,17 +23,18 @@ from typing import List, Optional, TextIO
 import typer
 
 from ..deploy import DeployError, check_kernel, load_manifest, read_manifest
-from .common import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, guarded
+from .common import DASH_P_HELP, EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, guarded, select_policies
 from .kernel_common import manifests_for, print_deploy_error
 
 JSON_VERSION = 1   # `version` of `load --json`'s object: raised when a field changes meaning
 
 
 def run_load(paths: list[str], names: list[str] | None, replace: bool, out: TextIO, err: TextIO,
-             sync: str | None = None, prune: bool = False, adopt: bool = True, as_json: bool = False) -> int:
+             sync: str | None = None, prune: bool = False, adopt: bool = True, as_json: bool = False,
+             dash_p: list[str] | None = None, policy_files: list[str] | None = None) -> int:
     if sync is not None:
-        problem = ("give either --sync DIR or DIR|PATH..., not both" if paths else
-                   "--sync loads every policy of DIR: -p does not apply" if names else
+        problem = ("give either --sync DIR or DIR|PATH..., not both" if paths or policy_files else
+                   "--sync loads every policy of DIR: -p does not apply" if names or dash_p else
                    "--sync replaces changed policies itself: drop --replace" if replace else
                    "--json does not go with --sync (its output is one line per policy)" if as_json else None)
         if problem:
@@ -48,6 +49,8 @@ def run_load(paths: list[str], names: list[str] | None, replace: bool, out: Text
     if prune:
         err.write("policyc: error: --prune goes with --sync DIR\n")
         return EXIT_BAD_INPUT
+    if dash_p or policy_files:
+        paths, names = select_policies(list(paths), names, dash_p, policy_files, err)
     if not paths:
         err.write("policyc: error: name build directories, manifests or .policy files (or --sync DIR)\n")
         return EXIT_BAD_INPUT
@@ -89,7 +92,11 @@ def run_load(paths: list[str], names: list[str] | None, replace: bool, out: Text
 def command(
     paths: Optional[List[str]] = typer.Argument(None, metavar="DIR|PATH...",
                                                 help="build directories, manifests or .policy files"),
-    policy: Optional[List[str]] = typer.Option(None, "--policy", "-p", metavar="NAME", help="only these policies"),
+    policy: Optional[List[str]] = typer.Option(None, "--policy", metavar="NAME", help="only these policies"),
+    dash_p: Optional[List[str]] = typer.Option(None, "-p", metavar="POLICY", help=DASH_P_HELP),
+    policy_files: Optional[List[str]] = typer.Option(None, "--policy-file", metavar="PATH",
+                                                     help="one more build directory, manifest or .policy file "
+                                                          "(as DIR|PATH)"),
     replace: bool = typer.Option(False, "--replace", help="replace a loaded policy of the same name"),
     sync: Optional[str] = typer.Option(None, "--sync", metavar="DIR",
                                        help="make the kernel match build directory DIR: load new policies, "
@@ -107,4 +114,4 @@ def command(
         sys.stderr.write(f"policyc: error: unknown format `{fmt}` (text or json)\n")
         raise typer.Exit(EXIT_USAGE)
     guarded(run_load, list(paths or []), policy, replace, out=sys.stdout, err=sys.stderr, sync=sync, prune=prune,
-            adopt=not no_adopt, as_json=as_json or fmt == "json")
+            adopt=not no_adopt, as_json=as_json or fmt == "json", dash_p=dash_p, policy_files=policy_files)

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..build_error import BuildError   # defined apart (policyc/build_error.py), re-exported here
 from ..resources import resource_dir
 from .. import __version__
 from ..ir.model import Policy, Program
@@ -35,14 +36,6 @@ HOOKS = {name: list(t.hooks) for name, t in TEMPLATE_FAMILIES.items()}
 # and exception state of an exec is committed where the exec can no longer fail.
 EXEC_COMMIT_HOOKS = ["bprm_creds_for_exec", "bprm_committing_creds"]
 ENFORCED_FAMILIES = tuple(FAMILIES)
-
-
-class BuildError(Exception):
-    """A build problem for the user (missing clang, clang error, a too-large policy)."""
-
-    def __init__(self, message: str, detail: str = "", hint: str = ""):
-        super().__init__(message)
-        self.message, self.detail, self.hint = message, detail, hint
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ import typer
 
 from policyc import doctor
 from policyc.audit.schema import dropped_record, suppressed_record
-from policyc.cli import doctor_cmd, load as load_cmd, status as status_cmd
+from policyc import codegen
+from policyc.cli import build as build_cmd, doctor_cmd, load as load_cmd, status as status_cmd
+from policyc.cli import unload as unload_cmd
 from policyc.cli.common import guarded
 from policyc.cli.explain import run_explain
 from policyc.cli.report_cmd import run_report
@@ -122,8 +124,25 @@ def _load_json(monkeypatch) -> dict:
     return json.loads(out.getvalue())
 
 
+def _build_json(policy, tmp_path, monkeypatch) -> dict:
+    monkeypatch.setattr(codegen, "compile_c", lambda c, name: b"\x7fELF" + codegen.object_key(c).encode())
+    out, err = io.StringIO(), io.StringIO()
+    assert build_cmd.run_build([str(policy)], str(tmp_path / "out"), None, False, out, err, fmt="json") == 0, \
+        err.getvalue()
+    return json.loads(out.getvalue())
+
+
+def _unload_json(monkeypatch) -> dict:
+    monkeypatch.setattr(unload_cmd, "loaded_names", lambda: ["p", "q"])
+    monkeypatch.setattr(unload_cmd, "unload", lambda name: None)
+    out = io.StringIO()
+    assert unload_cmd.run_unload(["q"], False, out, io.StringIO(), fmt="json") == 0
+    return json.loads(out.getvalue())
+
+
 # the commands that print a JSON document, by module: each is held to `version` below
-DOCUMENTS = {"explain": 1, "test_cmd": 1, "report_cmd": 2, "status": 1, "doctor_cmd": 1, "load": 1}
+DOCUMENTS = {"explain": 1, "test_cmd": 1, "report_cmd": 2, "status": 1, "doctor_cmd": 1, "load": 1,
+             "build": 1, "unload": 1}
 
 
 def test_every_json_document_is_an_object_with_a_version(policy, tmp_path, monkeypatch):
@@ -132,7 +151,9 @@ def test_every_json_document_is_an_object_with_a_version(policy, tmp_path, monke
             "report_cmd": _report_json(tmp_path),
             "status": _status_json(monkeypatch, True),
             "doctor_cmd": _doctor_json(monkeypatch),
-            "load": _load_json(monkeypatch)}
+            "load": _load_json(monkeypatch),
+            "build": _build_json(policy, tmp_path, monkeypatch),
+            "unload": _unload_json(monkeypatch)}
     assert set(docs) == set(DOCUMENTS)
     for name, doc in docs.items():
         assert isinstance(doc, dict) and doc["version"] == DOCUMENTS[name], (name, doc)
@@ -142,14 +163,23 @@ def test_every_json_document_is_an_object_with_a_version(policy, tmp_path, monke
     assert docs["load"]["loaded"] == [{"name": "p", "policy": "p", "mode": "enforce", "rules": 1, "hooks": 2,
                                        "pin_dir": "/sys/fs/bpf/policyc/p", "replaced": False, "adopted": None,
                                        "not_adopted": [], "adopt_error": None}]
+    out = tmp_path / "out"
+    built = docs["build"]["policies"]
+    assert docs["build"]["removed"] == [] and {b["status"] for b in built} == {"built"}
+    for b in built:
+        manifest = json.loads((out / f"{b['policy']}.manifest.json").read_text())
+        assert b == {"status": "built", "policy": b["policy"], "object": str(out / f"{b['policy']}.bpf.o"),
+                     "manifest": str(out / f"{b['policy']}.manifest.json"), "rules": len(manifest["rules"]),
+                     "hooks": manifest["hooks"]}
+    assert docs["unload"] == {"version": 1, "unloaded": ["q"]}
 
 
 def test_every_command_module_that_writes_json_is_held_to_a_version():
     """A command module that writes a JSON document is in DOCUMENTS (test_cmd's document is
     written by policyc/report/testresults.py, check's by policyc/report); audit and exec
-    write records a line (their `schema` is the version), build writes files, not output."""
+    write records a line (their `schema` is the version)."""
     writers = {p.stem for p in (ROOT / "policyc" / "cli").glob("*.py") if re.search(r"json\.dumps?\(", p.read_text())}
-    assert writers - {"build"} == set(DOCUMENTS) - {"test_cmd"}, writers
+    assert writers == set(DOCUMENTS) - {"test_cmd"}, writers
 
 
 def test_status_and_doctor_and_load_take_format_json(monkeypatch):
@@ -280,3 +310,31 @@ def test_install_stopped_is_an_error(tmp_path, monkeypatch):
                                    run_systemctl=lambda *a: 0, systemd=lambda: False)
     assert code == 2
     assert "policyc: error: install stopped: the build failed" in err.getvalue(), err.getvalue()
+
+
+def test_build_and_unload_take_format_json(policy, tmp_path, monkeypatch):
+    """`build` and `unload` print results (a line per policy): `--format json` gives them as
+    one document; an unchanged rebuild and a removed output are said in it too; an unknown
+    format is a usage error."""
+    from typer.testing import CliRunner
+
+    from policyc.cli.main import app
+
+    monkeypatch.setattr(codegen, "compile_c", lambda c, name: b"\x7fELF" + codegen.object_key(c).encode())
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["build", str(policy), "-o", str(out), "--format", "json"])
+    assert r.exit_code == 0 and {p["status"] for p in json.loads(r.stdout)["policies"]} == {"built"}, r.output
+    (out / "gone.manifest.json").write_text(json.dumps(
+        {"format": 1, "policy": "gone", "object": "gone.bpf.o", "policyc_version": "0"}))
+    r = CliRunner().invoke(app, ["build", str(policy), "-o", str(out), "--format", "json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["policies"] and {p["status"] for p in doc["policies"]} == {"unchanged"}, r.output
+    assert doc["removed"] == [str(out / "gone.manifest.json")]
+    r = CliRunner().invoke(app, ["build", str(policy), "-o", str(out)])
+    assert r.exit_code == 0 and r.stdout.startswith("unchanged "), r.output
+    _unload_json(monkeypatch)
+    r = CliRunner().invoke(app, ["unload", "p", "--format", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"version": 1, "unloaded": ["p"]}, r.output
+    for argv in (["build", str(policy), "-o", str(out), "--format", "yaml"], ["unload", "p", "--format", "yaml"]):
+        r = CliRunner().invoke(app, argv)
+        assert r.exit_code == 64 and "unknown format `yaml`" in r.output

@@ -161,9 +161,10 @@ def test_shellcheck_the_repositorys_shell_scripts():
 
 
 def test_the_man_pages_rule_for_dash_p_is_what_the_commands_do():
-    """policyc(1) NOTES: `-p` is `--policy NAME` in build and load, `--policy-file PATH` in exec;
-    `--policy` is a policy's name wherever it exists. A new `-p` or `--policy` must keep to
-    the rule (or the page must change with it)."""
+    """policyc(1) NOTES: `-p POLICY` is one option, a policy by name or by file, in build,
+    load and exec (each also has the long `--policy NAME` and `--policy-file PATH` it stands
+    for); `--policy` is a policy's name wherever it exists. A new `-p` or `--policy` must keep
+    to the rule (or the page must change with it)."""
     import typer
 
     from policyc.cli.main import COMMANDS
@@ -175,14 +176,15 @@ def test_the_man_pages_rule_for_dash_p_is_what_the_commands_do():
         for param in group.get_command(ctx, name).params:
             opts = set(getattr(param, "opts", ())) | set(getattr(param, "secondary_opts", ()))
             if "-p" in opts:
-                dash_p[name] = sorted(o for o in opts if o.startswith("--"))
+                dash_p[name] = sorted(o for p in group.get_command(ctx, name).params
+                                      for o in getattr(p, "opts", ()) if o.startswith("--policy"))
             if "--policy" in opts:
                 assert param.metavar == "NAME", name
                 policy.add(name)
-    assert dash_p == {"build": ["--policy"], "load": ["--policy"], "exec": ["--policy-file"]}
+    assert dash_p == {c: ["--policy", "--policy-file"] for c in ("build", "load", "exec")}
     assert {"build", "load", "exec", "suggest"} <= policy
     page = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_docs.py"), "--package", "--check"],
                           capture_output=True, text=True)
     assert page.returncode == 0, page.stderr
     notes = (ROOT / "policyc" / "share" / "man" / "man1" / "policyc.1").read_text().split(".SH NOTES")[1]
-    assert "\\fB\\-p\\fR is \\fB\\-\\-policy\\fR in \\fBbuild\\fR and \\fBload\\fR" in notes
+    assert "The short \\fB\\-p POLICY\\fR is a policy by name or by file" in notes

@@ -113,3 +113,16 @@ def test_overhead_within_noise_is_marked(peers):
     assert a["ops"]["stat"]["noise_ns"] == 20
     assert row["overhead_x_landlock1_reliable"] and not row["overhead_x_floor_reliable"]
     assert a["ops"]["connect"]["landlock_governs"]
+
+
+def test_result_is_written_into_an_out_dir_that_does_not_exist_yet(peers, tmp_path):
+    """`--out-dir` names a directory that need not exist: the result is written, not lost
+    after a boot of half an hour (the directory used to be assumed)."""
+    import json
+
+    out_dir = tmp_path / "new" / "results"
+    path = peers.write_result(out_dir, "6.1", {"kernel": "6.1.0", "problems": []})
+    assert path == out_dir / "peers-6.1.json"
+    assert json.loads(path.read_text()) == {"kernel": "6.1.0", "problems": []}
+    peers.write_result(out_dir, "6.1", {"kernel": "again"})   # an existing directory is fine
+    assert json.loads(path.read_text()) == {"kernel": "again"}

@@ -57,3 +57,14 @@ def test_it_runs(tmp_path):
                         "--output", str(tmp_path / "s.json")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "policyc check (10 rules)" in r.stdout and (tmp_path / "s.json").is_file()
+    # a run on a loaded machine can be told from a slower policyc: the load average and the
+    # floor (the interpreter, and importing typer) are recorded with it
+    import json
+
+    d = json.loads((tmp_path / "s.json").read_text())
+    assert len(d["load_average"]["before"]) == 3 and len(d["load_average"]["after"]) == 3
+    assert set(d["baseline"]) == {"python -c pass", "python -c 'import typer.main'"}
+    for r_ in d["results"].values():
+        floor = d["baseline"]["python -c 'import typer.main'"]["median_s"]
+        assert r_["x_typer_import"] == r_["median_s"] / floor
+    assert "load average (1, 5, 15 min) before" in r.stdout

@@ -185,16 +185,29 @@ def test_the_pipeline_imports_the_code_generator_when_it_builds_only():
     assert "jinja2" in mods
 
 
+def test_build_error_and_refused_import_neither_the_code_generator_nor_jinja2():
+    """BuildError has a module of its own so that `pipeline.Refused` is an ordinary class and
+    `check --load-test`'s `except BuildError` costs no code generator."""
+    mods = _modules_after("from policyc.build_error import BuildError\nfrom policyc.pipeline import Refused\n"
+                          "assert issubclass(Refused, BuildError)")
+    assert "policyc.build_error" in mods
+    assert not {m for m in mods if m.startswith("policyc.codegen") or m.split(".")[0] == "jinja2"}
+    e = __import__("policyc.build_error", fromlist=["BuildError"]).BuildError("m", detail="d", hint="h")
+    assert (str(e), e.message, e.detail, e.hint) == ("m", "m", "d", "h")
+
+
 def test_refused_is_one_build_error_class():
-    """pipeline.Refused is made when first asked for (BuildError is the code generator's):
-    the same class every time, a BuildError, named as before, and what `build` raises."""
-    from policyc import codegen, pipeline
+    """pipeline.Refused is an ordinary class of the module (BuildError lives in
+    policyc/build_error.py, which the code generator re-exports): a BuildError, named as
+    before, and what `build` raises."""
+    from policyc import build_error, codegen, pipeline
     from policyc.diagnostics import Diagnostics
 
     R = pipeline.Refused
-    assert R is pipeline.Refused and issubclass(R, codegen.BuildError)
+    assert vars(pipeline)["Refused"] is R and isinstance(R, type) and issubclass(R, codegen.BuildError)
     assert (R.__module__, R.__qualname__) == ("policyc.pipeline", "Refused")
-    assert pipeline.BuildError is codegen.BuildError and pipeline.BuildResult is codegen.BuildResult
+    assert codegen.BuildError is build_error.BuildError is pipeline.BuildError
+    assert pipeline.BuildResult is codegen.BuildResult
     assert pipeline.unenforced_rules is codegen.unenforced_rules
     assert pipeline.ENFORCED_FAMILIES == codegen.ENFORCED_FAMILIES
     assert pipeline.DEFAULT_RINGBUF_BYTES == codegen.DEFAULT_RINGBUF_BYTES
