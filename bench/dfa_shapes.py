@@ -4,11 +4,11 @@ explode (#12), at growing sizes: a regression in the automaton shows as a table.
     python bench/dfa_shapes.py [--quick]
 
 Each shape is one policy (`subject exe "/usr/bin/x"` and the rules) lowered by the front end
-and built into the DFA by the code generator (no clang). Each size runs in a subprocess, so
-peak memory (ru_maxrss, less the interpreter's own) is that size's alone and a size that
-would need too much is stopped at the state cap (policyc/codegen/dfa.py MAX_STATES) or the
-time limit, never by running out of memory. Prints a table and writes
-bench/results/dfa_shapes.json.
+and built into the DFA as `check` and `build` build it (policyc/ir/dfa.py `policy_dfa`; no
+clang). Each size runs in a subprocess, so peak memory (ru_maxrss, less the interpreter's
+own) is that size's alone and a size that would need too much is stopped at the state cap
+(policyc/ir/dfa.py MAX_STATES) or the time limit, never by running out of memory. Prints a
+table and writes bench/results/dfa_shapes.json.
 """
 
 from __future__ import annotations
@@ -48,8 +48,7 @@ import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from policyc import pipeline
-from policyc.codegen.tables import policy_dfa
-from policyc.codegen.dfa import DfaTooLarge
+from policyc.ir.dfa import DfaTooLarge, policy_dfa
 program = pipeline.front_end([sys.argv[2]], checks=False).program
 t = time.process_time()
 out = {}

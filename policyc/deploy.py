@@ -6,6 +6,7 @@ into what the runtime takes. It also resolves what only the target machine knows
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 from . import runtime
 
 from . import abi
+from . import paths
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 STATE_MAPS = ("subjects", "events", "counters", "rule_drops", "rule_suppressed")
@@ -72,8 +74,15 @@ def _entries(spec: dict) -> list[tuple[bytes, bytes]]:
 
 
 def cgroup_id(path: str) -> int:
-    """A cgroup v2 path's id: the inode number of its directory under /sys/fs/cgroup."""
+    """A cgroup v2 path's id: the inode number of its directory under /sys/fs/cgroup.
+
+    policyc's own slice (`protect policyc` targets it) is made when it does not exist yet:
+    loaded by hand before the units ever ran, the rule then holds the id systemd adopts when
+    it starts the slice (it makes a unit's cgroup only when missing)."""
     full = os.path.join(CGROUP_ROOT, path.lstrip("/"))
+    if path.rstrip("/") == paths.SLICE_CGROUP and os.path.isfile(os.path.join(CGROUP_ROOT, "cgroup.procs")):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(full)
     try:
         return os.stat(full).st_ino
     except OSError as e:

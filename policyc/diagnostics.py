@@ -108,7 +108,7 @@ CODES: dict[str, tuple[str, str]] = {
     "P014": ("undefined-variable", "a `${name}` that no `let` defines"),
     "P015": ("defined-twice", "a policy, ruleset, variable or setting defined twice"),
     "P016": ("missing-subject", "a policy without `subject`"),
-    "P017": ("bad-setting", "a bad `mode`, `default` or `acknowledge` value"),
+    "P017": ("bad-setting", "a bad `mode`, `default`, `acknowledge` or `protect` value, or `protect` in a ruleset"),
     "P018": ("bad-path", "a path or glob that is not absolute or not well formed"),
     "P019": ("bad-object", "an object the rule's family does not take, or a bad address"),
     "P020": ("bad-port", "a port outside 0-65535 or a reversed range"),

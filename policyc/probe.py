@@ -224,6 +224,24 @@ def do(req: dict):
             e = ctypes.get_errno()
             raise OSError(e, os.strerror(e))
         os.close(fd)
+    elif op == "bpf-obj-get":
+        # BPF_OBJ_GET (7) of a pinned object: the fd of a policy's map, program or link
+        path = ctypes.create_string_buffer(p.encode())
+        attr = (ctypes.c_uint64 * 8)(ctypes.addressof(path), 0)  # pathname, bpf_fd 0, file_flags 0
+        fd = libc.syscall(321, 7, attr, 16)
+        if fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        os.close(fd)
+    elif op == "bpf-get-fd-by-id":
+        # BPF_{PROG,MAP,LINK}_GET_FD_BY_ID (13, 14, 30): the fd of a loaded object by its id,
+        # the way to a link to detach or a map to write without its pin
+        attr = (ctypes.c_uint32 * 16)(req["id"])
+        fd = libc.syscall(321, req["cmd"], attr, 64)
+        if fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        os.close(fd)
     elif op == "mount":
         if libc.mount(b"none", p.encode(), b"tmpfs", 0, None) != 0:
             e = ctypes.get_errno()

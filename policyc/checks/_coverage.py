@@ -7,7 +7,10 @@ inclusion by automata, CIDR and port containment) or not claimed.
 
 Not reported here: exact duplicates (W101) and allow/deny pairs on the same objects (W106);
 a rule spliced from a ruleset covered by a rule outside that ruleset (overriding a shared
-ruleset is what policies do); of rules equal on a path, the one `_survivor` keeps.
+ruleset is what policies do); of rules equal on a path, the one `_survivor` keeps; a rule
+`protect policyc` added (the user cannot remove one of them, and a written `deny bpf` beside
+it is no mistake), and a rule covered by one of those of the same decision. A rule those
+override (an `allow bpf`) is reported: it never takes effect.
 
 Fast on 10,000 rules: candidates come from an index by operation and by the directory part
 of each glob's literal prefix (a glob can only cover paths that start with its own prefix;
@@ -161,7 +164,7 @@ def _analyse(policy: Policy) -> list[Covered]:
             first_of_key[k] = r
     out: list[Covered] = []
     for b in rules:
-        if b.id in duplicates:
+        if b.id in duplicates or b.protect:
             continue
         items = b.paths or (None,)
         found: list[tuple[Glob | None, list[Rule]]] = []
@@ -205,7 +208,7 @@ def _best(index: _Index, keys: Keys, b: Rule, item: Glob | None, op, duplicates=
             continue
         if ra > rb and keys.objects[a.id] == bkey:
             continue   # W106 says it
-        if ra == rb and same is not None:
+        if ra == rb and (same is not None or a.protect):
             continue
         if b.used_from and a.used_from != b.used_from:
             continue

@@ -5,7 +5,8 @@ Best practice:  keep the one you mean. Deny beats audit beats allow whatever the
                 the milder rule never takes effect; the reader of the policy may think it does.
 
 Reported on the milder (losing) rule, with a note at the winner; when exactly one of the two
-comes from a ruleset, on the one written in the policy.
+comes from a ruleset, on the one written in the policy; never on the `protect policyc`
+statement (the user's `allow` is what to change).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def run(program: Program, diags: Diagnostics) -> None:
                         continue
                     winner, loser = (a, b) if RANK[a.decision] > RANK[b.decision] else (b, a)
                     at, other = loser, winner
-                    if from_ruleset(loser) and not from_ruleset(winner):
+                    if from_ruleset(loser) and not from_ruleset(winner) and not winner.protect:
                         at, other = winner, loser
                     key = (at.span, other.span)
                     if key in seen:
@@ -49,5 +50,6 @@ def run(program: Program, diags: Diagnostics) -> None:
                         f"on the same objects; `{winner.decision}` wins",
                         hints=(f"{winner.decision} beats {loser.decision} whatever the order: "
                                f"remove the rule you do not mean",),
-                        notes=(Note(other.span, f"the other rule: `{other.text}`"),),
+                        notes=(Note(other.span, f"the other rule: `{other.text}`" +
+                                    (f", which `protect {other.protect}` adds" if other.protect else "")),),
                     )

@@ -5,7 +5,8 @@ Best practice:  write each rule once; the second copy only hides where the rule 
 
 The later copy is reported, with a note at the first. When one copy comes from a ruleset
 (`use`), the copy written in the policy is reported; a ruleset used twice is reported once at
-its second `use`.
+its second `use`. A rule `protect policyc` added is no copy: a written `deny bpf` beside it
+says what the policy needs without it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def run(program: Program, diags: Diagnostics) -> None:
         first: dict = {}
         keys = Keys.of(policy).rules
         for r in policy.rules:
+            if r.protect:
+                continue
             k = keys[r.id]
             a = first.get(k)
             if a is None:

@@ -12,7 +12,9 @@ Best practice:  mount_setattr(2), fspick(2)/fsconfig(2), fsmount(2) and open_tre
                 them (of at least the rule's severity) or is `default deny`.
 
 A rule spliced from a ruleset that several policies use is reported once, with a note at the
-`use` that brought it in.
+`use` that brought it in. The mount rule `protect policyc` adds is not reported: what those
+calls can do to bpffs and policyc's directories (a read-only flag, mount options) removes no
+pin and hides no file, and docs/language.md ("Self-protection") says so.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _use_notes(policy: Policy, r: Rule) -> tuple[Note, ...]:
 
 
 def _mount_api(policy: Policy, r: Rule, seen: set, diags: Diagnostics) -> None:
-    if (r.family != "mount" or r.decision not in ("deny", "audit") or not r.paths
+    if (r.family != "mount" or r.decision not in ("deny", "audit") or not r.paths or r.protect
             or policy.default != "allow" or _mount_api_covered(policy, r)):
         return
     if ("P054", r.span) in seen:

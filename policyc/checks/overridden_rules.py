@@ -26,7 +26,7 @@ def run(program: Program, diags: Diagnostics) -> None:
             seen.add(span)
             subject = f"path `{c.item.text}` of this rule" if c.item is not None else f"rule `{c.rule.text}`"
             winners = sorted({a.decision for a in c.by})
-            notes = tuple(Note(a.span, f"`{a.decision}` wins here: `{a.text}`") for a in c.by[:3])
+            notes = tuple(Note(a.span, f"`{a.decision}` wins here: `{a.text}`" + _added(a)) for a in c.by[:3])
             diags.warning(
                 "W103", span,
                 f"{subject} never takes effect: `{'`/`'.join(winners)}` rules match everything it matches",
@@ -34,3 +34,7 @@ def run(program: Program, diags: Diagnostics) -> None:
                        "narrow the other rule or remove this one",),
                 notes=notes,
             )
+
+
+def _added(r) -> str:
+    return f", which `protect {r.protect}` adds" if r.protect else ""

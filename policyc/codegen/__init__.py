@@ -22,7 +22,7 @@ from ..resources import resource_dir
 from .. import __version__
 from ..ir.model import Policy, Program
 from ..ir.limits import over_limits
-from .dfa import DfaTooLarge
+from ..ir.dfa import TOO_LARGE_HINT, DfaTooLarge, too_large_message
 from .families import FAMILIES, TEMPLATE_FAMILIES, TEMPLATE_ORDER
 from .tables import config_map, dfa_maps, limit_map, policy_dfa
 
@@ -310,12 +310,9 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
     for over in over_limits(policy):   # `policyc check` reports these as P041, at the rule
         raise BuildError(f"{over.message} ({over.rule.span})", hint=over.hint)
     try:
-        dfa = policy_dfa(policy)
+        dfa = policy_dfa(policy)   # the checks built it already (P041): the same automaton, not again
     except DfaTooLarge as e:
-        culprit = (f"; the largest alone is {e.source} ({e.states:,} states)" if e.source else "")
-        raise BuildError(f"policy `{policy.name}`: {e}{culprit}",
-                         hint="a pattern whose automaton grows with every path component (`/**/x*/*/*`) or "
-                              "many mid-path `**` in one policy: anchor it (`/home/*/.ssh/**`) or split the policy")
+        raise BuildError(too_large_message(policy, e), hint=TOO_LARGE_HINT)
     maps = {"config": config_map(policy), **dfa_maps(dfa), **limit_map(policy)}
     fixups: list[dict] = []
     for t in families:

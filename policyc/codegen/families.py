@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..ir.dfa import PATH_FAMILIES   # the automaton's columns, which `check` builds too
 from ..ir.model import Rule
 from .. import abi
 
@@ -80,15 +81,6 @@ TEMPLATE_ORDER = tuple(TEMPLATE_FAMILIES)
 STATE_ONLY_HOOKS = frozenset({"file_fcntl", "file_set_fowner", "file_free_security"})
 
 
-def _file_columns(rule: Rule) -> int:
-    mask = 0
-    for op in rule.ops:
-        mask |= 1 << abi.OP.index[op]
-        if op == "write":
-            mask |= 1 << abi.OP_APPEND  # write covers append
-    return mask
-
-
 @dataclass(frozen=True)
 class CodegenFamily:
     # Every template family that takes part in deciding a rule of this family (kernel_facts
@@ -109,11 +101,10 @@ def _fixed(*names: str) -> Callable[[Rule], tuple[str, ...]]:
 
 FAMILIES: dict[str, CodegenFamily] = {
     "file": CodegenFamily(("file",), lambda r: ("file", "execmap") if "exec-map" in r.ops else ("file",),
-                          _file_columns, protects=True),
-    "exec": CodegenFamily(("subject", "execmap"), _fixed("execmap"),
-                          lambda r: (1 << abi.OP_EXEC) | (1 << abi.OP_EXEC_MAP), protects=True),
+                          *PATH_FAMILIES["file"]),
+    "exec": CodegenFamily(("subject", "execmap"), _fixed("execmap"), *PATH_FAMILIES["exec"]),
     "net": CodegenFamily(("net",), _fixed("net")),
-    "mount": CodegenFamily(("mount",), _fixed("mount"), lambda r: 1 << abi.OP_MOUNT),
+    "mount": CodegenFamily(("mount",), _fixed("mount"), *PATH_FAMILIES["mount"]),
     "capability": CodegenFamily(("capability",), _fixed("capability")),
     "signal": CodegenFamily(("task",), _fixed("task")),
     "ptrace": CodegenFamily(("task",), _fixed("task")),

@@ -7,6 +7,7 @@ the compiler knows them by. Nothing here knows about clang or the runtime.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 from dataclasses import dataclass
 
@@ -16,11 +17,12 @@ from ..abi import (CFG_EXCEPT_CGROUP, CFG_MODE_AUDIT, CFG_RATE_LIMITS, CFG_SUBJE
                    OP_EXEC, OP_MOUNT, OP_SUBJECT, SIMPLE_BPF, SIMPLE_MODULE_LOAD, TARGET_ANY,
                    TARGET_CGROUP, TARGET_EXE, TASK_PTRACE, TASK_SIGNAL, U32)
 from ..ir.limits import limited_rules, target_rules, task_rules  # noqa: F401  (codegen's callers know them here)
-from ..ir.model import DoubleStar, Policy
+from ..ir.model import Policy
 from ..ir.vocab import FILE_OPS, PROTOCOLS
 from ..ir.glob import CLASS_OF
-from .dfa import Dfa, Pattern, build_dfa, glob_atoms
-from .families import FAMILIES
+# the automaton is built in policyc/ir/dfa.py (`check` builds it too, without the code
+# generator); the names stay known here
+from ..ir.dfa import Dfa, Pattern, build_dfa, glob_atoms, path_patterns, policy_dfa  # noqa: F401
 
 # the language's names for the ABI's numbers
 FILE_OP_INDEX = {op: abi.OP.index[op] for op in FILE_OPS}   # enum policyc_op: verdict columns
@@ -66,41 +68,6 @@ class MapData:
             "count": len(self.entries),
             "data": b"".join(k + v for k, v in self.entries).hex(),
         }
-
-
-def path_patterns(policy: Policy) -> list[Pattern]:
-    """Every path pattern of a policy, with the verdict columns it speaks for."""
-    pats: list[Pattern] = []
-    for rule in policy.rules:
-        fam = FAMILIES[rule.family]
-        if fam.columns is None:
-            continue   # not decided in the DFA
-        mask = fam.columns(rule)
-        protects = rule.decision == "deny" and fam.protects
-        globs = [g.parts for g in rule.paths] or [(DoubleStar(),)]
-        for parts in globs:
-            for atoms in glob_atoms(parts):
-                pats.append(Pattern(atoms, mask, rule.id, RANK[rule.decision], protects,
-                                    source=f"{rule.span}: {rule.text}"))
-    for i, subj in enumerate(policy.subjects):
-        if subj.kind == "exe":
-            for atoms in glob_atoms(subj.exe.parts):
-                pats.append(Pattern(atoms, 1 << OP_SUBJECT, i + 1, 1, source=f"{subj.span}: subject"))
-    for bit, rule in enumerate(target_rules(policy)):
-        for atoms in glob_atoms(rule.target.exe.parts):
-            pats.append(Pattern(atoms, 0, rule.id, 0, target_bit=bit, source=f"{rule.span}: {rule.text}"))
-    for i, exc in enumerate(policy.exceptions):
-        if exc.kind == "exe":
-            for atoms in glob_atoms(exc.exe.parts):
-                pats.append(Pattern(atoms, 1 << OP_EXCEPT, i + 1, 1, source=f"{exc.span}: except"))
-    return pats
-
-
-def policy_dfa(policy: Policy) -> Dfa:
-    default = (RANK[policy.default], 0)
-    defaults = [default] * N_OPS
-    defaults[OP_SUBJECT] = defaults[OP_EXCEPT] = (0, 0)
-    return build_dfa(path_patterns(policy), N_OPS, defaults)
 
 
 # dfa_states and verdicts packed by position (pack_fields by name costs a dict per entry: a
@@ -217,6 +184,21 @@ def comb_tables(dfa: Dfa) -> CombTables:
 
 
 def dfa_maps(dfa: Dfa) -> dict[str, MapData]:
+    """The automaton's maps: dfa_states, dfa_classes, dfa_comb, verdicts. With the cyclic
+    garbage collector paused, as while building the automaton: the hundreds of thousands of
+    tuples made here (all acyclic) set off collections that traversed the whole program each
+    time it was still young, which it is when the checks built the automaton just before
+    (a sixth of this, 10,000 rules); reference counting still frees everything."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return _dfa_maps(dfa)
+    finally:
+        if was:
+            gc.enable()
+
+
+def _dfa_maps(dfa: Dfa) -> dict[str, MapData]:
     u32 = _u32
     t = comb_tables(dfa)
     states = tuple((u32(i), _pack_state(*s[:5], t.base[i], DFA_ABSORBING if t.absorbing[i] else 0))

@@ -1,6 +1,6 @@
 """Globs: their text to a structure (`parse_glob`), and the one automaton that says what a
 glob matches (`Nfa`). The reference evaluator walks it (`Matcher`), the kernel's DFA is its
-subset construction (policyc/codegen/dfa.py) and the checks' inclusion test is a product of
+subset construction (policyc/ir/dfa.py) and the checks' inclusion test is a product of
 two of them (policyc/checks/_globs.py): one meaning, written once.
 
 A glob is matched against the bytes of a path: its UTF-8 encoding, or for a path that is not

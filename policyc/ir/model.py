@@ -111,6 +111,9 @@ class Rule:
     all_ops: bool = False     # written without ops: the whole family
     used_from: tuple[Span, ...] = ()   # `use` statements that spliced this rule in
     limit: RateLimit | None = None     # events only: never changes the decision
+    # `protect NAME` added this rule (NAME: `policyc`); its span is the statement's, its
+    # text the rule's canonical text (policyc/lower/protect.py)
+    protect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,8 @@ class Policy:
     acknowledge_span: Span | None = None
     # `default deny limit N/UNIT`: events of the default decision (not of failed-closed ones)
     default_limit: RateLimit | None = None
+    # `protect policyc`: the statement (its rules are in `rules`, after the written ones)
+    protect_span: Span | None = None
 
     @property
     def file(self) -> str:

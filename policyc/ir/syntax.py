@@ -59,7 +59,7 @@ class Limit:
 
 @dataclass(frozen=True)
 class Setting:
-    """`mode X`, `default X [limit N/UNIT]`."""
+    """`mode X`, `default X [limit N/UNIT]`, `acknowledge X`, `protect X`."""
 
     key: str
     value: Name
@@ -115,7 +115,7 @@ class Policy:
 @dataclass(frozen=True)
 class Ruleset:
     name: Name
-    items: tuple  # Rule | Use | Let
+    items: tuple  # Rule | Use | Let | Setting (`protect`: an error, a policy's only)
     span: Span
 
 

@@ -27,6 +27,12 @@ def declare(sources: Sources, diags: Diagnostics) -> Names:
             _declare(names.policies, item, key, "policy", diags)
         elif isinstance(item, S.Ruleset):
             _declare(names.rulesets, item, key, "ruleset", diags)
+            for setting in (i for i in item.items if isinstance(i, S.Setting)):
+                # the grammar takes `protect` in a ruleset only to say this (no syntax error)
+                diags.error("P017", setting.span, f"`{setting.key}` belongs in a policy, not in ruleset "
+                            f"`{item.name.value}`",
+                            hints=(f"write `{setting.key} {setting.value.value}` in each policy that "
+                                   "should have it (a `use` brings rules only)",))
         elif isinstance(item, S.TestBlock):
             names.tests.append((item, key))
     return names

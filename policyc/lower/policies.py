@@ -1,13 +1,15 @@
-"""Policy blocks: settings (`mode`, `default`, `acknowledge`), subjects and exceptions, and
-the rules, written and spliced in by `use`, numbered in order (ids from 1; a rule in error
-takes none). The block's lets are resolved first, all of them: the order of statements in a
-policy does not matter, except that rules keep theirs."""
+"""Policy blocks: settings (`mode`, `default`, `acknowledge`, `protect`), subjects and
+exceptions, and the rules, written and spliced in by `use`, numbered in order (ids from 1; a
+rule in error takes none), then those `protect policyc` adds (policyc/lower/protect.py).
+The block's lets are resolved first, all of them: the order of statements in a policy does
+not matter, except that rules keep theirs."""
 
 from __future__ import annotations
 
 from ..diagnostics import Note, did_you_mean
 from ..ir import model as M
 from ..ir import syntax as S
+from . import protect as PROTECT
 from . import rules as R
 from . import subjects as SUB
 from .context import Context
@@ -19,7 +21,7 @@ def policy(ctx: Context, rulesets: Rulesets, pol: S.Policy, key: str) -> M.Polic
     scope = ctx.vars.block_scope(key, pol.items)
     subjects: list[M.Subject] = []
     exceptions: list[M.Subject] = []
-    acknowledge_span = None
+    acknowledge_span = protect_span = None
     mode = default = None
     mode_span = default_span = None
     default_limit = None
@@ -38,6 +40,17 @@ def policy(ctx: Context, rulesets: Rulesets, pol: S.Policy, key: str) -> M.Polic
                                 ("the only one is `host-wide-deny`",))
                 acknowledged.add(item.value.value)
                 acknowledge_span = acknowledge_span or item.span
+                continue
+            if item.key == "protect":
+                if item.value.value not in PROTECT.TARGETS:
+                    diags.error("P017", item.value.span, f"`protect` names what to protect: unknown `{item.value.value}`",
+                                hints=did_you_mean(item.value.value, PROTECT.TARGETS) or
+                                ("the only one is `policyc`: `protect policyc`",))
+                elif protect_span is not None:
+                    diags.error("P015", item.span, "`protect policyc` is written twice",
+                                notes=(Note(protect_span, "first written here"),))
+                else:
+                    protect_span = item.span
                 continue
             allowed = ("enforce", "audit") if item.key == "mode" else ("allow", "deny")
             if item.value.value not in allowed:
@@ -68,6 +81,11 @@ def policy(ctx: Context, rulesets: Rulesets, pol: S.Policy, key: str) -> M.Polic
         lowered = R.rule(ctx, rule, rule_scope, len(rules) + 1, used_from)
         if lowered is not None:
             rules.append(lowered)
+    if protect_span is not None and not rulesets.exhausted:
+        for rule, text in PROTECT.syntax_rules(protect_span):
+            lowered = R.rule(ctx, rule, scope, len(rules) + 1, (), text=text, protect="policyc")
+            if lowered is not None:
+                rules.append(lowered)
     return M.Policy(
         name=pol.name.value,
         subjects=tuple(subjects),
@@ -81,4 +99,5 @@ def policy(ctx: Context, rulesets: Rulesets, pol: S.Policy, key: str) -> M.Polic
         exceptions=tuple(exceptions),
         acknowledge_span=acknowledge_span,
         default_limit=default_limit,
+        protect_span=protect_span,
     )

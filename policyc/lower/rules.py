@@ -23,7 +23,10 @@ LIMIT_UNITS = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600
 MAX_LIMIT = 1_000_000
 
 
-def rule(ctx: Context, r: S.Rule, scope: Scope, rule_id: int, used_from: tuple[Span, ...]) -> M.Rule | None:
+def rule(ctx: Context, r: S.Rule, scope: Scope, rule_id: int, used_from: tuple[Span, ...],
+         text: str | None = None, protect: str | None = None) -> M.Rule | None:
+    """TEXT and PROTECT: a rule `protect` made (policyc/lower/protect.py), which has no source
+    text of its own (its span is the `protect` statement)."""
     lowered = body(ctx, r.body, scope)
     if lowered is None:
         return None
@@ -42,10 +45,11 @@ def rule(ctx: Context, r: S.Rule, scope: Scope, rule_id: int, used_from: tuple[S
         net=net,
         target=target,
         span=r.span,
-        text=ctx.sources.source_text(r.span),
+        text=text if text is not None else ctx.sources.source_text(r.span),
         all_ops=all_ops,
         used_from=used_from,
         limit=lim,
+        protect=protect,
     )
 
 

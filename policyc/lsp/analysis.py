@@ -34,7 +34,11 @@ class Analysis:
 
 def analyse(path: str, text: str, open_buffers: dict[str, str] | None = None) -> Analysis:
     """The front end and every check on `text` as the file `path` (which need not be saved or
-    exist); includes resolved relative to `path`, read from `open_buffers` when open there."""
+    exist); includes resolved relative to `path`, read from `open_buffers` when open there.
+    Every check but one part of P041: the path automaton's state cap, whose check builds the
+    automaton (seconds for a 10,000-rule or an exploding policy, on every change); `policyc
+    check` and `build` report it (docs/cli.md)."""
+    from ..checks.kernel_limits import without_automaton
     from ..cli.common import overlaid
     from ..lower import sources as _sources
     from ..parse import parse_text
@@ -57,7 +61,8 @@ def analyse(path: str, text: str, open_buffers: dict[str, str] | None = None) ->
 
         _sources.parse_file = keep
         try:
-            front = front_end([key], diags, checks=True)
+            with without_automaton():
+                front = front_end([key], diags, checks=True)
         finally:
             _sources.parse_file = reader
     program = front.program
@@ -281,7 +286,7 @@ def _find_named(items, kind, name: str) -> Span | None:
 
 # --- completion ---------------------------------------------------------------------------------
 TOP_KEYWORDS = ("include", "include?", "let", "policy", "ruleset", "test")
-POLICY_KEYWORDS = ("subject", "mode", "default", "let", "use", "acknowledge", *DECISIONS)
+POLICY_KEYWORDS = ("subject", "mode", "default", "let", "use", "acknowledge", "protect", *DECISIONS)
 _WORD = re.compile(r"[A-Za-z0-9_\-]*$")
 
 
@@ -304,6 +309,8 @@ def completions(line_text: str, col: int) -> list[tuple[str, str]]:
         return [(d, "value") for d in ("allow", "deny")]
     if first == "acknowledge":
         return [("host-wide-deny", "value")]
+    if first == "protect":
+        return [("policyc", "value")]
     if first == "subject" or first == "except":
         return [(k, "keyword") for k in ("exe", "cgroup", "all", "except")]
     if first not in DECISIONS:

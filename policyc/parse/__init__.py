@@ -362,6 +362,9 @@ class _Builder:
     def build_acknowledge(self, t):
         return S.Setting("acknowledge", self.name(_children(t)[0]), self.span(t))
 
+    def build_protect(self, t):
+        return S.Setting("protect", self.name(_children(t)[0]), self.span(t))
+
     def body(self, children) -> S.RuleBody:
         family, ops, objects, target = children
         paths: tuple = ()

@@ -130,7 +130,7 @@ HELP: dict[str, Help] = {
         anchor='p015-defined-twice',
         text=(
             'Two policies or rulesets of one name, a `let` defined twice in one scope, `mode` or\n'
-            '`default` set twice in one policy.'
+            '`default` set twice in one policy, `protect policyc` written twice in one policy.'
         ),
         anti_pattern='`mode enforce` ... `mode audit` in one policy.',
         best_practice='one setting; to try a policy in audit mode, change the one line.',
@@ -149,11 +149,12 @@ HELP: dict[str, Help] = {
         name='bad-setting',
         anchor='p017-bad-setting',
         text=(
-            '`mode` is `enforce` or `audit`, `default` is `allow` or `deny`, and the only acknowledgement\n'
-            'is `host-wide-deny`.'
+            '`mode` is `enforce` or `audit`, `default` is `allow` or `deny`, the only acknowledgement\n'
+            'is `host-wide-deny`, and the only thing `protect` protects is `policyc`. `protect policyc`\n'
+            'belongs in a policy: in a ruleset it is an error (a `use` brings rules, not settings).'
         ),
-        anti_pattern='`mode enforcing`, `default reject`.',
-        best_practice='`mode enforce`, `default deny`.',
+        anti_pattern='`mode enforcing`, `default reject`, `protect policy`.',
+        best_practice='`mode enforce`, `default deny`, `protect policyc`.',
     ),
     'P018': Help(
         name='bad-path',
@@ -296,10 +297,25 @@ HELP: dict[str, Help] = {
             'signal/ptrace rules with `to exe` targets (one bit each in a verdict), 256 signal/ptrace\n'
             'rules, 4,096 rules with a `limit`. Reported by `check` at the first rule past the limit;\n'
             '`build` refuses the same policy with the same words (policyc/ir/limits.py is the one place\n'
-            'that counts).'
+            'that counts).\n'
+            '\n'
+            'Also a policy whose path patterns (file, exec, mount, `subject exe`, `to exe`, `except exe`)\n'
+            'need more than 250,000 states in the one automaton the kernel walks (policyc/ir/dfa.py\n'
+            '`MAX_STATES`; docs/design.md, "The path automaton"). Reported at the rule (or subject) whose own\n'
+            'automaton is the largest: "the path patterns need more than 250,000 automaton states (the\n'
+            'cap); this rule alone needs at least 62,500 states". `check` builds the automaton to know,\n'
+            'and `build` reuses it. `policyc lsp` does not report this one (it would build the automaton\n'
+            'on every change: seconds for a large policy); `check` and `build` do.'
         ),
-        anti_pattern='65 `deny signal kill to exe "/usr/bin/aN"` rules in one policy.',
-        best_practice='one rule, one glob: `deny signal kill to exe "/usr/bin/{a1,a2,a3}"`.',
+        anti_pattern=(
+            '65 `deny signal kill to exe "/usr/bin/aN"` rules in one policy;\n'
+            '`deny file read "/**/x*/*/*/*/*/*/*/*/*/*/*/*/*/*/*/*/*/*"` (the automaton must remember which\n'
+            'of the last 18 components began with `x`: 3 * 2^17 + 2 states).'
+        ),
+        best_practice=(
+            'one rule, one glob: `deny signal kill to exe "/usr/bin/{a1,a2,a3}"`; anchored\n'
+            'patterns (`/home/*/.ssh/**`), a mid-path `**` followed by a short rest.'
+        ),
     ),
     'P050': Help(
         name='kernel-lacks-hook',

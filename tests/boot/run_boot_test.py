@@ -327,6 +327,19 @@ def check_boot1(r: dict[str, list[str]]) -> Checks:
                  and str(e.get("rule", "")).startswith(f"{POLICY_FILE}:{deny_line(1)}:") for e in jl), jl)
     c.expect("policyc-audit.service is active", c.one("policyc-audit.service") == "active",
              c.one("policyc-audit.service"))
+    # `protect policyc`: the service, root, went for the audit reader
+    c.expect("the units run in policyc.slice", c.one("policyc-audit.cgroup") == "/policyc.slice/policyc-audit.service",
+             c.one("policyc-audit.cgroup"))
+    c.expect("the service found the audit reader's pid", c.one("file.reader-pid") == c.one("policyc-audit.pid") != "",
+             (r.get("file.reader-pid"), c.one("policyc-audit.pid")))
+    c.expect("its kill of the audit reader was denied", c.one("file.kill-reader") == "denied", r.get("file.kill-reader"))
+    c.expect("its write to the reader's cgroup.kill was denied", c.one("file.cgroup-kill") == "denied",
+             r.get("file.cgroup-kill"))
+    c.expect("the audit reader lives on, never restarted", c.one("policyc-audit.restarts") == "0",
+             c.one("policyc-audit.restarts"))
+    rules = [f for f in fields if f.startswith("POLICYC_RULE=")]
+    c.expect("the journal names the protect line for those denials",
+             rules.count(f"POLICYC_RULE={POLICY_FILE}:{protect_line()}:5") >= 2, rules)
     return c
 
 
@@ -345,6 +358,11 @@ def check_boot2(r: dict[str, list[str]]) -> Checks:
     status = c.one("status")
     c.expect("policyc status lists bootdemo and no bootbroken", "bootdemo" in status and "bootbroken" not in status, status)
     return c
+
+
+def protect_line() -> int:
+    text = policy_text(1)
+    return next(i for i, line in enumerate(text.splitlines(), 1) if line.strip().startswith("protect policyc"))
 
 
 def deny_line(version: int) -> int:

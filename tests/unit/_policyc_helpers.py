@@ -62,7 +62,8 @@ def expected_in(path: Path) -> list[tuple[str, int, int]]:
 def shape(obj):
     """A model object without spans, source texts and ids: what formatting must preserve."""
     if dataclasses.is_dataclass(obj):
-        skip = {"span", "mode_span", "default_span", "acknowledge_span", "text", "used_from", "sources", "files"}
+        skip = {"span", "mode_span", "default_span", "acknowledge_span", "protect_span", "text", "used_from", "sources",
+                "files"}
         return (type(obj).__name__,) + tuple(
             (f.name, shape(getattr(obj, f.name))) for f in dataclasses.fields(obj) if f.name not in skip)
     if isinstance(obj, (tuple, list)):

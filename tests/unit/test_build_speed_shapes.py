@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from policyc import abi
-from policyc.codegen import dfa as D
+from policyc.ir import dfa as D
 from policyc.codegen import manifest_bytes
 from policyc.codegen import tables as T
 from policyc.diagnostics import Diagnostics

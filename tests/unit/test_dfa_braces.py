@@ -10,7 +10,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policyc.codegen.dfa import Pattern, build_dfa, glob_atoms
+from policyc.ir.dfa import Pattern, build_dfa, glob_atoms
 from policyc.codegen.tables import FILE_OP_INDEX, policy_dfa
 from policyc.diagnostics import Diagnostics
 from policyc.evaluate import glob_matches

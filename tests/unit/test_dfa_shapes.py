@@ -1,5 +1,5 @@
 """The DFA's size for rule shapes users write (#12), and that pruning absorbed patterns
-(policyc/codegen/dfa.py `canonical`) changes no verdict and no protect rule."""
+(policyc/ir/dfa.py `canonical`) changes no verdict and no protect rule."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from policyc.codegen import dfa as D
-from policyc.codegen.dfa import DfaTooLarge, Pattern, build_dfa
+from policyc.ir import dfa as D
+from policyc.ir.dfa import DfaTooLarge, Pattern, build_dfa
 from policyc.ir.glob import parse_glob
 from policyc.diagnostics import Diagnostics
 from policyc.span import Span

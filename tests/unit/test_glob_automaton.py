@@ -1,5 +1,5 @@
 """One glob automaton (policyc/ir/glob.py): the evaluator's walk of it, the kernel's DFA built
-from it (policyc/codegen/dfa.py, walked here the way templates/common/policy.h walks the maps)
+from it (policyc/ir/dfa.py, walked here the way templates/common/policy.h walks the maps)
 and the checks' product over it agree with each other and with an oracle kept in this file: a
 hand translation of the glob structure into a bytes regex. (hypothesis)
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import policyc.ir.glob as irglob
 from policyc.checks._globs import first_branch, includes
-from policyc.codegen.dfa import Pattern, build_dfa, glob_atoms
+from policyc.ir.dfa import Pattern, build_dfa, glob_atoms
 from policyc.diagnostics import Diagnostics
 from policyc.evaluate import glob_matches
 from policyc.ir.glob import Matcher, matcher, parse_glob, path_bytes

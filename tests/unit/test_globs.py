@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import policyc.checks._globs as inclusion
-import policyc.codegen.dfa as dfa
+import policyc.ir.dfa as dfa
 import policyc.ir.glob as globs
 from policyc.checks._globs import includes
 from policyc.diagnostics import Diagnostics

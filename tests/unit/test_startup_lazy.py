@@ -161,7 +161,8 @@ def test_bounded_and_choice_params_keep_typers_conversion():
 def test_check_explain_and_test_import_neither_the_code_generator_nor_jinja2(tmp_path):
     """policyc/pipeline.py imports policyc.codegen in `select` and `build` only, and
     policyc/codegen imports jinja2 where it renders: `check` builds nothing, and the two were
-    a tenth of its start-up (docs/benchmarks.md, Start-up)."""
+    a tenth of its start-up (docs/benchmarks.md, Start-up). The path automaton `check` builds
+    for P041 (its state cap) is policyc/ir/dfa.py, outside the code generator."""
     p = tmp_path / "a.policy"
     p.write_text('policy a {\n    subject exe "/usr/bin/a"\n    allow file read "/etc/a"\n}\n'
                  'test a {\n    exe "/usr/bin/a"\n    expect allow file read "/etc/a"\n}\n')
@@ -172,6 +173,7 @@ def test_check_explain_and_test_import_neither_the_code_generator_nor_jinja2(tmp
                 "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n")
         mods = _modules_after(code)
         assert "policyc.pipeline" in mods or argv[0] != "check", argv
+        assert "policyc.ir.dfa" in mods or argv[0] != "check", argv
         bad = sorted(m for m in mods if m.split(".")[0] == "jinja2" or m.startswith("policyc.codegen"))
         assert not bad, (argv, bad)
 

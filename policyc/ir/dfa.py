@@ -4,6 +4,12 @@ Why a DFA: the kernel's cost per event must not grow with the number of rules. E
 pattern of a policy (file, exec, subject, mount) goes into one automaton; after the last byte
 of a path, the state's verdict vector says, per operation, which rule wins (or the default).
 
+Here, not in policyc/codegen, because both sides need it: `policyc check` builds a policy's
+automaton to report one past the state cap (P041, policyc/checks/kernel_limits.py) and the
+code generator turns the same automaton into map data (policyc/codegen/tables.py).
+`policy_dfa` builds it once per policy object and process, whichever asks first; this module
+imports only the standard library, policyc.abi and policyc.ir (`check` must stay light).
+
 What a glob means is policyc/ir/glob.py's: every pattern's positions go into one
 `policyc.ir.glob.Nfa` (the automaton the evaluator walks and the checks compare), and this
 module is its subset construction. `*` any bytes but `/`; `**` any bytes; `?` one UTF-8
@@ -28,11 +34,14 @@ State 0 is the dead state (nothing can match any more); state 1 is the start.
 from __future__ import annotations
 
 import gc
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..ir.glob import ACCEPT, BYTE, CLASS_OF, CONT, DSTAR, OTHER, SLASH, SPLIT, Nfa, path_bytes
-from ..ir.model import DoubleStar, Lit
+from .. import abi
+from .glob import ACCEPT, BYTE, CLASS_OF, CONT, DSTAR, OTHER, SLASH, SPLIT, Nfa, path_bytes
+from .limits import target_rules
+from .model import DoubleStar, Lit, Policy, Rule
 
 # The state number lives in the top 24 bits of an edge key, so 1 << 24 is the format's limit;
 # the build stops far below it: 250,000 states are 5 MB of dfa_states and a few hundred MB of
@@ -40,18 +49,25 @@ from ..ir.model import DoubleStar, Lit
 # grows exponentially (`/**/x*/*/*/...`), which more memory would not cure.
 MAX_STATES = 250_000
 
-__all__ = ["Dfa", "DfaTooLarge", "Pattern", "build_dfa", "byte_class", "glob_atoms",
+__all__ = ["Dfa", "DfaTooLarge", "Pattern", "build_dfa", "byte_class", "glob_atoms", "path_patterns",
+           "policy_dfa", "too_large_message", "TOO_LARGE_HINT", "PATH_FAMILIES",
            "SLASH", "CONT", "OTHER", "MAX_STATES"]
 
 
 class DfaTooLarge(Exception):
-    """The patterns need more than MAX_STATES states; `source` names the rule (or subject)
-    whose own automaton is the largest, and `states` how many it needs alone."""
+    """The patterns need more than `max_states` states; `source` names the rule (or subject)
+    whose own automaton is the largest, `span` where it is written (the Pattern's, None when
+    the patterns had none), and `states` how many it needs alone (at least that many when
+    `states_capped`: alone, it too stopped at a quarter of the cap)."""
 
-    def __init__(self, message: str, source: str = "", states: int = 0):
+    def __init__(self, message: str, source: str = "", states: int = 0, span=None,
+                 max_states: int = MAX_STATES, states_capped: bool = False):
         super().__init__(message)
         self.source = source
         self.states = states
+        self.span = span
+        self.max_states = max_states
+        self.states_capped = states_capped
 
 
 def byte_class(b: int) -> int:
@@ -74,6 +90,8 @@ class Pattern:
     protects: bool = False   # a deny rule: renaming/linking what it covers is refused
     target_bit: int = -1     # a `to exe` target pattern: sets this bit of the verdict's mask
     source: str = ""         # where it is written (`file:line:col: text`), for DfaTooLarge
+    # the rule's (or subject's) span, for DfaTooLarge: no part of a Pattern's identity
+    span: object = field(default=None, compare=False)
 
 
 @dataclass
@@ -120,15 +138,15 @@ def build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int
     by_source: dict[str, list[Pattern]] = {}
     for pat in patterns:
         by_source.setdefault(pat.source, []).append(pat)
-    worst, worst_states = "", 0
+    worst, worst_states, capped = "", 0, False
     for source, pats in by_source.items():
         try:
-            n = len(_paused(pats, n_ops, defaults, max_states // 4).states)
+            n, over = len(_paused(pats, n_ops, defaults, max_states // 4).states), False
         except DfaTooLarge:
-            n = max_states // 4
+            n, over = max_states // 4, True
         if n > worst_states:
-            worst, worst_states = source, n
-    message = f"the path patterns need more than {max_states:,} automaton states"
+            worst, worst_states, capped = source, n, over
+    message = f"the path patterns need more than {max_states:,} automaton states (the cap)"
     if worst_states * 100 < max_states:
         # no rule is large alone: rules that wait for a name after a `**` grow it together
         # (the automaton must remember which name it saw last, and how far into the next)
@@ -137,7 +155,8 @@ def build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, int
         message += (f" together: no rule needs more than {worst_states:,} alone, but {mid:,} rules have a `**` "
                     "followed by more of the path, and the automaton must tell apart every pair of the "
                     "names they wait for" if mid > 1 else " together, no rule being large alone")
-    raise DfaTooLarge(message, worst, worst_states)
+    raise DfaTooLarge(message, worst, worst_states, span=by_source[worst][0].span if worst in by_source else None,
+                      max_states=max_states, states_capped=capped)
 
 
 def _paused(patterns, n_ops, defaults, max_states) -> Dfa:
@@ -416,3 +435,121 @@ def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, in
         protect = min(x for x in (here, below) if x) if (here or below) else 0
         dfa.states.append((trans[sid][0], trans[sid][1], trans[sid][2], state_verdict[sid], protect))
     return dfa
+
+
+# --- a policy's patterns --------------------------------------------------------------------
+
+def _file_columns(rule: Rule) -> int:
+    mask = 0
+    for op in rule.ops:
+        mask |= 1 << abi.OP.index[op]
+        if op == "write":
+            mask |= 1 << abi.OP_APPEND  # write covers append
+    return mask
+
+
+# Per rule family whose paths the automaton decides: (the verdict columns a rule speaks for,
+# whether a deny rule protects its paths from rename/link: dfa_state.protect_rule). The code
+# generator's registry (policyc/codegen/families.py FAMILIES, `columns` and `protects`) takes
+# them from here: `check` builds the automaton and must not import the code generator.
+PATH_FAMILIES: dict[str, tuple] = {
+    "file": (_file_columns, True),
+    "exec": (lambda r: (1 << abi.OP_EXEC) | (1 << abi.OP_EXEC_MAP), True),
+    "mount": (lambda r: 1 << abi.OP_MOUNT, False),
+}
+RANK = abi.DECISION.index   # a decision's value is its precedence
+
+
+def path_patterns(policy: Policy) -> list[Pattern]:
+    """Every path pattern of a policy, with the verdict columns it speaks for."""
+    pats: list[Pattern] = []
+    for rule in policy.rules:
+        fam = PATH_FAMILIES.get(rule.family)
+        if fam is None:
+            continue   # not decided in the DFA
+        columns, fam_protects = fam
+        mask = columns(rule)
+        protects = rule.decision == "deny" and fam_protects
+        globs = [g.parts for g in rule.paths] or [(DoubleStar(),)]
+        for parts in globs:
+            for atoms in glob_atoms(parts):
+                pats.append(Pattern(atoms, mask, rule.id, RANK[rule.decision], protects,
+                                    source=f"{rule.span}: {rule.text}", span=rule.span))
+    for i, subj in enumerate(policy.subjects):
+        if subj.kind == "exe":
+            for atoms in glob_atoms(subj.exe.parts):
+                pats.append(Pattern(atoms, 1 << abi.OP_SUBJECT, i + 1, 1, source=f"{subj.span}: subject",
+                                    span=subj.span))
+    for bit, rule in enumerate(target_rules(policy)):
+        for atoms in glob_atoms(rule.target.exe.parts):
+            pats.append(Pattern(atoms, 0, rule.id, 0, target_bit=bit, source=f"{rule.span}: {rule.text}",
+                                span=rule.span))
+    for i, exc in enumerate(policy.exceptions):
+        if exc.kind == "exe":
+            for atoms in glob_atoms(exc.exe.parts):
+                pats.append(Pattern(atoms, 1 << abi.OP_EXCEPT, i + 1, 1, source=f"{exc.span}: except",
+                                    span=exc.span))
+    return pats
+
+
+# --- one automaton per policy and process ---------------------------------------------------
+
+# id(policy) -> (a weak reference to it, its Dfa or, past the cap, its DfaTooLarge's fields).
+# `policyc build` runs the checks, which build every policy's automaton (P041), then the code
+# generator, which needs the same automaton: it asks here and gets the checks' (a 10,000-rule
+# policy's takes over a second). A Policy is frozen, so its identity stands for its content;
+# the entry goes when the policy does (the weak reference's callback), so a later object
+# given the same id never finds it.
+_BUILT: dict[int, tuple] = {}
+
+
+def _forget(key: int, ref: weakref.ref) -> None:
+    got = _BUILT.get(key)
+    if got is not None and got[0] is ref:
+        del _BUILT[key]
+
+
+def policy_dfa(policy: Policy) -> Dfa:
+    """The policy's automaton (every path pattern; the default decision where none accepts).
+    Raises DfaTooLarge past MAX_STATES. Built once per policy object: asked again, the same
+    Dfa (or an equal DfaTooLarge) without building."""
+    key = id(policy)
+    got = _BUILT.get(key)
+    if got is None or got[0]() is not policy:
+        default = (RANK[policy.default], 0)
+        defaults = [default] * abi.POLICYC_N_OPS
+        defaults[abi.OP_SUBJECT] = defaults[abi.OP_EXCEPT] = (0, 0)
+        try:
+            result = build_dfa(path_patterns(policy), abi.POLICYC_N_OPS, defaults, MAX_STATES)
+        except DfaTooLarge as e:
+            # kept as its fields: an exception kept would keep its traceback, whose frames
+            # hold the policy (which then never goes, nor its entry)
+            result = (str(e), e.source, e.states, e.span, e.max_states, e.states_capped)
+        try:
+            got = _BUILT[key] = (weakref.ref(policy, lambda r, key=key: _forget(key, r)), result)
+        except TypeError:   # an object without weak references: not kept
+            got = (None, result)
+    if type(got[1]) is tuple:
+        message, *fields = got[1]
+        raise DfaTooLarge(message, *fields)
+    return got[1]
+
+
+TOO_LARGE_HINT = ("a pattern whose automaton grows with every path component after a `**` "
+                  "(`/**/x*/*/*/...`), or many mid-path `**` in one policy: anchor it (`/home/*/.ssh/**`), "
+                  "split it into shorter patterns, or split the policy")
+
+
+def too_large_message(policy: Policy, e: DfaTooLarge, at_rule: bool = False) -> str:
+    """What `check` (P041, reported at the rule named: `at_rule`) and `build` say of a policy
+    whose automaton passes the cap: the cap, and how many states the rule named needs alone."""
+    alone = f"{'at least ' if e.states_capped else ''}{e.states:,} states"
+    if not e.source:
+        culprit = ""
+    elif at_rule:
+        what = ("subject" if e.source.endswith(": subject") else "exception" if e.source.endswith(": except")
+                else "rule")
+        culprit = f"; this {what} alone needs {alone}"
+    else:
+        culprit = f"; the largest alone is {e.source} ({alone})"
+    return f"policy `{policy.name}`: {e}{culprit}"
