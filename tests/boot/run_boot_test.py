@@ -307,7 +307,7 @@ def check_boot1(r: dict[str, list[str]]) -> Checks:
     c.expect("the loader's journal names bootbroken and libbpf's refusal",
              re.search(r"^failed bootbroken: loading policy `bootbroken` failed: ", log, re.M) is not None, log)
     c.expect("the loader's journal says bootdemo loaded and sums up",
-             re.search(r"^loaded bootdemo \(enforce, 1 rules?\)$", log, re.M) is not None
+             re.search(r"^loaded bootdemo \(enforce, \d+ rules?\)$", log, re.M) is not None
              and re.search(r"^sync: 1 loaded, 1 failed$", log, re.M) is not None, log)
     start, exit_ = int(c.one("service.start_us") or 0), int(c.one("policyc.exit_us") or 0)
     c.expect("policyc.service had run before the confined service's first exec",
