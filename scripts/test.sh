@@ -26,7 +26,11 @@ host_checks() {
     echo "== unit tests (host) =="
     "$PY" -m pytest tests/unit -q -p no:cacheprovider || return $?
     echo "== wheel (pip wheel, clean venv, policyc from another directory) =="
-    "$REPO/scripts/test_wheel.sh"
+    "$REPO/scripts/test_wheel.sh" || return $?
+    if [[ " $KERNELS " == *" 6.1 "* ]] && [ "${POLICYC_BOOT_TEST:-1}" = 1 ]; then
+        echo "== boot test: the Debian image and initramfs (cached; no VM) =="
+        "$PY" tests/boot/run_boot_test.py --kernel 6.1 --cache-only
+    fi
 }
 # A 7.x guest runs in one qemu thread (single-threaded TCG, policyc/vm.py): one of the two cores
 # is idle for its 20 minutes, so the host's checks run beside it (their output is printed when

@@ -385,10 +385,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kernel", default="6.1")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (image, console logs)")
+    ap.add_argument("--cache-only", action="store_true",
+                    help="only make the cached parts (the Debian image, the initramfs), no VM: "
+                         "scripts/test.sh runs this beside another guest")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         say("error: the boot test runs as root (it extracts an image tree and chroots into it)")
         return 2
+    if args.cache_only:
+        try:
+            t = time.monotonic()
+            base_image()
+            initramfs(vm.resolve_kernel(args.kernel))
+            say(f"cached parts ready in {time.monotonic() - t:.1f} s")
+            return 0
+        except (BootTestError, vm.VmError) as e:
+            say(f"error: {e}")
+            return 2
     timings: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="policyc-boot-", dir=os.environ.get("TMPDIR", "/tmp")))
     failed: list[str] = []
