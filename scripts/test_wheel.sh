@@ -51,7 +51,7 @@ WHEELS=("$WORK"/dist/policyc-*.whl)
 [ ${#WHEELS[@]} -eq 1 ] && [ -f "${WHEELS[0]}" ] || die "expected one policyc wheel in $WORK/dist"
 WHEEL=${WHEELS[0]}
 VERSION=$(basename "$WHEEL" | cut -d- -f2)
-say "built $(basename "$WHEEL")"
+say "built $(basename "$WHEEL") ($(stat -c %s "$WHEEL") bytes)"
 "$PYTHON" - "$WHEEL" <<'EOF' || die "the wheel carries no precompiled BPF objects (policyc/codegen/objects)"
 import sys, zipfile
 objs = [i for i in zipfile.ZipFile(sys.argv[1]).infolist() if i.filename.startswith("policyc/codegen/objects/")]
