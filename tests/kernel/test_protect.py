@@ -123,6 +123,15 @@ def test_policyc_files_cannot_be_changed(pol, worker, outsider):
         assert outsider.op("create", path) == OK   # the probe works ungoverned
         os.unlink(path)
     assert worker.op("create", f"{R}/new-{os.getpid()}") == OK   # control
+    # an installed policy and a built object: not deleted, not overwritten, not renamed away
+    for path in ("/etc/policyc/policies.d/site.policy", "/var/lib/policyc/site.bpf.o"):
+        Path(path).write_text("installed\n")
+        denied_by_protect(pol, worker.op("delete", path), "file", op="delete", path=path)
+        denied_by_protect(pol, worker.op("write", path), "file", op="write", path=path)
+        denied_by_protect(pol, worker.op("rename", path, dest=f"{path}.moved"), "file", op="rename")
+        assert Path(path).read_text() == "installed\n"
+        assert outsider.op("delete", path) == OK   # the administrator may
+        assert not os.path.exists(path)
 
 
 def test_systemctl_socket_cannot_be_reached(pol, worker, outsider):
