@@ -218,30 +218,15 @@ def do(req: dict):
                 raise OSError(e, os.strerror(e))
             return {"other_errno": errno.errorcode.get(e, str(e))}
     elif op == "bpf":
-        attr = (ctypes.c_uint32 * 16)(1, 4, 4, 1)  # BPF_MAP_CREATE: array, 4-byte key/value
-        fd = libc.syscall(321, 0, attr, 64)
-        if fd < 0:
-            e = ctypes.get_errno()
-            raise OSError(e, os.strerror(e))
-        os.close(fd)
+        _bpf(0, (ctypes.c_uint32 * 16)(1, 4, 4, 1), 64)  # BPF_MAP_CREATE: array, 4-byte key/value
     elif op == "bpf-obj-get":
         # BPF_OBJ_GET (7) of a pinned object: the fd of a policy's map, program or link
         path = ctypes.create_string_buffer(p.encode())
-        attr = (ctypes.c_uint64 * 8)(ctypes.addressof(path), 0)  # pathname, bpf_fd 0, file_flags 0
-        fd = libc.syscall(321, 7, attr, 16)
-        if fd < 0:
-            e = ctypes.get_errno()
-            raise OSError(e, os.strerror(e))
-        os.close(fd)
+        _bpf(7, (ctypes.c_uint64 * 8)(ctypes.addressof(path), 0), 16)  # pathname, bpf_fd 0, file_flags 0
     elif op == "bpf-get-fd-by-id":
         # BPF_{PROG,MAP,LINK}_GET_FD_BY_ID (13, 14, 30): the fd of a loaded object by its id,
         # the way to a link to detach or a map to write without its pin
-        attr = (ctypes.c_uint32 * 16)(req["id"])
-        fd = libc.syscall(321, req["cmd"], attr, 64)
-        if fd < 0:
-            e = ctypes.get_errno()
-            raise OSError(e, os.strerror(e))
-        os.close(fd)
+        _bpf(req["cmd"], (ctypes.c_uint32 * 16)(req["id"]), 64)
     elif op == "mount":
         if libc.mount(b"none", p.encode(), b"tmpfs", 0, None) != 0:
             e = ctypes.get_errno()
@@ -263,6 +248,15 @@ def do(req: dict):
     else:
         raise ValueError(f"unknown op {op}")
     return {}
+
+
+def _bpf(cmd: int, attr, size: int) -> None:
+    """bpf(2) with `attr`; the fd it returns is closed, a failure raised with its errno."""
+    fd = libc.syscall(321, cmd, attr, size)
+    if fd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    os.close(fd)
 
 
 def _in_child(fn) -> None:

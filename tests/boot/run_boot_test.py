@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -152,13 +153,8 @@ def in_chroot(root: Path, script: str) -> None:
     """Run `script` (sh) chrooted in `root`, /dev and /proc mounted in a private mount
     namespace: they vanish with it, so nothing stays mounted under the tree."""
     inner = (f"mount --rbind /dev {root}/dev && mount -t proc proc {root}/proc && "
-             f"chroot {root} /bin/sh -ec {shlex_quote(script)}")
+             f"chroot {root} /bin/sh -ec {shlex.quote(script)}")
     run(["unshare", "--mount", "--propagation", "private", "sh", "-ec", inner])
-
-
-def shlex_quote(s: str) -> str:
-    import shlex
-    return shlex.quote(s)
 
 
 def install_units(root: Path, units: list[str]) -> None:
