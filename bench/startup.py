@@ -14,7 +14,14 @@ machine can be told from a slower policyc. Writes bench/results/startup.json (or
 `--against DIR`: DIR is another copy of the source tree (say this one with some files as they
 were before a change); each run of this tree is paired with one of DIR's, alternating, so both
 see the same load on a shared machine, and the two are printed side by side with the ratios
-of their medians. Both then run as `python -m policyc` in their own tree.
+of their medians. Both then run as `python -m policyc` in their own tree. What the two import
+is compared too (`-X importtime`, the median of `--import-runs` runs of each): the modules
+only one of them imports (the first of each such subtree, with its cumulative time) and the
+modules whose own time changed.
+
+Which parser `check` used is recorded (`parser`: "standalone" when the Lark standalone module
+in the cache was used, policyc/parse/standalone.py; "lark" otherwise): the unmeasured runs
+write that module, so the measured runs use it.
 
 The commands run with bytecode writing on (PYTHONDONTWRITEBYTECODE removed from their
 environment): the unmeasured runs leave each module's .pyc, as an installed wheel has them,
@@ -127,6 +134,68 @@ def time_pairs(tree: Path, args: list[str], runs: int, warmup: int) -> tuple[lis
     return mine, theirs
 
 
+def import_tree(args: list[str], tree: Path | None = None) -> dict[str, tuple[float, float, str | None]]:
+    """One `python -X importtime -m policyc ARGS` run (in source tree `tree`, else this one):
+    module -> (its own seconds, cumulative seconds, the module that imported it)."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "policyc", *args], capture_output=True,
+                       text=True, env=child_env(tree), cwd=tree or ROOT)
+    out: dict[str, tuple[float, float, str | None]] = {}
+    # the lines come children first, each indented two spaces deeper than its importer
+    waiting: dict[int, list[str]] = {}
+    for line in r.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        own, cumulative, name = line.split(":", 1)[1].split("|")
+        try:
+            own_s, cum_s = int(own) / 1e6, int(cumulative) / 1e6
+        except ValueError:
+            continue
+        depth = (len(name) - len(name.lstrip(" "))) // 2
+        name = name.strip()
+        for child in waiting.pop(depth + 1, []):
+            out[child] = (*out[child][:2], name)
+        out[name] = (own_s, cum_s, None)
+        waiting.setdefault(depth, []).append(name)
+    return out
+
+
+def median_imports(args: list[str], runs: int, tree: Path | None = None) -> dict[str, dict]:
+    """The median own and cumulative seconds of each module over `runs` runs."""
+    trees = [import_tree(args, tree) for _ in range(runs)]
+    names = {n for t in trees for n in t}
+    out = {}
+    for n in names:
+        seen = [t[n] for t in trees if n in t]
+        if len(seen) * 2 > runs:   # imported in most runs
+            out[n] = {"own_s": statistics.median(s[0] for s in seen),
+                      "cumulative_s": statistics.median(s[1] for s in seen), "parent": seen[0][2]}
+    return out
+
+
+def import_changes(mine: dict[str, dict], theirs: dict[str, dict], threshold_s: float = 0.0005) -> dict:
+    """What one tree imports and the other does not (the top of each such subtree, with its
+    cumulative time), and the modules both import whose own time moved by `threshold_s` or
+    more."""
+    def only(a: dict, b: dict) -> list[tuple[str, float]]:
+        tops = [(n, m["cumulative_s"]) for n, m in a.items()
+                if n not in b and (m["parent"] is None or m["parent"] in b)]
+        return sorted(tops, key=lambda t: -t[1])
+
+    moved = [(n, theirs[n]["own_s"], m["own_s"]) for n, m in mine.items()
+             if n in theirs and abs(m["own_s"] - theirs[n]["own_s"]) >= threshold_s]
+    return {"only_this_tree": only(mine, theirs), "only_against": only(theirs, mine),
+            "own_time_moved": sorted(moved, key=lambda t: t[2] - t[1]),
+            "total_own_s": (sum(m["own_s"] for m in theirs.values()), sum(m["own_s"] for m in mine.values()))}
+
+
+def parser_kind(tree: Path | None = None) -> str:
+    """Which parser policyc/parse uses in `tree` now: "standalone" or "lark"."""
+    code = "from policyc import parse as P; print(getattr(P._parser(), 'kind', 'lark'))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(tree),
+                       cwd=tree or ROOT)
+    return r.stdout.strip() or f"unknown ({r.stderr.strip()[-200:]})"
+
+
 def costliest_imports(args: list[str], n: int = 10) -> list[tuple[str, float]]:
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "policyc", *args], capture_output=True, text=True,
                        env=child_env())
@@ -152,6 +221,8 @@ def main() -> int:
                     help="where the results go (default: bench/results/startup.json)")
     ap.add_argument("--against", metavar="DIR", type=Path,
                     help="another source tree, run alternately with this one (paired runs)")
+    ap.add_argument("--import-runs", type=int, default=9, metavar="N",
+                    help="with --against: -X importtime runs of each tree whose medians are compared")
     a = ap.parse_args()
     cmd = policyc_command()
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,6 +249,11 @@ def main() -> int:
                 results[name]["against"] = {"tree": str(a.against), "min_s": min(other),
                                             "median_s": statistics.median(other), "max_s": max(other),
                                             "cpu_median_s": CPU[id(other)]}
+                results[name]["import_changes"] = import_changes(
+                    median_imports(args, a.import_runs), median_imports(args, a.import_runs, a.against.resolve()))
+        parsers = {"this tree": parser_kind(None if a.against is None else ROOT)}
+        if a.against is not None:
+            parsers["against"] = parser_kind(a.against.resolve())
     load_after = os.getloadavg()
     base = {name: {"min_s": min(t), "median_s": statistics.median(t), "cpu_median_s": CPU[id(t)]}
             for name, t in baseline.items()}
@@ -189,6 +265,7 @@ def main() -> int:
     out.write_text(json.dumps({"python": platform.python_version(), "machine": platform.machine(),
                                "cpus": os.cpu_count(), "command": cmd,
                                "load_average": {"before": load_before, "after": load_after},
+                               "parser": parsers,
                                "baseline": base, "results": results}, indent=2) + "\n")
     print(f"load average (1, 5, 15 min) before {fmt_load(load_before)}, after {fmt_load(load_after)}; "
           f"{os.cpu_count()} CPUs")
@@ -205,10 +282,21 @@ def main() -> int:
         print(f"{name:<28} {b['min_s']:7.3f} {b['median_s']:7.3f} {'':>7} {b['cpu_median_s']:7.3f}   (baseline)")
     print("median / median of `import typer.main`: "
           + ", ".join(f"{name} {r['x_typer_import']:.2f}" for name, r in results.items()))
+    print("check's parser: " + ", ".join(f"{k} {v}" for k, v in parsers.items()))
     for name, r in results.items():
         print(f"\n{name}: costliest top-level imports (cumulative s)")
         for mod, s in r["imports"]:
             print(f"  {mod:<40} {s:.3f}")
+        ch = r.get("import_changes")
+        if ch:
+            theirs, mine = ch["total_own_s"]
+            print(f"{name}: imports against {a.against} (-X importtime, median of {a.import_runs} runs; "
+                  f"all modules' own time {theirs * 1e3:.1f} ms there, {mine * 1e3:.1f} ms here)")
+            for label, rows in (("only there", ch["only_against"]), ("only here", ch["only_this_tree"])):
+                shown = ", ".join(f"{m} {s * 1e3:.1f}" for m, s in rows if s >= 0.0003) or "nothing over 0.3 ms"
+                print(f"  {label} (ms, cumulative): {shown}")
+            moved = ", ".join(f"{m} {t * 1e3:.1f} -> {o * 1e3:.1f}" for m, t, o in ch["own_time_moved"])
+            print(f"  own time moved (ms, there -> here): {moved or 'none by 0.5 ms'}")
     return 0
 
 

@@ -457,6 +457,46 @@ TARGET_KIND = _enum("policyc_target_kind", "task_rule.target_kind: whom a signal
 
 ENUMS = (DECISION, MODE, FAMILY, OP, NET_OP, PROTO, REASON, HOOK, SIMPLE, TASK_KIND, TARGET_KIND)
 
+# ---- the errno of a denial ------------------------------------------------------------------
+# What a denied system call returns, by the family that decided (#16). Access to a file or a
+# network endpoint is EACCES, as AppArmor and Landlock return it and as open(2), execve(2),
+# mmap(2), connect(2), bind(2) and socket(2) document it: programs report it as a permission
+# problem (nginx answers 403 to EACCES and 500 to EPERM). A privilege the process lacks is
+# EPERM, as the kernel's own checks return it: a capability, a signal (kill(2)), a ptrace, a
+# mount, a module, bpf(2). Fail-closed denials of a family return the family's errno.
+DENY_ERRNO_BY_FAMILY = {
+    "file": "EACCES", "exec": "EACCES", "net": "EACCES",
+    "mount": "EPERM", "capability": "EPERM", "signal": "EPERM", "ptrace": "EPERM",
+    "module": "EPERM", "bpf": "EPERM",
+}
+assert set(DENY_ERRNO_BY_FAMILY) == set(FAMILY.labels.values())
+_EACCES_FAMILY_MASK = sum(1 << v for v, label in FAMILY.labels.items() if DENY_ERRNO_BY_FAMILY[label] == "EACCES")
+DENY_ERRNO = Defines("The errno of a denial: EACCES for the families whose bit is set, else EPERM "
+                     "(policyc/abi.py, DENY_ERRNO_BY_FAMILY says why).", (
+    Const("EPERM", 1), Const("EACCES", 13),
+    _flag("POLICYC_EACCES_FAMILIES", _EACCES_FAMILY_MASK, "bit n: family n's denials return EACCES"),
+))
+DEFINES = (*DEFINES, DENY_ERRNO)
+
+
+# A denied capability is the exception: capable() only learns yes or no, and the kernel check
+# that asked picks what the system call returns: EPERM for most (the hook's own -EPERM), but
+# EACCES where the kernel refuses a permission (its usual use of these capabilities).
+CAPABILITY_ERRNO = {
+    "net_bind_service": "EACCES",   # bind(2) of a port below 1024 (inet_bind)
+    "dac_override": "EACCES",       # open(2) of a file its mode refuses (generic_permission)
+    "dac_read_search": "EACCES",    # the same, for reading and searching directories
+}
+
+
+def deny_errno(family: int | str, capability: str | None = None) -> str:
+    """The errno name a denial decided by `family` (its number or label) returns; for a
+    capability, the errno its usual kernel check returns (CAPABILITY_ERRNO)."""
+    label = family if isinstance(family, str) else FAMILY.labels.get(family)
+    if label == "capability" and capability in CAPABILITY_ERRNO:
+        return CAPABILITY_ERRNO[capability]
+    return DENY_ERRNO_BY_FAMILY.get(label, "EPERM")
+
 # ---- module attributes ----------------------------------------------------------------------
 
 _CONSTANTS: dict[str, int] = {}

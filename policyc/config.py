@@ -18,9 +18,7 @@ naming the file; the command line's flags win over the file.
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,7 +86,7 @@ def parse_config(table: dict, path: Path) -> Config:
     fmt = table.get("format")
     if fmt is not None and (not isinstance(fmt, str) or fmt not in CHECK_FORMATS):
         raise ConfigError(f"{where}: `{prefix}format` must be one of "
-                          f"{', '.join(json.dumps(f) for f in CHECK_FORMATS)}, not {_value(fmt)}")
+                          f"{', '.join(_value(f) for f in CHECK_FORMATS)}, not {_value(fmt)}")
     disable = table.get("disable", [])
     if not isinstance(disable, list) or not all(isinstance(c, str) for c in disable):
         raise ConfigError(f"{where}: `{prefix}disable` must be a list of codes (strings), not {_value(disable)}")
@@ -113,6 +111,11 @@ def _is_file(p: Path) -> bool:
 
 
 def _read(p: Path) -> dict:
+    # Imported here (and json where a message needs it): a check with no policyc.toml or
+    # pyproject.toml at or above its directory reads no TOML (tomllib and json were 3-5 ms
+    # of `policyc check`'s start-up, docs/benchmarks.md).
+    import tomllib
+
     try:
         with open(p, "rb") as f:
             return tomllib.load(f)
@@ -137,7 +140,11 @@ def _kind(v) -> str:
 
 
 def _value(v) -> str:
-    return json.dumps(v) if isinstance(v, str) else _kind(v)
+    if isinstance(v, str):
+        import json
+
+        return json.dumps(v)
+    return _kind(v)
 
 
 __all__ = ["CHECK_FORMATS", "Config", "ConfigError", "find_config", "load_config", "parse_config"]

@@ -6,7 +6,10 @@ On the host, `run_kernel_tests` boots the kernel (policyc.vm) and runs this modu
 and loaded, and each expectation is performed for real by a probe process (policyc/probe.py)
 that is governed when the evaluator says the event's process is: files and executables the
 event needs are created first (the guest's filesystem is a throwaway copy-on-write view).
-The guest prints one JSON line per expectation; the host prints the report.
+The guest prints one JSON line per expectation; the host prints the report. A denial must
+also fail with the errno of the family that decides it (EACCES for file, exec and net, EPERM
+for the rest: policyc/abi.py DENY_ERRNO_BY_FAMILY); one that fails with another errno fails
+the test.
 """
 
 from __future__ import annotations
@@ -20,8 +23,17 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
+from .abi import deny_errno
+
 MARK = "policyc-kernel-test:"
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+DENIAL_ERRNOS = ("EPERM", "EACCES")
+
+def expected_errno(ev) -> str:
+    """The errno a denial of `ev` fails with: its family's (abi.deny_errno), for a capability
+    the errno of the kernel check that asked for it."""
+    fam = ev.op.partition(".")[0]
+    return deny_errno(fam, ev.cap if fam == "capability" else None)
 
 
 # --- host ----------------------------------------------------------------------------------
@@ -55,6 +67,11 @@ def _prebuild(program, err: TextIO) -> None:
         compile_c(render_c(template_families(p), **template_flags(p)), "policy")
 
 
+def _said(decision: str, errno: str | None) -> str:
+    """A decision as the report says it: a denial with its errno (`deny (EACCES)`)."""
+    return f"{decision} ({errno})" if decision == "deny" and errno else decision
+
+
 def report(rows: list[dict], kernel: str, out: TextIO) -> int:
     failed = unsupported = disagree = 0
     for r in rows:
@@ -62,14 +79,19 @@ def report(rows: list[dict], kernel: str, out: TextIO) -> int:
             unsupported += 1
             out.write(f"{r['location']}: SKIP (kernel {kernel}) {r['text']}: {r['reason']}\n")
             continue
+        want = r.get("expected_errno")
+        got = _said(r["kernel"], r.get("errno"))
+        # a denial that fails with another errno than its family's is a wrong answer too
+        wrong_errno = r["kernel"] == "deny" and want is not None and r.get("errno") != want
         if r["kernel"] != r["evaluator"]:
             disagree += 1
-            out.write(f"{r['location']}: DISAGREE {r['text']}: kernel {kernel} says {r['kernel']}, "
-                      f"the reference evaluator says {r['evaluator']}\n")
-        if r["kernel"] != r["expected"]:
+            out.write(f"{r['location']}: DISAGREE {r['text']}: kernel {kernel} says {got}, "
+                      f"the reference evaluator says {_said(r['evaluator'], want)}\n")
+        if r["kernel"] != r["expected"] or wrong_errno:
             failed += 1
-            out.write(f"{r['location']}: FAIL (kernel {kernel}) {r['text']}: got {r['kernel']}"
-                      + (f" ({r['detail']})" if r.get("detail") else "") + "\n")
+            out.write(f"{r['location']}: FAIL (kernel {kernel}) {r['text']}: got {got}"
+                      + (f" ({r['detail']})" if r.get("detail") else "")
+                      + (f", expected {_said(r['expected'], want)}" if r["expected"] == "deny" else "") + "\n")
     ran = len(rows) - unsupported
     out.write(f"kernel {kernel}: PASS: {ran - failed}/{ran}"
               + (f", {unsupported} not performable in a VM" if unsupported else "")
@@ -188,8 +210,8 @@ PERFORM = {
 }
 
 
-def _perform(session, policy, ev, governed: bool) -> tuple[str, str]:
-    """Do the event; (decision the kernel made, detail)."""
+def _perform(session, policy, ev, governed: bool) -> tuple[str, str, str | None]:
+    """Do the event; (decision the kernel made, detail, the errno of a denial)."""
     from .probe import __file__ as probe_file
 
     fam, _, op = ev.op.partition(".")
@@ -217,16 +239,23 @@ def _perform(session, policy, ev, governed: bool) -> tuple[str, str]:
     if ans.get("error"):
         raise _Unsupported(ans["error"])
     events = [e for e in session.drain() if _matches(e, ev)]
-    if ans.get("errno") in ("EPERM", "EACCES") and (fam == "capability" or events):
-        return "deny", (f"rule {events[0].rule_id}" if events and events[0].rule_id else "")
-    if ans.get("errno") not in (None, "EPERM", "EACCES") and not ans.get("ok"):
+    return kernel_answer(fam, ans, events)
+
+
+def kernel_answer(fam: str, ans: dict, events: list) -> tuple[str, str, str | None]:
+    """What the kernel decided, from the probe's answer and the events matching the
+    expectation: (decision, detail, the errno the operation failed with when denied)."""
+    got = ans.get("errno")
+    if got in DENIAL_ERRNOS and (fam == "capability" or events):
+        return "deny", (f"rule {events[0].rule_id}" if events and events[0].rule_id else ""), got
+    if got not in (None, *DENIAL_ERRNOS) and not ans.get("ok"):
         if fam not in ("net",):
-            return "allow", f"the operation failed otherwise: {ans['errno']}"
+            return "allow", f"the operation failed otherwise: {got}", None
     if any(e.decision == "audit" for e in events):
-        return "audit", ""
-    if ans.get("errno") in ("EPERM", "EACCES"):
-        return "deny", "EPERM without an event"
-    return "allow", ""
+        return "audit", "", None
+    if got in DENIAL_ERRNOS:
+        return "deny", f"{got} without an event", got
+    return "allow", "", None
 
 
 def _ask(worker, req: dict) -> dict:
@@ -266,10 +295,10 @@ def guest_main(paths: list[str]) -> int:
                 ev = x.event
                 evaluator = decide_policy(policy, ev).action if governs(policy, ev) else "allow"
                 row = {"location": f"{x.span.file}:{x.span.line}", "text": x.text, "expected": x.decision,
-                       "evaluator": evaluator}
+                       "evaluator": evaluator, "expected_errno": expected_errno(ev)}
                 try:
-                    kernel, detail = _perform(session, policy, ev, governs(policy, ev))
-                    row.update(status="ran", kernel=kernel, detail=detail)
+                    kernel, detail, errno = _perform(session, policy, ev, governs(policy, ev))
+                    row.update(status="ran", kernel=kernel, detail=detail, errno=errno)
                 except _Unsupported as e:
                     row.update(status="unsupported", reason=str(e))
                 print(MARK + json.dumps(row), flush=True)

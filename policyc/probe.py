@@ -91,8 +91,8 @@ def do(req: dict):
             os._exit(99)
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
-        if code == 100 + errno.EPERM:
-            raise PermissionError(errno.EPERM, "exec")
+        if code in (100 + errno.EPERM, 100 + errno.EACCES):
+            raise PermissionError(code - 100, "exec")
         return {"exit": code}
     elif op in ("connect", "sendto", "bind"):
         fam = socket.AF_INET6 if ":" in req["addr"] else socket.AF_INET

@@ -19,7 +19,9 @@ APT_PACKAGES=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 kmod busybox-s
               linux-libc-dev zsh fish shellcheck git mmdebstrap e2fsprogs)
 # Real programs the kernel suite runs under policies in the VM (which sees this host's files):
 # installed here, never started here (a policy-rc.d refuses their services while apt runs).
-REAL_PACKAGES=(nginx)
+# nginx and openssh-server for their shipped policies; git, make, gcc and python3-venv for the
+# CI job the ci-runner policy confines (tests/kernel/test_real_*.py).
+REAL_PACKAGES=(nginx openssh-server openssh-client git make gcc python3-venv)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }

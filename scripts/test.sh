@@ -51,8 +51,10 @@ echo "== kernel suite (VM: $KERNELS) =="
 # module, bpf, subjects) and every bypass class; the differential run (3 min), audit, reload,
 # long paths, the runtime and the older bypass catalogue run on 6.1 and 7.2 (the run stays
 # under 50 minutes with the wheel test added).
-SUBSET_612=(tests/kernel/test_vm_sanity.py tests/kernel/test_families.py tests/kernel/test_file_ops.py
-            tests/kernel/test_net.py tests/kernel/test_subjects.py tests/kernel/test_hardening.py)
+# 6.12, between the oldest and the newest: every hook family, every bypass class, and the
+# shipped policies over their real programs (issue #16 asks for 6.1 and 6.12).
+SUBSET_612=(tests/kernel/test_vm_sanity.py tests/kernel/test_families.py tests/kernel/test_hardening.py
+            tests/kernel/test_real_nginx.py tests/kernel/test_real_sshd.py tests/kernel/test_real_ci_job.py)
 # each run names its slowest tests: where the 50 minutes go
 DURATIONS=(--durations=15)
 for k in $KERNELS; do
@@ -70,7 +72,10 @@ for k in $KERNELS; do
         # the oldest_only tests (host operations through the CLI, real nginx, suggest, the
         # journal: userspace over kernel interfaces the rest proves here) keep the run under 50
         # minutes
-        "$PY" tests/kernel/run_suite.py --kernel "$k" -- -m "not oldest_only" "${DURATIONS[@]}" || status=$?
+        # the newest: all but oldest_only and real_software (each proves its hooks elsewhere
+        # in the suite; under 7.x's single-threaded TCG they would take the run past 50 minutes)
+        "$PY" tests/kernel/run_suite.py --kernel "$k" -- -m "not oldest_only and not real_software" \
+            "${DURATIONS[@]}" || status=$?
     fi
     echo "== kernel $k: $(( $(date +%s) - start )) s =="
     if [ -n "$host_pid" ] && [ "$k" = "7.2" ]; then

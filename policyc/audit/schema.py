@@ -217,6 +217,8 @@ def event_record(ev: RawEvent, manifest: dict, *, instance: str, host: HostInfo 
         "rule": location,
         "rule_text": rule.get("text") if rule else None,
         "decision": ev.decision,
+        # what the denied system call returned (abi.DENY_ERRNO_BY_FAMILY); null when allowed
+        "errno": abi.deny_errno(ev.family, obj.get("capability")) if ev.decision == "deny" else None,
         "mode": ev.mode,
         "hook": ev.hook,
         "family": ev.family,
@@ -263,7 +265,7 @@ def as_schema1(rec: dict) -> dict:
     `subject` for `process` (its exe now the kernel's, no longer read from /proc), no `seq`."""
     if rec.get("schema") == 1:
         return rec
-    out = {k: v for k, v in rec.items() if k not in ("seq", "process", "suggestion")}
+    out = {k: v for k, v in rec.items() if k not in ("seq", "process", "suggestion", "errno")}
     out["schema"] = 1
     out["host"] = rec["host"]["name"] if isinstance(rec.get("host"), dict) else rec.get("host")
     if rec["type"] == "event":

@@ -2,6 +2,10 @@
 
 The parser collects errors and goes on (one per line at most, 25 per file); it never raises
 on bad input. Binary junk, bad UTF-8 and oversize files become diagnostics.
+
+The parser is Lark's, loaded as a standalone module from the user's cache when one made
+from this grammar by the installed Lark is there (policyc/parse/standalone.py: no `import
+lark` at start-up), else Lark itself (which then writes that module for the next run).
 """
 
 from __future__ import annotations
@@ -10,14 +14,16 @@ import functools
 import os
 import stat
 from pathlib import Path
-
-import lark
-from lark import Lark, Token, Tree
+from typing import TYPE_CHECKING
 
 from ..resources import resource_dir
 from ..diagnostics import Diagnostics
 from ..ir import syntax as S
 from ..span import Span
+from . import standalone
+
+if TYPE_CHECKING:
+    from lark import Lark, Token, Tree
 
 GRAMMAR = resource_dir("grammar") / "policy.lark"
 MAX_ERRORS_PER_FILE = 25
@@ -29,6 +35,9 @@ _TERMINAL_NAMES = {
     "STRING": "a string", "NAME": "a name", "ADDR": "an address", "PORT": "a port",
     "PROTO": "a protocol", "RATE": "a rate such as `100/s`", "$END": "end of file",
     "OPTIONAL_INCLUDE": "`include?`",
+    # Keywords Lark could not name after themselves (PORT, the number, took the name): by the
+    # analysed grammar's name; tests/unit/test_parse_errors.py holds every anonymous one here.
+    "__ANON_0": "`port`",
 }
 
 
@@ -41,16 +50,49 @@ _LARK_OPTIONS = dict(
 )
 
 
-def _parser_cache() -> Path | None:
-    """Where the analysed grammar is kept: POLICYC_CACHE (or ~/.cache/policyc), beside the
-    object cache, never a shared temporary directory (Lark's own default): the file is a
-    pickle, and only the user's own cache is trusted with it, as it is with objects."""
+def _cache_dir() -> Path:
+    """POLICYC_CACHE (or ~/.cache/policyc)/parser: the analysed grammar and the standalone
+    parser, beside the object cache, never a shared temporary directory (Lark's own
+    default): the files are a pickle and code, and only the user's own cache is trusted with
+    them, as it is with objects."""
     base = os.environ.get("POLICYC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "policyc")
-    return Path(base) / "parser" / f"lark-{lark.__version__}.cache"
+    return Path(base) / "parser"
+
+
+def _parser_cache() -> Path | None:
+    """Where Lark keeps the analysed grammar (its `cache`)."""
+    import lark
+
+    return _cache_dir() / f"lark-{lark.__version__}.cache"
+
+
+class _Parser:
+    """A Lark LALR parser and the exceptions of the Lark code it runs (Lark's own, or the
+    standalone module's copies of them)."""
+
+    def __init__(self, parser, exceptions, kind: str):
+        self.parse = parser.parse
+        self.UnexpectedInput = exceptions.UnexpectedInput
+        self.UnexpectedCharacters = exceptions.UnexpectedCharacters
+        self.kind = kind   # "standalone" or "lark"
 
 
 @functools.cache
-def _parser() -> Lark:
+def _parser() -> _Parser:
+    grammar = GRAMMAR.read_text()
+    module = standalone.load(_cache_dir(), grammar, _LARK_OPTIONS)
+    if module is not None:
+        return _Parser(module.parser, module, "standalone")
+    import lark
+
+    parser = _lark_parser(grammar)
+    standalone.save(_cache_dir(), grammar, _LARK_OPTIONS, parser)
+    return _Parser(parser, lark.exceptions, "lark")
+
+
+def _lark_parser(grammar: str) -> Lark:
+    from lark import Lark
+
     # Positions come from the tokens (see _Builder.span): all tokens are kept so a node's
     # span runs from its first keyword to its closing `}`, and Lark's propagate_positions
     # (a third of the parse time on 10,000 rules) is not needed.
@@ -61,7 +103,6 @@ def _parser() -> Lark:
     # file is written under a private name and renamed into place, so a concurrent build
     # never reads half of one. A cache that cannot be written (a read-only guest) only
     # costs the time.
-    grammar = GRAMMAR.read_text()
     cache = _parser_cache()
     if cache is not None and cache.is_file():
         return Lark(grammar, cache=str(cache), **_LARK_OPTIONS)
@@ -165,12 +206,14 @@ def parse_text(path: str, text: str, diags: Diagnostics) -> S.File | None:
     errors_before = len(diags.items)
     error_lines: set[int] = set()
 
-    def on_error(e: lark.exceptions.UnexpectedInput) -> bool:
+    parser = _parser()
+
+    def on_error(e) -> bool:   # e: the parser's UnexpectedInput
         line, col = e.line, e.column
         if line in error_lines:
             return len(error_lines) < MAX_ERRORS_PER_FILE
         error_lines.add(line)
-        if isinstance(e, lark.exceptions.UnexpectedCharacters):
+        if isinstance(e, parser.UnexpectedCharacters):
             ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
             if ch == '"':
                 msg, hints = "unterminated string", ("a string ends with `\"` on the same line",)
@@ -198,10 +241,9 @@ def parse_text(path: str, text: str, diags: Diagnostics) -> S.File | None:
             )
         return len(error_lines) < MAX_ERRORS_PER_FILE
 
-    parser = _parser()
     try:
         tree = parser.parse(text, on_error=on_error)
-    except lark.exceptions.UnexpectedInput as e:
+    except parser.UnexpectedInput as e:
         if not diags.has_errors or len(diags.items) == errors_before:
             on_error(e)
         elif e.line not in error_lines:
@@ -271,19 +313,22 @@ def unescape(raw: str) -> str:
     return "".join(out)
 
 
+# A tree's children are Trees, Tokens and None (an absent optional part). A Token is a str
+# (Lark's and the standalone module's alike): `isinstance(c, str)` tells them apart whichever
+# parser made the tree.
 def _children(t: Tree) -> list:
     """A node's children without keywords and punctuation (kept only for positions)."""
-    return [c for c in t.children if not (isinstance(c, Token) and c.type not in _VALUE_TOKENS)]
+    return [c for c in t.children if not (isinstance(c, str) and c.type not in _VALUE_TOKENS)]
 
 
 def _first_token(node) -> Token | None:
-    while isinstance(node, Tree):
+    while node is not None and not isinstance(node, str):
         node = next((c for c in node.children if c is not None), None)
     return node
 
 
 def _last_token(node) -> Token | None:
-    while isinstance(node, Tree):
+    while node is not None and not isinstance(node, str):
         node = next((c for c in reversed(node.children) if c is not None), None)
     return node
 
@@ -293,7 +338,7 @@ class _Builder:
         self.path = path
 
     def span(self, node) -> Span:
-        if isinstance(node, Token):
+        if isinstance(node, str):
             return _tok_span(self.path, node)
         first, last = _first_token(node), _last_token(node)
         if first is None:

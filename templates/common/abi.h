@@ -76,6 +76,12 @@
 #define CGROUP_SUBJECT 1
 #define CGROUP_EXCEPT 2
 
+/* The errno of a denial: EACCES for the families whose bit is set, else EPERM (policyc/abi.py,
+ * DENY_ERRNO_BY_FAMILY says why). */
+#define EPERM 1
+#define EACCES 13
+#define POLICYC_EACCES_FAMILIES 0xe /* bit n: family n's denials return EACCES */
+
 /* A decision; the larger value wins (deny over audit over allow). */
 enum policyc_decision {
 	DECISION_ALLOW = 0,

@@ -14,7 +14,6 @@
 #include <bpf/bpf_endian.h>
 #include "event.h"
 
-#define EPERM 1
 #define ENOMEM 12
 #define AF_UNSPEC 0
 #define AF_INET 2
@@ -635,6 +634,13 @@ static __always_inline void event_subject(struct scratch *s, __u8 hook, __u8 fam
 	s->on_behalf_of = 0;
 }
 
+/* What a denial returns: EACCES for file, exec and net, EPERM for the privilege families
+ * (abi.h's POLICYC_EACCES_FAMILIES, from policyc/abi.py, which says why). */
+static __always_inline int deny_errno(__u8 family)
+{
+	return (((__u64)POLICYC_EACCES_FAMILIES >> (family & 63)) & 1) ? -EACCES : -EPERM;
+}
+
 /* Turn a decision into a return code, sending the event for deny and audit. `decision` is
  * already folded with the policy's mode for rule verdicts; fail-closed reasons fold here. */
 static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *s, __u8 decision,
@@ -829,7 +835,7 @@ static __always_inline int apply_ex(struct policyc_config *cfg, struct scratch *
 		count_per_rule(&rule_drops, rule_id);
 	}
 	count(hook, decision == DECISION_DENY ? 1 : 2);
-	return decision == DECISION_DENY ? -EPERM : 0;
+	return decision == DECISION_DENY ? deny_errno(ev->family) : 0;
 }
 
 static __always_inline struct verdict *verdict_of(long state)

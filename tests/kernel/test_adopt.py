@@ -4,7 +4,7 @@
 A daemon (a copy of sh under R, running a small command loop) and a worker it started are
 running before `policyc load`; with no program loaded both read the secret. After the load, the
 daemon's own open, the worker's, and a child the daemon starts after the load are denied with
-EPERM, and `policyc audit` has one deny event per open naming the rule; a control shell (a copy
+EACCES, and `policyc audit` has one deny event per open naming the rule; a control shell (a copy
 of sh under another name, also started before) still reads it. `load --sync` says the same in
 text, `--no-adopt` leaves the daemon alone. A multi-threaded daemon (a copy of the Python
 interpreter) shows the thread rule: a thread it had before the load is governed on Linux 6.9+
@@ -147,11 +147,11 @@ class Chan:
         return self.reply()
 
     def reads(self, cmd: str = "read") -> bool:
-        """True when the process read the secret; False when the open was refused with EPERM."""
+        """True when the process read the secret; False when the open was refused with EACCES."""
         lines = self.ask(cmd)
         if lines == ["ok:s3cret"]:
             return True
-        assert lines[-1].startswith("fail") and "Operation not permitted" in "\n".join(lines), lines
+        assert lines[-1].startswith("fail") and "Permission denied" in "\n".join(lines), lines
         return False
 
 
@@ -257,7 +257,7 @@ def test_a_daemon_running_before_load_is_governed_with_its_children(files):
     assert {a["pid"] for a in info["adopted"]} == {daemon.pid, worker_pid}
 
     audit_events()                                   # start from an empty ring buffer
-    assert not daemon.chan.reads()                   # the daemon itself: EPERM
+    assert not daemon.chan.reads()                   # the daemon itself: EACCES
     assert not daemon.worker.reads()                 # its child from before the load
     assert not daemon.chan.reads("spawn")            # a child it starts after the load (task_alloc)
     assert other.chan.reads()                        # the control: not a subject
@@ -269,6 +269,7 @@ def test_a_daemon_running_before_load_is_governed_with_its_children(files):
         (f"{R}/bin/worker-sh", "deny", SECRET, rule, "adopt-a"),
         (f"{R}/bin/worker-sh", "deny", SECRET, rule, "adopt-a"),
     ]), evs
+    assert [e["errno"] for e in evs] == ["EACCES"] * 3, evs
     pids = {e["process"]["pid"] for e in evs}
     assert daemon.pid in pids and worker_pid in pids and len(pids) == 3    # the third: the spawned child
     # a second load of the same policy (a replace) finds them governed already: nothing to adopt
@@ -327,11 +328,11 @@ def test_threads_the_daemon_had_before_load(files):
         assert chan.ask("read") == ["ok:s3cret"] and chan.ask("thread") == ["ok:s3cret"]
         p = policyc("load", "--json", str(out / "adopt-a.manifest.json"))
         (a,) = [a for a in json.loads(p.stdout)["loaded"][0]["adopted"] if a["pid"] == proc.pid]
-        assert chan.ask("read") == ["fail Operation not permitted"]         # the leader: always
+        assert chan.ask("read") == ["fail Permission denied"]         # the leader: always
         if _kernel_at_least(6, 9):
             # PIDFD_THREAD: the thread is marked as its leader
             assert a["threads"] >= 1 and a["threads_not_governed"] == 0, a
-            assert chan.ask("thread") == ["fail Operation not permitted"]
+            assert chan.ask("thread") == ["fail Permission denied"]
         else:
             # no pidfd for a thread: said in the output, and the thread is indeed not governed
             assert a["threads_not_governed"] >= 1 and a["threads"] == 0, a

@@ -64,7 +64,7 @@ def test_short_lived_processes_are_named_by_the_kernel(tmp_path):
             p = pol.session.spawn([CAT, f"{R}/secret"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   stdin=subprocess.DEVNULL)
             _, err = p.communicate(timeout=60)
-            assert p.returncode == 1 and b"Operation not permitted" in err
+            assert p.returncode == 1 and b"Permission denied" in err
             pids.append(p.pid)
         # the control beside it: an allowed read by the same program under the policy
         ok = pol.session.spawn([CAT, f"{R}/open"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
@@ -76,6 +76,7 @@ def test_short_lived_processes_are_named_by_the_kernel(tmp_path):
         for e, pid in zip(evs, pids):
             p = e["process"]
             assert e["rule_id"] == rule and e["rule"] == pol.rule_line(rule) and e["object"]["path"] == f"{R}/secret"
+            assert e["decision"] == "deny" and e["errno"] == "EACCES"
             assert (p["pid"], p["tid"], p["exe"], p["exe_state"], p["name"]) == (pid, pid, CAT, "ok", "cat")
             assert p["parent"]["pid"] == os.getpid() and p["parent"]["exe"] == os.path.realpath(sys.executable)
             assert p["uid"] == p["euid"] == os.getuid() and p["gid"] == os.getgid()
@@ -128,6 +129,7 @@ def test_a_reused_pid_is_attributed_to_the_program_that_had_it(tmp_path):
         evs = [e for e in _event_records(log, pol.session.name) if e["process"]["pid"] == first.pid]
         assert [e["process"]["exe"] for e in evs] == [CAT, HEAD]
         assert [e["process"]["name"] for e in evs] == ["cat", "head"]
+        assert [e["errno"] for e in evs] == ["EACCES", "EACCES"]
         assert evs[0]["process"]["exec_id"] != evs[1]["process"]["exec_id"]
         assert evs[0]["process"]["start_time_ns"] < evs[1]["process"]["start_time_ns"]
     finally:
@@ -191,7 +193,7 @@ def test_memfd_executable_is_named_as_the_kernel_names_it(tmp_path):
         assert "rc=0" not in out and "rc=" in out, out + err
         read_into(log)
         evs = [e for e in _event_records(log, pol.session.name) if e["process"]["pid"] == p.pid]
-        assert len(evs) == 1
+        assert len(evs) == 1 and evs[0]["errno"] == "EACCES"
         proc = evs[0]["process"]
         assert proc["exe"].startswith("memfd:payload") and proc["exe_state"] == "pseudo", proc
         assert proc["parent"]["exe"] == os.path.realpath(sys.executable)

@@ -1,8 +1,9 @@
 """The kernel against the reference evaluator: random policies (globs, ops, decisions,
 defaults, modes; file, exec, net, capability, signal, module and bpf rules), 1,024 generated
 events on the oldest kernel and 512 on the others, each decided by both and compared on the
-decision and the rule. A disagreement is
-shrunk to a minimal policy and printed."""
+decision, the rule and, for a denial, the errno the system call returned (the deciding
+family's, policyc/abi.py `deny_errno`). A disagreement is shrunk to a minimal policy and
+printed."""
 
 import dataclasses
 import ipaddress
@@ -14,6 +15,7 @@ import subprocess
 
 import pytest
 
+from policyc.abi import deny_errno
 from policyc.evaluate import decide_policy, destination
 from policyc.ir.model import Event, to_v6_address
 
@@ -179,8 +181,12 @@ def norm_addr(a: str):
     return getattr(ip, "ipv4_mapped", None) or ip
 
 
-def kernel_decide(pol: Loaded, w, ev: Event, n: int, targets: dict) -> tuple[str, int | None]:
-    """Perform the event in the governed worker; (decision, rule id or None for allow)."""
+DENIAL_ERRNOS = ("EPERM", "EACCES")
+
+
+def kernel_decide(pol: Loaded, w, ev: Event, n: int, targets: dict) -> tuple[str, int | None, str | None]:
+    """Perform the event in the governed worker; (decision, rule id or None for allow, the
+    errno the operation failed with when it was denied, else None)."""
     fam, _, op = ev.op.partition(".")
     pol.drain()
     if fam == "capability":
@@ -191,13 +197,13 @@ def kernel_decide(pol: Loaded, w, ev: Event, n: int, targets: dict) -> tuple[str
             os.unlink(scratch + ".node")  # left by an earlier policy: mknod would fail EEXIST first
         ans = w.op("cap", scratch, name=ev.cap)
         match = lambda e: e.family == "capability" and e.aux == CAP_NUMBERS[ev.cap]
-        if ans.get("errno") == "EACCES":
-            ans["errno"] = "EPERM"
         evs = [e for e in pol.drain() if match(e)]
-        if ans.get("errno") == "EPERM":
-            assert evs, f"EPERM without an event for {ev}"
-            return "deny", evs[0].rule_id or None
-        return (evs[0].decision, evs[0].rule_id or None) if evs else ("allow", None)
+        # capable() only answers yes or no: the errno is the kernel check's that asked, EPERM
+        # for each of CAPS' triggers (as deny_errno("capability") says)
+        if ans.get("errno") in DENIAL_ERRNOS:
+            assert evs, f"{ans['errno']} without an event for {ev}"
+            return "deny", evs[0].rule_id or None, ans["errno"]
+        return (evs[0].decision, evs[0].rule_id or None, None) if evs else ("allow", None, None)
     way = getattr(ev, "way", "")
     if fam == "signal":
         pid = targets[ev.target_exe].pid
@@ -243,17 +249,23 @@ def kernel_decide(pol: Loaded, w, ev: Event, n: int, targets: dict) -> tuple[str
         match = lambda e: e.path == ev.path and e.op == ev_op
     drained = pol.drain()
     evs = [e for e in drained if match(e)]
-    if ans.get("errno") == "EPERM":
-        assert evs, f"EPERM without an event for {ev}: {drained}"
-        return "deny", evs[0].rule_id or None
-    if evs:
-        return evs[0].decision, evs[0].rule_id or None
-    return "allow", None
+    if ans.get("errno") in DENIAL_ERRNOS:
+        assert evs, f"{ans['errno']} without an event for {ev}: {drained}"
+        return "deny", evs[0].rule_id or None, ans["errno"]
+    if evs:   # a SIGIO denied is not delivered: no system call fails, so no errno
+        return evs[0].decision, evs[0].rule_id or None, None
+    return "allow", None, None
 
 
-def expected(policy, ev: Event) -> tuple[str, int | None]:
+def expected(policy, ev: Event) -> tuple[str, int | None, str | None]:
+    """The evaluator's (decision, rule id or None for allow, the errno of a denial): the
+    errno of the family that decides (the event's: a rule decides only its own family's
+    events), none where no system call fails (a signal through a file's owner)."""
     d = decide_policy(policy, ev)
-    return d.action, (d.rule.id if d.rule else None) if d.action != "allow" else None
+    if d.action == "allow":
+        return "allow", None, None
+    errno = deny_errno(ev.family) if d.action == "deny" and getattr(ev, "way", "") != "sigio" else None
+    return d.action, d.rule.id if d.rule else None, errno
 
 
 def run_policy(text: str, events: list[Event], name: str):

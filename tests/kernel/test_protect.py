@@ -1,7 +1,8 @@
 """Self-protection (`protect policyc`, issue #15): a root process the policy governs cannot
 unpin or open policyc's BPF objects, change its files, mount over them, signal, ptrace or
-freeze-kill its units' processes, or load kernel code; each attack fails with EPERM and an
-event naming the `protect policyc` line. Each probe is first shown to work ungoverned, and a
+freeze-kill its units' processes, or load kernel code; each attack fails with its family's
+errno (EACCES for a file, EPERM for bpf, a signal, a ptrace, a mount or a module) and an event
+naming the `protect policyc` line. Each probe is first shown to work ungoverned, and a
 control beside it still works governed. The administrator (ungoverned) still loads and
 unloads."""
 
@@ -63,9 +64,15 @@ def outsider(pol):
     w.close()
 
 
+# what a denial of each family returns (policyc/abi.py DENY_ERRNO_BY_FAMILY), written out
+DENY_ERRNO = {"file": "EACCES", "bpf": "EPERM", "signal": "EPERM", "ptrace": "EPERM", "mount": "EPERM",
+              "module": "EPERM"}
+
+
 def denied_by_protect(pol, ans, family, **match):
-    """The operation failed with EPERM and the one event for it names the protect line."""
-    assert ans == {"ok": False, "errno": "EPERM"}, ans
+    """The operation failed with its family's errno and the one event for it names the
+    protect line."""
+    assert ans == {"ok": False, "errno": DENY_ERRNO[family]}, ans
     evs = [e for e in pol.drain() if e.family == family and all(getattr(e, k) == v for k, v in match.items())]
     assert evs, (family, match)
     assert all(e.decision == "deny" for e in evs), evs

@@ -107,6 +107,41 @@ def test_labels_and_names():
             assert m.label == aliases.get(m.name, m.name.removeprefix("HOOK_").lower()), m.name
 
 
+# ---- the errno of a denial (#16) ---------------------------------------------------------------
+DENY_ERRNO = {"file": "EACCES", "exec": "EACCES", "net": "EACCES", "mount": "EPERM", "capability": "EPERM",
+              "signal": "EPERM", "ptrace": "EPERM", "module": "EPERM", "bpf": "EPERM"}
+
+
+@pytest.mark.parametrize("label,want", sorted(DENY_ERRNO.items()))
+def test_deny_errno_of_every_family_by_label_and_number(label, want):
+    assert abi.DENY_ERRNO_BY_FAMILY[label] == want
+    assert abi.deny_errno(label) == want
+    assert abi.deny_errno(abi.FAMILY.index[label]) == want
+
+
+def test_deny_errno_covers_every_family():
+    assert set(abi.FAMILY.labels.values()) == set(DENY_ERRNO) == set(abi.DENY_ERRNO_BY_FAMILY)
+    assert set(abi.DENY_ERRNO_BY_FAMILY.values()) == {"EACCES", "EPERM"}
+
+
+def test_the_header_defines_the_eacces_families_as_deny_errno_by_family():
+    import errno
+
+    header = (TEMPLATES / "common" / "abi.h").read_text()
+    defined = {m.group(1): int(m.group(2), 0)
+               for m in re.finditer(r"^#define\s+(EPERM|EACCES|POLICYC_EACCES_FAMILIES)\s+(\w+)", header, re.M)}
+    assert defined["EPERM"] == errno.EPERM and defined["EACCES"] == errno.EACCES
+    mask = defined["POLICYC_EACCES_FAMILIES"]
+    assert mask == abi.POLICYC_EACCES_FAMILIES
+    # bit n is set exactly for the families whose denials return EACCES, and no other bit
+    for value, label in abi.FAMILY.labels.items():
+        assert bool(mask >> value & 1) == (abi.DENY_ERRNO_BY_FAMILY[label] == "EACCES"), label
+    assert mask & ~sum(1 << v for v in abi.FAMILY.labels) == 0
+    assert mask == sum(1 << abi.FAMILY.index[f] for f in ("file", "exec", "net"))
+    # policy.h's deny_errno() reads bit `family` of the mask, an int: a family below 32
+    assert max(abi.FAMILY.labels) < 32
+
+
 def test_the_compiler_and_the_audit_side_take_the_abi_from_abi_py():
     from policyc.audit import event as E
     from policyc.codegen import tables as T

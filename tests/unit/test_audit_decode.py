@@ -29,6 +29,28 @@ def test_file_event_names_policy_rule_and_line():
         ("deny", "enforce", "file_open", "file", "read")
     assert rec["object"] == {"path": "/etc/shadow"}
     assert rec["reason"] == "rule" and rec["failed_closed"] is False and rec["reason_text"] is None
+    assert rec["errno"] == "EACCES"   # what the denied open(2) returned
+
+
+def test_errno_is_the_deciding_familys():
+    """A deny record says what the system call returned (#16): EACCES for file, exec and net,
+    EPERM for the privilege families; null when nothing was denied (audit)."""
+    addr = bytes(10) + b"\xff\xff" + bytes([10, 1, 2, 3])
+    assert record()["errno"] == "EACCES"
+    assert record(family="exec", hook="bprm_check_security", op=abi.OP_EXEC, path="/usr/bin/curl")["errno"] == "EACCES"
+    assert record(family="net", hook="socket_connect", rule_id=2, port=443, proto=1, addr=addr, path="")["errno"] == "EACCES"
+    assert record(family="capability", hook="capable", aux=21, rule_id=0, reason=1, path="")["errno"] == "EPERM"
+    assert record(family="signal", hook="task_kill", aux=9, target_pid=5, path="/x", rule_id=0, reason=1)["errno"] == "EPERM"
+    assert record(family="ptrace", hook="ptrace_access_check", target_pid=5, path="", rule_id=0, reason=1)["errno"] == "EPERM"
+    assert record(family="mount", hook="sb_mount", path="/mnt", rule_id=0, reason=1)["errno"] == "EPERM"
+    assert record(family="module", hook="kernel_load_data", path="", rule_id=0, reason=1)["errno"] == "EPERM"
+    assert record(family="bpf", hook="bpf", path="", rule_id=0, reason=1)["errno"] == "EPERM"
+    # a fail-closed denial returns its family's errno too
+    closed = record(rule_id=0, reason=2, path="")
+    assert closed["failed_closed"] and closed["errno"] == "EACCES"
+    # allowed and logged: nothing failed
+    assert record(decision=1)["errno"] is None
+    assert record(family="capability", hook="capable", aux=21, path="", decision=1, mode=1)["errno"] is None
 
 
 def test_process_is_the_kernels_identity():
@@ -79,6 +101,7 @@ def test_args_from_the_kernel():
 def test_schema1_layout_keeps_its_fields():
     s1 = as_schema1(record(pid=101, tgid=100))
     assert s1["schema"] == 1 and s1["host"] == "h1" and "seq" not in s1 and "process" not in s1
+    assert "errno" not in s1   # a schema 2 field: the first layout had none
     s = s1["subject"]
     assert (s["pid"], s["tgid"], s["ppid"], s["uid"], s["gid"], s["comm"], s["cgroup_id"]) == \
         (101, 100, 1, 1000, 1000, "cat", 77)
@@ -117,7 +140,7 @@ def test_failed_closed_carries_its_reason():
 
 def test_audit_mode_event():
     rec = record(decision=1, mode=1)
-    assert rec["decision"] == "audit" and rec["mode"] == "audit"
+    assert rec["decision"] == "audit" and rec["mode"] == "audit" and rec["errno"] is None
 
 
 def test_net_capability_signal_module_objects():

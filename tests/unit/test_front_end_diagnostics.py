@@ -150,3 +150,28 @@ def test_byte_order_mark_is_ignored(tmp_path):
     diags = Diagnostics()
     program = load_program([str(p)], diags)
     assert program is not None and program.policies[0].rules[0].span.col == 5
+
+
+def test_every_anonymous_terminal_has_a_name_in_messages():
+    # Lark names a keyword after itself unless that name is taken (`port`: PORT is the
+    # number), and then calls it __ANON_N: messages must never show that name.
+    import lark
+
+    from policyc.parse import _LARK_OPTIONS, _TERMINAL_NAMES, GRAMMAR
+
+    anonymous = {t.name for t in lark.Lark(GRAMMAR.read_text(), **_LARK_OPTIONS).terminals
+                 if t.name.startswith("__ANON")}
+    assert anonymous <= set(_TERMINAL_NAMES), anonymous - set(_TERMINAL_NAMES)
+
+
+def test_a_bad_net_rule_never_names_an_anonymous_terminal():
+    from policyc.diagnostics import Diagnostics
+    from policyc.parse import parse_text
+
+    for text in ("policy p {\n    allow net connect tcp 10.0.0.1 port\n}\n",
+                 "policy p {\n    allow net bind, connect tcp, udp 127.0.0.0/8\n}\n",
+                 "policy p {\n    allow net connect tcp 10.0.0.1 80\n}\n"):
+        diags = Diagnostics()
+        assert parse_text("p.policy", text, diags) is None
+        messages = " ".join(f"{d.message} {d.hints!r} {d.notes!r}" for d in diags.items)
+        assert messages and "anon" not in messages.lower(), messages

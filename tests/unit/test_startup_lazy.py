@@ -219,3 +219,32 @@ def test_refused_is_one_build_error_class():
     front = pipeline.FrontEnd(None, Diagnostics())
     with pytest.raises(R, match="not checked"):
         pipeline.build(front, None, Path("/nonexistent"))
+
+
+# --- check's start-up: no lark, no importlib.resources, no TOML without a configuration --------
+def test_check_with_the_standalone_parser_imports_no_lark_nor_resources_nor_toml(tmp_path):
+    """The second `check` with a cache (the first writes the standalone parser,
+    policyc/parse/standalone.py) imports no lark; policyc/resources.py finds the grammar
+    without importing importlib.resources; policyc/config.py imports tomllib only to read a
+    configuration file and json only for a message; nothing imports hashlib
+    (docs/benchmarks.md, Start-up)."""
+    p = tmp_path / "a.policy"
+    p.write_text('policy a {\n    subject exe "/usr/bin/a"\n    allow file read "/etc/a"\n}\n')
+    work = tmp_path / "work"   # no policyc.toml or pyproject.toml at or above it
+    work.mkdir()
+    if any((d / n).exists() for d in (work, *work.parents) for n in ("policyc.toml", "pyproject.toml")):
+        pytest.skip("a configuration file above the temporary directory")
+    code = (f"import sys\nsys.argv = ['policyc', 'check', {str(p)!r}]\nfrom policyc.cli.main import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n")
+    env = {**os.environ, "POLICYC_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    runs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", code + "\nprint('\\n'.join(sys.modules))"],
+                           capture_output=True, text=True, cwd=work, env=env)
+        assert r.returncode == 0, r.stderr
+        runs.append(set(r.stdout.split()))
+    first, second = runs
+    assert "lark" in first                    # no standalone parser yet: Lark, which writes it
+    assert "policyc.parse" in second
+    unwanted = {"lark", "importlib.resources", "tomllib", "json", "hashlib"}
+    assert not second & unwanted, sorted(second & unwanted)
