@@ -56,18 +56,6 @@ def guest_env(version: str) -> dict[str, str]:
     return env
 
 
-def precompile() -> None:
-    """Compile the repository's Python to bytecode on the host, before any boot. The guest
-    cannot write it (the repo is read-only there, and PYTHONDONTWRITEBYTECODE), so every
-    process of the guest (pytest, and each `policyc` command a test runs) would otherwise
-    compile each policyc module it imports from source again, under TCG. The guest runs this
-    same interpreter over the same files, so the host's bytecode is valid there (checked by
-    source mtime and size, as always)."""
-    import compileall
-    for d in ("policyc", "tests"):
-        compileall.compile_dir(str(REPO / d), quiet=1, workers=0)
-
-
 def run_kernel(spec: str, pytest_args: list[str], timeout: float) -> tuple[int, str]:
     """(PASSED | FAILED | VM_ERROR, summary line) for one kernel."""
     try:
@@ -97,7 +85,6 @@ def run_kernel(spec: str, pytest_args: list[str], timeout: float) -> tuple[int, 
 
 def main(argv: list[str] | None = None) -> int:
     args, pytest_args = parse_args(sys.argv[1:] if argv is None else argv)
-    precompile()
     results = [run_kernel(spec, pytest_args, args.timeout) for spec in args.kernel]
     print()
     for _, line in results:
