@@ -134,6 +134,7 @@ CODES: dict[str, tuple[str, str]] = {
     "W108": ("subject-matches-everything", "a subject pattern that matches every program"),
     "W109": ("needless-acknowledgement", "`acknowledge host-wide-deny` where nothing needs it"),
     "W110": ("limit-without-events", "a `limit` on an `allow` rule or `default allow`, which send no events"),
+    "W112": ("denies-policyc", "a policy that governs and denies policyc's own loader, or systemd its units' cgroups"),
     "W111": ("bad-suppression", "a `# policyc: ignore[...]` without a reason, or naming an error or unknown code"),
 }
 

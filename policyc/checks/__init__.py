@@ -12,6 +12,7 @@ from ..ir.model import Program
 from ..lower import paused_gc
 from . import (
     contradictory_rules,
+    denies_policyc,
     duplicate_rules,
     host_wide_deny,
     kernel_gaps,
@@ -29,6 +30,8 @@ PIPELINE = [
     host_wide_deny,
     # W108: `subject exe "/**"` is `subject all` in disguise.
     subject_everything,
+    # W112: a policy that denies policyc's own loader, or systemd its units' cgroups.
+    denies_policyc,
     # W101: exact copies; the coverage checks below skip them so one mistake gets one message.
     duplicate_rules,
     # W106: allow vs deny on the very same objects; W103 skips these pairs.

@@ -543,4 +543,28 @@ HELP: dict[str, Help] = {
             'reason a reviewer needs; fix errors, and remove a marker whose warning is gone.'
         ),
     ),
+    'W112': Help(
+        name='denies-policyc',
+        anchor='w112-denies-policyc',
+        text=(
+            "A policy in `enforce` mode that governs policyc's own units or systemd, and denies them what\n"
+            "policyc needs to run: its loader's `bpf(2)` (`policyc.service`, in `/policyc.slice`: every load\n"
+            "and reload fails, at the next boot too) or systemd's writes to the units' cgroups (they cannot\n"
+            'start). The usual cause is `subject all` (or the root cgroup, or an exe pattern that matches\n'
+            'Python) with `protect policyc`, `deny bpf` or `default deny`. The loader and systemd are handed\n'
+            'to the reference evaluator as the kernel sees them (the interpreter `/usr/bin/python3.11`,\n'
+            'child of `/usr/lib/systemd/systemd`, in `/policyc.slice/policyc.service`), so whatever rule or\n'
+            'default denies them is named. Reported at that rule (or the `default` line).'
+        ),
+        anti_pattern=(
+            '`policy lockdown { subject all  protect policyc ... }`, or `except exe\n'
+            '"/usr/bin/policyc"` (a pip-installed policyc runs as the Python interpreter: that exception\n'
+            'never matches).'
+        ),
+        best_practice=(
+            '`subject all except cgroup "/policyc.slice", exe "/usr/lib/systemd/systemd"`,\n'
+            'and administer through the units (`systemctl restart policyc`, or `systemd-run\n'
+            '--slice=policyc.slice policyc load ...`).'
+        ),
+    ),
 }

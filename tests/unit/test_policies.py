@@ -63,8 +63,9 @@ def test_host_hardening(program):
     bpf, modules, shadow = (program.policy(n) for n in ("host-bpf", "host-modules", "host-shadow"))
     assert all(s.kind == "all" for p in (bpf, modules, shadow) for s in p.subjects)
     assert decide((modules,), Event("/usr/bin/anything", "module.load")).action == "deny"
-    assert decide((bpf,), Event("/usr/bin/policyc", "bpf")).action == "allow"
-    assert decide((bpf,), Event("/usr/bin/python3", "bpf", ancestors=("/usr/bin/policyc",))).action == "deny"
+    loader = dict(cgroup="/policyc.slice/policyc.service", ancestors=("/usr/lib/systemd/systemd",))
+    assert decide((bpf,), Event("/usr/bin/python3.11", "bpf", **loader)).action == "allow"
+    assert decide((bpf,), Event("/usr/bin/python3.11", "bpf", cgroup="/user.slice")).action == "deny"
     assert decide((shadow,), Event("/usr/bin/cat", "file.read", path="/etc/shadow")).action == "deny"
     assert decide((shadow,), Event("/usr/sbin/unix_chkpwd", "file.read", path="/etc/shadow")).action == "allow"
 
