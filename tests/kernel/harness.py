@@ -86,6 +86,22 @@ class Loaded:
                 return str(r.span)
         raise KeyError(rule_id)
 
+    def records(self, events) -> list[dict]:
+        """The events as the audit log's event records (its manifest names their rules)."""
+        from policyc.audit.schema import event_record
+
+        manifest = json.loads(Path(self.manifest_path).read_text())
+        return [event_record(e, manifest, instance=self.policy.name, host="guest", offset_ns=0) for e in events]
+
+    def audit_lines(self, events) -> list[str]:
+        """The events as the audit log's text lines, printed whole too (pytest shows a failed
+        test's output): what an assertion message shows of them."""
+        from policyc.audit.schema import format_text
+
+        lines = [format_text(r) for r in self.records(events)]
+        print("\n".join(lines))
+        return lines
+
     def rule_id_of(self, text_fragment: str) -> int:
         for r in self.policy.rules:
             if text_fragment in r.text:

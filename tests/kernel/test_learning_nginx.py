@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from .harness import Loaded
-from .test_audit import POLICYC, REPO, read_into, records
+from .test_audit import POLICYC, REPO, read_into, records, wait_for
 
 NGINX = "/usr/sbin/nginx"
 R = "/tmp/pk-nginx"
@@ -79,14 +79,6 @@ def _get(page: str) -> int:
     return 0
 
 
-def _wait(cond, timeout=60.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
-
 
 def _life(pages: list[str]) -> list[str]:
     """nginx's whole life; what went wrong, step by step (empty: all of it worked)."""
@@ -95,7 +87,7 @@ def _life(pages: list[str]) -> list[str]:
     if r.returncode:
         problems.append(f"nginx -t: {r.stderr.strip()[-300:]}")
     r = _ctl()
-    if r.returncode or not _wait(lambda: os.path.exists(f"{R}/run/nginx.pid")):
+    if r.returncode or not wait_for(lambda: os.path.exists(f"{R}/run/nginx.pid"), 60):
         problems.append(f"start: {r.stderr.strip()[-300:]}")
         return problems
     for p in pages:
@@ -110,12 +102,12 @@ def _life(pages: list[str]) -> list[str]:
     # logrotate: move the log away, reopen: the master makes a new one the workers write
     os.rename(f"{R}/log/access.log", f"{R}/log/access.log.1")
     r = _ctl("-s", "reopen")
-    if r.returncode or not _wait(lambda: os.path.exists(f"{R}/log/access.log")):
+    if r.returncode or not wait_for(lambda: os.path.exists(f"{R}/log/access.log"), 60):
         problems.append(f"reopen: {r.stderr.strip()[-300:]}")
     if (code := _get(pages[-1])) != 200:
         problems.append(f"GET /{pages[-1]} after reopen: {code}")
     r = _ctl("-s", "quit")
-    if r.returncode or not _wait(lambda: not os.path.exists(f"{R}/run/nginx.pid")):
+    if r.returncode or not wait_for(lambda: not os.path.exists(f"{R}/run/nginx.pid"), 60):
         problems.append(f"stop: {r.stderr.strip()[-300:]}")
         subprocess.run(["pkill", "-f", f"nginx -c {CONF}"])
     return problems

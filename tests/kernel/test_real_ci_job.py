@@ -16,7 +16,6 @@ a tmpfs in the guest (whose root is the host's, read-only)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -27,8 +26,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-from policyc.audit.schema import event_record, format_text
 
 from .harness import Loaded
 from .test_audit import REPO
@@ -171,14 +168,6 @@ def _job() -> subprocess.CompletedProcess:
 
 
 
-def _said(evs, pol: Loaded) -> list[str]:
-    """The events as the audit log's text lines (printed whole: pytest shows them on failure)."""
-    manifest = json.loads(Path(pol.manifest_path).read_text())
-    lines = [format_text(event_record(e, manifest, instance=pol.policy.name, host="guest", offset_ns=0))
-             for e in evs]
-    print("\n".join(lines))
-    return lines
-
 
 def test_the_shipped_ci_runner_policy_runs_a_ci_job(ci_host):
     # (no run without the policy first: the whole job passing under it, with no denial, is the
@@ -190,7 +179,7 @@ def test_the_shipped_ci_runner_policy_runs_a_ci_job(ci_host):
             r = _job()
             denied = [e for e in pol.drain() if e.decision == "deny"]
             assert r.returncode == 0 and r.stdout.splitlines()[-1:] == ["job-done"] and not denied, \
-                (r.stdout[-2000:], r.stderr[-3000:], _said(denied, pol))
+                (r.stdout[-2000:], r.stderr[-3000:], pol.audit_lines(denied))
             for line in ("hello from make", "hello from a wheel", "self-test PING"):
                 assert line in r.stdout, r.stdout
         finally:
@@ -223,9 +212,9 @@ def test_the_shipped_ci_runner_policy_denies_what_it_names(ci_host):
                 "metadata": ("net", None, "169.254.169.254")}
         for name, (family, path, fragment) in want.items():
             hit = [e for e in evs if e.family == family and (path is None or e.path == path)]
-            assert hit, (name, _said(evs, pol))
+            assert hit, (name, pol.audit_lines(evs))
             text = next(r.text for r in pol.policy.rules if r.id == hit[0].rule_id)
             assert fragment in text and "ci-runner.policy:" in pol.rule_line(hit[0].rule_id), (name, text)
-        assert len(evs) == 4, _said(evs, pol)
+        assert len(evs) == 4, pol.audit_lines(evs)
     finally:
         pol.close()

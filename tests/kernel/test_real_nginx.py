@@ -29,10 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from policyc.audit.schema import event_record, format_text
-
 from .harness import Loaded
-from .test_audit import REPO
+from .test_audit import REPO, wait_for
 
 # the shipped policies over real programs: on 6.1 and 6.12 (scripts/test.sh, README)
 pytestmark = pytest.mark.real_software
@@ -97,14 +95,6 @@ def _get(url: str) -> tuple[int, str]:
     return 0, ""
 
 
-def _wait(cond, timeout=60.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
-
 
 def _pid(path: str) -> int | None:
     try:
@@ -137,7 +127,7 @@ def _life() -> list[str]:
     if r.returncode:
         problems.append(f"nginx -t: {r.stderr.strip()[-400:]}")
     r = _ctl()
-    if r.returncode or not _wait(lambda: _pid(PID) is not None):
+    if r.returncode or not wait_for(lambda: _pid(PID) is not None, 60):
         problems.append(f"start: {r.stderr.strip()[-400:]}")
         return problems
     for temp in ("body", "proxy"):   # the master made its temp directories and gave them to www-data
@@ -159,40 +149,32 @@ def _life() -> list[str]:
         problems.append(f"reopen: {r.stderr.strip()[-400:]}")
     time.sleep(1.0)
     _page_ok(problems, "after reopen")
-    if not _wait(lambda: os.path.exists("/var/log/nginx/access.log")
+    if not wait_for(lambda: os.path.exists("/var/log/nginx/access.log")
                  and os.path.getsize("/var/log/nginx/access.log") > 0, 20):
         problems.append("reopen: the new access.log was not written")
     # binary upgrade: USR2 to the master (renames the pid file to .oldbin, runs a new master),
     # WINCH (its workers stop), QUIT (it leaves); the new master serves on.
     old = _pid(PID)
     os.kill(old, signal.SIGUSR2)
-    if not _wait(lambda: _pid(OLDBIN) == old and _pid(PID) not in (None, old)):
+    if not wait_for(lambda: _pid(OLDBIN) == old and _pid(PID) not in (None, old), 60):
         problems.append(f"upgrade: pid file {_pid(PID)}, oldbin {_pid(OLDBIN)} (old master {old})")
     else:
         os.kill(old, signal.SIGWINCH)
         time.sleep(1.0)
         os.kill(old, signal.SIGQUIT)
-        if not _wait(lambda: not _alive(old) and not os.path.exists(OLDBIN)):
+        if not wait_for(lambda: not _alive(old) and not os.path.exists(OLDBIN), 60):
             problems.append("upgrade: the old master did not leave")
         _page_ok(problems, "after upgrade")
     r = _ctl("-s", "quit")
-    if r.returncode or not _wait(lambda: not os.path.exists(PID)):
+    if r.returncode or not wait_for(lambda: not os.path.exists(PID), 60):
         problems.append(f"stop: {r.stderr.strip()[-400:]}")
     if subprocess.run(["pgrep", "-x", "nginx"], capture_output=True).returncode == 0:
         problems.append("stop: nginx processes are left")
         subprocess.run(["pkill", "-x", "nginx"], capture_output=True)
-        _wait(lambda: subprocess.run(["pgrep", "-x", "nginx"], capture_output=True).returncode != 0, 20)
+        wait_for(lambda: subprocess.run(["pgrep", "-x", "nginx"], capture_output=True).returncode != 0, 20)
     return problems
 
 
-
-def _said(evs, pol: Loaded) -> list[str]:
-    """The events as the audit log's text lines (printed whole: pytest shows them on failure)."""
-    manifest = json.loads(Path(pol.manifest_path).read_text())
-    lines = [format_text(event_record(e, manifest, instance=pol.policy.name, host="guest", offset_ns=0))
-             for e in evs]
-    print("\n".join(lines))
-    return lines
 
 
 def test_the_shipped_nginx_policy_runs_debians_nginx(debian_nginx):
@@ -204,9 +186,9 @@ def test_the_shipped_nginx_policy_runs_debians_nginx(debian_nginx):
         problems = _life()
         evs = pol.drain()
         denials = [e for e in evs if e.decision == "deny"]
-        assert problems == [] and denials == [], (problems, _said(denials, pol))
+        assert problems == [] and denials == [], (problems, pol.audit_lines(denials))
         # the one `audit` rule of the policy saw the workers look www-data up
-        assert any(e.decision == "audit" and e.path == "/etc/passwd" for e in evs), _said(evs, pol)
+        assert any(e.decision == "audit" and e.path == "/etc/passwd" for e in evs), pol.audit_lines(evs)
     finally:
         pol.close()
         subprocess.run(["pkill", "-x", "nginx"], capture_output=True)
@@ -216,16 +198,16 @@ def test_the_shipped_nginx_policy_denies_what_it_names(debian_nginx):
     _mount_fresh()
     # the probes work with no policy: the file is served, the metadata proxy is tried (no route:
     # 502 or 504 from nginx itself)
-    assert _ctl().returncode == 0 and _wait(lambda: _pid(PID) is not None)
+    assert _ctl().returncode == 0 and wait_for(lambda: _pid(PID) is not None, 60)
     assert _get("http://127.0.0.1:443/secret.txt") == (200, "not for the web\n")
     meta_control, _ = _get("http://127.0.0.1:443/meta/latest")
     assert meta_control in (502, 504), meta_control
     _ctl("-s", "quit")
-    assert _wait(lambda: not os.path.exists(PID))
+    assert wait_for(lambda: not os.path.exists(PID), 60)
     _mount_fresh()
     pol = Loaded("", "nginx", shipped=(str(REPO / "policies" / "nginx.policy"), "nginx"))
     try:
-        assert _ctl().returncode == 0 and _wait(lambda: _pid(PID) is not None)
+        assert _ctl().returncode == 0 and wait_for(lambda: _pid(PID) is not None, 60)
         pol.drain()
         # a file outside the policy: EACCES, which nginx answers with 403 (EPERM was a 500)
         assert _get("http://127.0.0.1:443/secret.txt")[0] == 403
@@ -233,25 +215,25 @@ def test_the_shipped_nginx_policy_denies_what_it_names(debian_nginx):
         assert _get("http://127.0.0.1:443/meta/latest")[0] == 502
         # the control beside them: the default page
         assert _get("http://127.0.0.1/")[0] == 200
-        _wait(lambda: "13: Permission denied" in Path("/var/log/nginx/error.log").read_text(), 20)
+        wait_for(lambda: "13: Permission denied" in Path("/var/log/nginx/error.log").read_text(), 20)
         evs = [e for e in pol.drain() if e.decision == "deny"]
         secret = [e for e in evs if e.path == SECRET]
         assert secret and all(e.reason == "default" and e.family == "file" and e.op == "read" for e in secret), \
-            _said(evs, pol)
+            pol.audit_lines(evs)
         # its record: the errno, the default line, and the rule that would allow exactly it
+        (rec,) = pol.records(secret[:1])
         manifest = json.loads(Path(pol.manifest_path).read_text())
-        rec = event_record(secret[0], manifest, instance="nginx", host="guest", offset_ns=0)
         assert rec["errno"] == "EACCES" and rec["rule"] == manifest["default_location"], rec
         assert rec["suggestion"] == f'allow file read "{SECRET}"', rec
         meta = [e for e in evs if e.family == "net" and e.op == "connect"]
         assert meta and all(pol.rule_line(e.rule_id) == pol.rule_line(pol.rule_id_of("169.254.169.254"))
-                            for e in meta), _said(evs, pol)
+                            for e in meta), pol.audit_lines(evs)
         assert "nginx.policy:" in pol.rule_line(meta[0].rule_id)
         log = Path("/var/log/nginx/error.log").read_text()
         assert f'open() "{SECRET}" failed (13: Permission denied)' in log, log[-2000:]
         assert "(13: Permission denied) while connecting to upstream" in log, log[-2000:]
         assert "(1: Operation not permitted)" not in log, log[-2000:]
-        assert len(evs) == len(secret) + len(meta), _said(evs, pol)
+        assert len(evs) == len(secret) + len(meta), pol.audit_lines(evs)
     finally:
         _ctl("-s", "quit")
         pol.close()
