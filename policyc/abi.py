@@ -259,6 +259,7 @@ LIMITS = Defines("Limits both sides hold to.", (
     Const("MAX_NET_ENTRIES", 4096, "longest slice of net_entries a lookup scans"),
     Const("MAX_TASK_RULES", 256, "task_rules a signal or ptrace scans at most"),
     Const("MAX_TARGET_PATTERNS", 64, "`to exe` targets: the bits of verdict.targets"),
+    Const("LOADED_POLICIES_MAX", 1024, "loaded_policies' entries: policies loaded at once"),
     Const("CGROUP_LEVELS", 31, "config.cgroup_levels: ancestors tested, root first"),
     Const("RULE_DROPS_MAX", 4096, "rule ids rule_drops counts; past them: per hook only"),
     Const("RULE_SUPPRESSED_MAX", 4096, "rules with a `limit` (build refuses more)"),
@@ -281,6 +282,7 @@ FLAGS = (
         _flag("CFG_MODE_AUDIT", 0x4),
         _flag("CFG_EXCEPT_CGROUP", 0x8),
         _flag("CFG_RATE_LIMITS", 0x10, "some rule has a `limit`: look rule_limits up"),
+        _flag("CFG_TRANSITIONS", 0x20, "some exec rule has `as`: look exec_transitions up"),
     )),
     Defines("subject_state.state: task storage bits (`policyc exec` writes PENDING through a "
             "pidfd). The NEXT bits are what the exec in progress will make of the task, applied "
@@ -293,6 +295,9 @@ FLAGS = (
         _flag("SUBJECT_STICKY", 0x8, "governed through a subject cgroup, wherever it moves"),
         _flag("SUBJECT_NEXT_GOVERNED", 0x10, "the exec in progress governs the task (at commit)"),
         _flag("SUBJECT_NEXT_EXCEPTED", 0x20, "the exec in progress excepts the task (at commit)"),
+        _flag("SUBJECT_LEFT", 0x40, "ran a program an `as policy`/`as unconfined` rule let leave: "
+              "not governed, and neither is anything it starts"),
+        _flag("SUBJECT_NEXT_LEFT", 0x80, "the exec in progress leaves the policy (at commit)"),
     )),
     Defines("event.id_flags: how the process's identity was read when the event was sent. An "
             "executable whose path cannot be read whole is named by exe_ino/exe_dev alone.", (
@@ -388,6 +393,14 @@ REASON = _enum("policyc_reason", "event.reason: why the decision was made.", [
      "io_uring personality: the op would run on other credentials"),
     ("REASON_DISCONNECTED", 10, "disconnected",
      "fail closed: a file with no path from its mount's root (opened by handle, not yet connected)"),
+    ("REASON_TRANSITION_UNLOADED", 11, "transition-unloaded",
+     "fail closed: an `as policy NAME` exec while no policy NAME is loaded"),
+])
+
+TRANSITION = _enum("policyc_transition", "exec_transition.kind: what an allowed exec makes of the task.", [
+    ("TRANSITION_NONE", 0, "none"),
+    ("TRANSITION_POLICY", 1, "policy", "`as policy NAME`: governed by NAME from the commit on"),
+    ("TRANSITION_UNCONFINED", 2, "unconfined", "`as unconfined`: leaves this policy"),
 ])
 # The reasons apply_ex (templates/common/policy.h) counts as failed closed: from
 # REASON_PATH_TOO_LONG on, but for REASON_PROTECT and REASON_ANON_EXEC.
@@ -455,7 +468,7 @@ TARGET_KIND = _enum("policyc_target_kind", "task_rule.target_kind: whom a signal
     ("TARGET_CGROUP", 2, "cgroup", "the other process's cgroup or an ancestor: target_cgroup"),
 ])
 
-ENUMS = (DECISION, MODE, FAMILY, OP, NET_OP, PROTO, REASON, HOOK, SIMPLE, TASK_KIND, TARGET_KIND)
+ENUMS = (DECISION, MODE, FAMILY, OP, NET_OP, PROTO, REASON, TRANSITION, HOOK, SIMPLE, TASK_KIND, TARGET_KIND)
 
 # ---- the errno of a denial ------------------------------------------------------------------
 # What a denied system call returns, by the family that decided (#16). Access to a file or a
@@ -591,6 +604,7 @@ POLICYC_CONFIG = Struct("policyc_config", "config[0]: the policy as a whole.", [
     Field("task_rules", "__u32", None, "entries in task_rules"),
     Field("default_decision", "__u8", None, "the policy's default, for what no rule matches"),
     Field("pad", "__u8", 3),
+    Field("policy_id", "__u64", None, "policy_id() of the name it is loaded under (filled at load)"),
 ])
 
 DFA_STATE = Struct("dfa_state", "dfa_states[state]: a state of the path automaton. Its row in dfa_comb holds "
@@ -653,6 +667,18 @@ SUBJECT_STATE = Struct("subject_state", "subjects' task storage.", [
     Field("state", "__u32", None, "SUBJECT_*"),
 ])
 
+EXEC_TRANSITION = Struct("exec_transition", "exec_transitions[rule id]: an `allow exec ... as` rule's "
+                         "transition.", [
+    Field("policy_id", "__u64", None, "TRANSITION_POLICY: policy_id() of the policy it enters"),
+    Field("kind", "__u32", None, "enum policyc_transition"),
+    Field("pad", "__u32"),
+])
+
+HANDOFF = Struct("handoff", "handoff's task storage, one map shared by every loaded policy: the "
+                 "policy an exec in progress hands the task to (0: none), read at commit.", [
+    Field("next_policy", "__u64"),
+])
+
 TASK_RULE = Struct(
     "task_rule",
     "task_rules[i]: signal and ptrace rules in precedence order, scanned to the first match.",
@@ -682,7 +708,8 @@ RULE_LIMIT = Struct(
     ])
 
 STRUCTS = (POLICYC_EVENT, POLICYC_COUNTERS, POLICYC_CONFIG, DFA_STATE, DFA_EDGE, DFA_CLASSES, VERDICT,
-           NET_KEY, NET_SLICE, NET_ENTRY, SIMPLE_VERDICT, SUBJECT_STATE, TASK_RULE, RULE_LIMIT)
+           NET_KEY, NET_SLICE, NET_ENTRY, SIMPLE_VERDICT, SUBJECT_STATE, TASK_RULE, RULE_LIMIT,
+           EXEC_TRANSITION, HANDOFF)
 
 # What `policyc audit` decodes: the event up to `path` (offsetof(struct policyc_event, path)).
 EVENT_HEADER = POLICYC_EVENT.prefix("path")
@@ -715,7 +742,21 @@ MAPS = {m.name: m for m in (
     Map("rule_suppressed", "__u32", "__u64", "per CPU: events a `limit` held back, by rule id"),
     Map("scratch_map", "__u32", "struct scratch", "the BPF side's own"),
     Map("sigio_owners", "__u64", "__u32", "the BPF side's own"),
+    Map("exec_transitions", "__u32", "struct exec_transition", "by rule id: `allow exec ... as` rules"),
+    Map("handoff", "int", "struct handoff", "task storage shared by every policy (SHARED_MAPS)"),
+    Map("loaded_policies", "__u64", "__u8", "policy_id -> 1 for every loaded policy; shared (SHARED_MAPS)"),
 )}
+
+# Maps every policy object reuses from one pin (PIN_ROOT-shared/NAME) instead of having its
+# own: an exec transition is one policy's program handing a task to another's.
+SHARED_MAPS = ("handoff", "loaded_policies")
+
+
+def policy_id(name: str) -> int:
+    """The 64-bit number a loaded policy is known by in the kernel (config.policy_id, an
+    `as policy NAME` transition's target): the first 8 bytes of sha256(NAME), never 0."""
+    import hashlib
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little") or 1
 
 
 # ---- the C header ---------------------------------------------------------------------------

@@ -166,7 +166,9 @@ def load_manifest(manifest_path: Path, replace: bool = False, name: str | None =
     if not obj.is_file():
         raise DeployError(f"object `{obj}` named by `{manifest_path}` is missing")
     fills = map_fills(m, missing_cgroups)
-    pinned = os.path.join(PIN_ROOT, name or m["policy"], "maps")
+    load_name = name or m["policy"]
+    _set_policy_id(fills, load_name)
+    pinned = os.path.join(PIN_ROOT, load_name, "maps")
     # what this load puts in the kernel, recorded for `load --sync` and `status` (load_info)
     try:
         hashes = {"manifest_digest": manifest_digest(m), "object_sha256": file_sha256(obj)}
@@ -189,9 +191,12 @@ def load_manifest(manifest_path: Path, replace: bool = False, name: str | None =
                     continue
             fills[state] = runtime.MapFill(reuse_pin=pin)
     try:
-        loaded = runtime.load(str(obj), name or m["policy"], fills, pin_root=PIN_ROOT, replace=replace)
+        loaded = runtime.load(str(obj), load_name, fills, pin_root=PIN_ROOT, replace=replace,
+                              shared=abi.SHARED_MAPS)
     except runtime.BpfError as e:
         raise DeployError(f"loading policy `{m['policy']}` failed: {e.message}", detail=e.log)
+    if "loaded_policies" in loaded.maps:   # every object has it (abi.MAPS); a stand-in runtime's may not
+        _register(load_name)
     if adopt is not None:
         _adopt(m, loaded, adopt)
     # keep the manifest beside the pins' owner so audit readers can name rules later
@@ -201,6 +206,39 @@ def load_manifest(manifest_path: Path, replace: bool = False, name: str | None =
     _write_load_info(name or m["policy"], manifest_path, m, hashes, counters_kept,
                      adopt.to_json() if adopt is not None else None)
     return loaded
+
+
+def _set_policy_id(fills: dict, load_name: str) -> None:
+    """config.policy_id: the name the policy is loaded under, as `as policy NAME` rules of other
+    policies name it (the manifest cannot know it: `load --name` may rename)."""
+    config = fills.get("config")
+    if config is None or not config.entries:
+        return
+    key, value = config.entries[0]
+    off = abi.POLICYC_CONFIG.offset("policy_id")
+    config.entries[0] = (key, value[:off] + abi.U64.pack(abi.policy_id(load_name)) + value[off + 8:])
+
+
+def shared_pin(map_name: str) -> str:
+    return os.path.join(runtime.shared_dir(PIN_ROOT), map_name)
+
+
+def _register(load_name: str) -> None:
+    """Say in the shared `loaded_policies` that LOAD_NAME is loaded: only then may another
+    policy's `as policy LOAD_NAME` exec hand a task to it (until then it fails closed)."""
+    try:
+        runtime.update_map(shared_pin("loaded_policies"), abi.U64.pack(abi.policy_id(load_name)), abi.U8.pack(1))
+    except runtime.BpfError as e:
+        raise DeployError(f"policy `{load_name}` is loaded and enforcing, but registering it for exec "
+                          f"transitions failed: {e.message}",
+                          hint="an `as policy` exec into it is denied until a reload registers it")
+
+
+def _unregister(load_name: str) -> None:
+    pin = shared_pin("loaded_policies")
+    if os.path.exists(pin):
+        with contextlib.suppress(runtime.BpfError):
+            runtime.delete_from_map(pin, abi.U64.pack(abi.policy_id(load_name)))
 
 
 def _adopt(m: dict, loaded: runtime.LoadedPolicy, report) -> None:
@@ -267,6 +305,8 @@ def _write_load_info(name: str, manifest_path: Path, m: dict, hashes: dict, coun
 
 
 def unload(name: str) -> None:
+    # first: from here on an `as policy NAME` exec fails closed, not into a policy going away
+    _unregister(name)
     try:
         runtime.unload(name, pin_root=PIN_ROOT)
     except runtime.BpfError as e:

@@ -117,6 +117,8 @@ CODES: dict[str, tuple[str, str]] = {
     "P023": ("test-needs-exe", "a test of a policy with a pattern subject names no program"),
     "P024": ("bad-expectation", "an expectation that does not name exactly one event"),
     "P025": ("bad-limit", "a `limit` that is not a positive count per s, min or h"),
+    "P029": ("bad-transition", "`as policy`/`as unconfined` on a rule that is not an allowed exec of named programs, "
+                               "or naming the rule's own policy"),
     "P030": ("host-wide-deny", "a `subject all` policy in enforce mode denies what every system needs"),
     "P040": ("not-enforced", "`policyc build`: a rule family the kernel backend does not enforce yet"),
     "P041": ("over-kernel-limit", "more rules of a kind than the kernel object's tables hold"),
@@ -135,6 +137,8 @@ CODES: dict[str, tuple[str, str]] = {
     "W109": ("needless-acknowledgement", "`acknowledge host-wide-deny` where nothing needs it"),
     "W110": ("limit-without-events", "a `limit` on an `allow` rule or `default allow`, which send no events"),
     "W112": ("denies-policyc", "a policy that governs and denies policyc's own loader, or systemd its units' cgroups"),
+    "W113": ("transition-to-unknown-policy", "`as policy NAME` where the program checked has no policy NAME"),
+    "W114": ("transition-overtaken", "an `as` exec rule that an earlier rule of the same decision decides for some program"),
     "W111": ("bad-suppression", "a `# policyc: ignore[...]` without a reason, or naming an error or unknown code"),
 }
 

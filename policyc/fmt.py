@@ -237,6 +237,9 @@ class _Formatter:
 
     def render_rule(self, it: S.Rule) -> list[str]:
         limit = f" limit {it.limit.text}" if it.limit is not None else ""
+        t = it.transition
+        if t is not None:
+            limit = (f" as policy {t.policy.value}" if t.kind == "policy" else " as unconfined") + limit
         return _body_lines(it.decision.value, it.body, self.current_indent_width(), limit=limit)
 
     def render_expect(self, it: S.Expect) -> list[str]:

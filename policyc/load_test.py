@@ -53,9 +53,15 @@ def report(policy: Policy, refusals: list[Refusal], diags: Diagnostics) -> None:
     subject_only = (_hooks_of(["subject"]) | set(EXEC_COMMIT_HOOKS) | {"ptrace_access_check"}) \
         - _hooks_of([f for f in used if f != "subject"])
     emit(policy.subjects[0].span if policy.subjects else policy.span, "the policy's subjects", subject_only)
+    # the subject family's commit and ptrace hooks serve subjects, exceptions and transitions:
+    # a rule needs them only when it is an `as` rule
+    state_hooks = set(EXEC_COMMIT_HOOKS) | {"ptrace_access_check"}
     for rule in policy.rules:
         fams = [f for f in RULE_TEMPLATES[rule.family] if f in used]
-        emit(rule.span, f"this `{rule.family}` rule", _hooks_of(fams))
+        hooks = _hooks_of(fams)
+        if rule.transition is None:
+            hooks -= state_hooks - _hooks_of([f for f in fams if f != "subject"])
+        emit(rule.span, f"this `{rule.family}` rule", hooks)
     if policy.default == "deny" and policy.default_span is not None:
         emit(policy.default_span, "`default deny` (it decides every family)",
              _hooks_of([f for f in used if f != "subject"]))

@@ -4,10 +4,10 @@ It deals in files and bytes and never imports `policyc`. See docs/design.md, "Ru
 """
 
 from .errors import BpfError
-from .loader import (DEFAULT_PIN_ROOT, LoadedPolicy, MapFill, ProgramVerdict, ensure_bpffs, list_loaded,
-                     load, load_test, unload)
+from .loader import (DEFAULT_PIN_ROOT, LoadedPolicy, MapFill, ProgramVerdict, ensure_bpffs, list_loaded, load,
+                     load_test, shared_dir, unload)
 from .lsm import LsmStatus, check_bpf_lsm
-from .maps import map_info, mark_task, read_map
+from .maps import delete_from_map, map_info, mark_task, read_map, update_map
 from .ringbuf import RingBufferReader
 from .stats import enable_stats, prog_stats
 
@@ -20,6 +20,7 @@ __all__ = [
     "ProgramVerdict",
     "RingBufferReader",
     "check_bpf_lsm",
+    "delete_from_map",
     "enable_stats",
     "ensure_bpffs",
     "list_loaded",
@@ -29,5 +30,7 @@ __all__ = [
     "mark_task",
     "prog_stats",
     "read_map",
+    "shared_dir",
     "unload",
+    "update_map",
 ]

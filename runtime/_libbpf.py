@@ -136,6 +136,7 @@ struct bpf_link_update_opts {         /* libbpf 1.1 layout */
 int bpf_link_update(int link_fd, int new_prog_fd, const struct bpf_link_update_opts *opts);
 
 int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);
+int bpf_map_delete_elem(int fd, const void *key);
 int bpf_map_update_batch(int fd, const void *keys, const void *values, __u32 *count,
                          const void *opts);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);

@@ -16,6 +16,7 @@ version enforcing as it was.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -28,6 +29,14 @@ from .errors import BpfError
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf/policyc"
 BPFFS = "/sys/fs/bpf"
+# PIN_ROOT-shared/MAP: maps every policy loaded under PIN_ROOT uses as one (`load(shared=...)`),
+# beside the root, not in it, where every directory is a policy (bpffs refuses names with a
+# dot, which no policy name has)
+SHARED_SUFFIX = "-shared"
+
+
+def shared_dir(pin_root: str) -> str:
+    return pin_root.rstrip("/") + SHARED_SUFFIX
 STAGING = "staging"  # PIN_ROOT/NAME/staging/{links,maps}: exists only while a replace runs
 WAIT_TIMEOUT = 5.0  # seconds unload/unwinding wait for the kernel to free detached links
 
@@ -402,23 +411,51 @@ def _unpin_old(path: str, fd: int, undo: _Undo) -> None:
 
 
 def load(obj_path: str, name: str, maps: dict[str, MapFill] | None = None,
-         pin_root: str = DEFAULT_PIN_ROOT, replace: bool = False) -> LoadedPolicy:
+         pin_root: str = DEFAULT_PIN_ROOT, replace: bool = False, shared: tuple[str, ...] = ()) -> LoadedPolicy:
     """Load OBJ_PATH as policy NAME: fill its maps, attach every program, pin links and maps.
 
     With replace=True and NAME loaded, the new version is loaded and attached before the old
     one lets go (see `_replace`). Raises BpfError; on error nothing of the new version remains.
+
+    SHARED: maps every object loaded under PIN_ROOT uses as one (PIN_ROOT-shared/MAP): the
+    first load's map is pinned there, and every later load reuses it. Decided under the pin
+    root's lock, so two loads never make two.
     """
     _check_name("policy", name)
     maps = dict(maps or {})
     _prepare_root(pin_root)
     pin_dir = os.path.join(pin_root, name)
+    shared_at = shared_dir(pin_root)
     with _locked(pin_root):
+        for mname in shared:
+            pin = os.path.join(shared_at, mname)
+            if os.path.exists(pin):
+                maps[mname] = MapFill(reuse_pin=pin)
         if os.path.lexists(pin_dir):
             if not replace:
                 raise BpfError(f"policy `{name}` is already loaded (pins in `{pin_dir}`); "
                                "unload it or load with replace")
-            return _replace(obj_path, name, maps, pin_dir)
-        return _load_fresh(obj_path, name, maps, pin_dir)
+            loaded = _replace(obj_path, name, maps, pin_dir)
+        else:
+            loaded = _load_fresh(obj_path, name, maps, pin_dir)
+        for mname in shared:
+            pin = os.path.join(shared_at, mname)
+            own = loaded.maps.get(mname)
+            if own is None or os.path.exists(pin):
+                continue
+            try:
+                os.makedirs(shared_at, exist_ok=True)
+                fd = _obj_get(own)
+                try:
+                    _obj_pin(fd, pin)
+                finally:
+                    os.close(fd)
+            except (OSError, BpfError) as e:
+                # loaded and enforcing; what fails is only handing tasks between policies
+                # (an `as policy` exec into this one fails closed): said, not undone
+                loaded = dataclasses.replace(loaded, log=loaded.log + f"runtime: pinning the shared map "
+                                             f"`{mname}` at `{pin}` failed: {e}\n")
+        return loaded
 
 
 def _load_fresh(obj_path: str, name: str, maps: dict[str, MapFill], pin_dir: str) -> LoadedPolicy:

@@ -96,6 +96,31 @@ def mark_task(pid: int, task_storage_pin_path: str, value: bytes) -> None:
         os.close(pidfd)
 
 
+def update_map(pin_path: str, key: bytes, value: bytes) -> None:
+    """Set KEY to VALUE in the pinned map (BPF_ANY)."""
+    fd = _obj_get(pin_path)
+    try:
+        rc = B.lib().bpf_map_update_elem(fd, key, value, B.BPF_ANY)
+        if rc < 0:
+            raise BpfError(f"updating `{pin_path}` failed: {B.describe(rc)}")
+    finally:
+        os.close(fd)
+
+
+def delete_from_map(pin_path: str, key: bytes) -> bool:
+    """Delete KEY from the pinned map; False if it was not there."""
+    fd = _obj_get(pin_path)
+    try:
+        rc = B.lib().bpf_map_delete_elem(fd, key)
+        if rc == -2:   # ENOENT
+            return False
+        if rc < 0:
+            raise BpfError(f"deleting a key of `{pin_path}` failed: {B.describe(rc)}")
+        return True
+    finally:
+        os.close(fd)
+
+
 def map_info(pin_path: str) -> dict:
     """{id, name, type, key_size, value_size, max_entries, flags} of a pinned map."""
     fd = _obj_get(pin_path)

@@ -39,6 +39,8 @@ REASON_TEXT = {
                              "directory, so it has no path to decide on: failed closed",
     abi.REASON_CRED_OVERRIDE: "an io_uring personality would run the operation on other credentials, "
                               "outside the capability rules: denied",
+    abi.REASON_TRANSITION_UNLOADED: "the rule hands the program to a policy that is not loaded: "
+                                    "failed closed",
 }
 # The header's values in the order decode() takes them, by member name: the ABI's member
 # order is free to change (one C call reorders them)

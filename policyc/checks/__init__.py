@@ -22,6 +22,7 @@ from . import (
     redundant_allow,
     shadowed_rules,
     subject_everything,
+    transitions,
 )
 
 PIPELINE = [
@@ -45,6 +46,8 @@ PIPELINE = [
     redundant_allow,
     # W110: `limit` on an `allow` rule (allowed operations send no events).
     limit_without_events,
+    # W113, W114: `as policy` naming no policy checked; an `as` rule an earlier rule overtakes.
+    transitions,
     # P054 (a warning): what a path-scoped mount rule cannot reach on the supported kernels.
     kernel_gaps,
     # P041: more rules of a kind than the kernel object's tables hold (what build refuses).

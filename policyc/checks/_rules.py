@@ -37,7 +37,10 @@ class Keys:
 
     def __init__(self, policy):
         self.objects = {r.id: objects_key(r) for r in policy.rules}
-        self.rules = {r.id: (r.decision, frozenset(r.ops), self.objects[r.id]) for r in policy.rules}
+        # the transition too: `allow exec "/x"` and `allow exec "/x" as policy p` differ
+        # (W114 says which of them decides)
+        self.rules = {r.id: (r.decision, frozenset(r.ops), self.objects[r.id], r.transition and
+                             (r.transition.kind, r.transition.policy)) for r in policy.rules}
 
     @classmethod
     def of(cls, policy) -> "Keys":

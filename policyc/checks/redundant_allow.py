@@ -19,8 +19,8 @@ def run(program: Program, diags: Diagnostics) -> None:
         if policy.default != "allow":
             continue
         for r in policy.rules:
-            if r.decision != "allow" or r.used_from:
-                continue
+            if r.decision != "allow" or r.used_from or r.transition is not None:
+                continue   # an `as` rule changes what the program runs under
             notes = (Note(policy.default_span, "the default is set here"),) if policy.default_span else ()
             diags.warning("W107", r.span, f"`allow` rule in policy `{policy.name}`, whose default is `allow`: "
                           "it changes no decision",

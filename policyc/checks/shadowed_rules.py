@@ -19,8 +19,8 @@ def run(program: Program, diags: Diagnostics) -> None:
     seen: set = set()
     for policy in program.policies:
         for c in covered(policy):
-            if c.overridden:
-                continue
+            if c.overridden or c.rule.transition is not None:
+                continue   # an `as` rule is never dead weight: W114 says when another decides
             span = c.item.span if c.item is not None else c.rule.span
             if span in seen:
                 continue

@@ -185,6 +185,11 @@ def render_text(d: Decision, program: Program, event: Event) -> str:
     else:
         where = f" at {p.default_span}" if p.default_span else " (implicit)"
         lines.append(f"rule:     none: the policy's default `{p.default}`{where}")
+    t = d.transition()
+    if t is not None:
+        lines.append("then:     `" + (event.path or "the program") + "` runs under "
+                     + (f"policy `{t['policy']}` (if it is loaded; else the exec is denied)" if t["kind"] == "policy"
+                        else f"no rule of policy `{p.name}` (it leaves), nor does what it starts"))
     if p.mode == "audit" and d.action == "audit" and (d.rule is None or d.rule.decision == "deny"):
         lines.append("note:     mode audit: the denial is logged, not enforced")
     others = [q for q in program.policies if q is not p and governs(q, event)]

@@ -24,7 +24,7 @@ from ..ir.model import Policy, Program
 from ..ir.limits import over_limits
 from ..ir.dfa import TOO_LARGE_HINT, DfaTooLarge, too_large_message
 from .families import FAMILIES, TEMPLATE_FAMILIES, TEMPLATE_ORDER
-from .tables import config_map, dfa_maps, limit_map, policy_dfa
+from .tables import config_map, dfa_maps, limit_map, policy_dfa, transition_map
 
 TEMPLATES = resource_dir("templates")
 MANIFEST_FORMAT = 1
@@ -32,8 +32,8 @@ DEFAULT_RINGBUF_BYTES = abi.DEFAULT_RINGBUF_BYTES
 
 # The hooks each template attaches (the code generator's registry, codegen/families.py, says).
 HOOKS = {name: list(t.hooks) for name, t in TEMPLATE_FAMILIES.items()}
-# Hooks the subject family adds when a policy has `subject exe` or `except exe`: the subject
-# and exception state of an exec is committed where the exec can no longer fail.
+# The subject family's hooks where the state an exec makes (a subject, an exception, a
+# transition) is committed, where the exec can no longer fail (in HOOKS["subject"]).
 EXEC_COMMIT_HOOKS = ["bprm_creds_for_exec", "bprm_committing_creds"]
 ENFORCED_FAMILIES = tuple(FAMILIES)
 
@@ -313,7 +313,7 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
         dfa = policy_dfa(policy)   # the checks built it already (P041): the same automaton, not again
     except DfaTooLarge as e:
         raise BuildError(too_large_message(policy, e), hint=TOO_LARGE_HINT)
-    maps = {"config": config_map(policy), **dfa_maps(dfa), **limit_map(policy)}
+    maps = {"config": config_map(policy), **dfa_maps(dfa), **limit_map(policy), **transition_map(policy)}
     fixups: list[dict] = []
     for t in families:
         fill = TEMPLATE_FAMILIES[t].maps
@@ -334,11 +334,6 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
     manifest["cgroup_fixups"] = fixups
     if build_record is not None:
         manifest["build"] = {**build_record, "object_key": object_key(c_source)}
-    flags = template_flags(policy)
-    if flags["has_exe_subjects"] or flags["has_exe_exceptions"]:
-        manifest["hooks"] += EXEC_COMMIT_HOOKS
-    if flags["has_exe_exceptions"] and "ptrace_access_check" not in manifest["hooks"]:
-        manifest["hooks"].append("ptrace_access_check")  # no attaching to an excepted program
     manifest_path = out_dir / f"{policy.name}.manifest.json"
     manifest_path.write_bytes(manifest_bytes(manifest))
     return BuildResult(policy.name, obj_path, manifest_path, c_path, tuple(manifest["hooks"]))

@@ -54,9 +54,13 @@ class TemplateFamily:
 
 # In the order the object lists them (`subject` always comes first).
 TEMPLATE_FAMILIES: dict[str, TemplateFamily] = {
+    # the commit hooks and ptrace_access_check: subjects, exceptions and exec transitions
+    # (`as policy`, `as unconfined`) take effect where an exec can no longer fail, and no
+    # governed process attaches to a task that was excepted or left
     "subject": TemplateFamily(
-        ("task_alloc", "bprm_check_security"),
-        ("loop", "task_storage_get", "get_current_task_btf", "ringbuf_output", "probe_read_kernel",
+        ("task_alloc", "bprm_check_security", "bprm_creds_for_exec", "bprm_committing_creds",
+         "ptrace_access_check"),
+        ("loop", "task_storage_get", "bprm_opts_set", "send_signal", "get_current_task_btf", "ringbuf_output", "probe_read_kernel",
          "ktime_get_boot_ns", "get_current_pid_tgid", "get_current_uid_gid", "get_current_comm",
          "get_current_cgroup_id", "map_lookup_elem", "spin_lock", "spin_unlock")),
     "file": TemplateFamily(
@@ -76,9 +80,10 @@ TEMPLATE_FAMILIES: dict[str, TemplateFamily] = {
     "bpf": TemplateFamily(("bpf",), maps=_simple_maps),
 }
 TEMPLATE_ORDER = tuple(TEMPLATE_FAMILIES)
-# Hooks with no HOOK_ value of their own: they keep SIGIO-owner state, and what they refuse is
-# reported as HOOK_FILE_SEND_SIGIOTASK (the signal it would let through).
-STATE_ONLY_HOOKS = frozenset({"file_fcntl", "file_set_fowner", "file_free_security"})
+# Hooks with no HOOK_ value of their own: they keep state, never decide. The SIGIO-owner ones'
+# refusals are reported as HOOK_FILE_SEND_SIGIOTASK (the signal it would let through);
+# bprm_creds_for_exec forgets what a failed exec left pending.
+STATE_ONLY_HOOKS = frozenset({"file_fcntl", "file_set_fowner", "file_free_security", "bprm_creds_for_exec"})
 
 
 @dataclass(frozen=True)

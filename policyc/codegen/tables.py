@@ -343,6 +343,23 @@ def limit_map(policy: Policy) -> dict[str, MapData]:
     return {"rule_limits": MapData("array", 4, RULE_LIMIT.size, size, entries)}
 
 
+def transition_map(policy: Policy) -> dict[str, MapData]:
+    """`exec_transitions`, by rule id: each `allow exec ... as` rule's transition. The policy
+    an `as policy NAME` enters is known by policy_id(NAME), as the loader registers it."""
+    entries = []
+    for r in policy.rules:
+        t = r.transition
+        if t is None:
+            continue
+        if t.kind == "policy":
+            value = abi.EXEC_TRANSITION.pack_fields(policy_id=abi.policy_id(t.policy), kind=abi.TRANSITION_POLICY)
+        else:
+            value = abi.EXEC_TRANSITION.pack_fields(kind=abi.TRANSITION_UNCONFINED)
+        entries.append((U32.pack(r.id), value))
+    return {"exec_transitions": MapData("hash", 4, abi.EXEC_TRANSITION.size, max(1, len(entries)),
+                                        tuple(entries))}
+
+
 def config_map(policy: Policy) -> MapData:
     flags = 0
     if any(s.kind == "all" for s in policy.subjects):
@@ -355,6 +372,8 @@ def config_map(policy: Policy) -> MapData:
         flags |= CFG_EXCEPT_CGROUP
     if limited_rules(policy) or default_limit(policy):
         flags |= CFG_RATE_LIMITS
+    if any(r.transition is not None for r in policy.rules):
+        flags |= abi.CFG_TRANSITIONS
     n_task_rules = len(task_rules(policy))
     value = CONFIG.pack_fields(flags=flags, cgroup_levels=CGROUP_LEVELS, task_rules=n_task_rules,
                                default_decision=RANK[policy.default])

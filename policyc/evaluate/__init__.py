@@ -48,7 +48,13 @@ class Decision:
             "mode": self.policy.mode if self.policy else None,
             "rule_location": location(self.rule.span if self.rule else None),
             "location": location(deciding),
+            # an allowed exec by an `as` rule: what the program runs under from its commit on
+            "transition": self.transition(),
         }
+
+    def transition(self) -> dict | None:
+        t = self.rule.transition if self.rule is not None and self.action != "deny" else None
+        return {"kind": t.kind, "policy": t.policy} if t is not None else None
 
 
 def location(span) -> dict | None:

@@ -89,6 +89,15 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Transition:
+    """`as policy NAME` / `as unconfined` on an `allow exec` rule: what the exec makes of the
+    task from its commit on (policyc/abi.py TRANSITION_*)."""
+    kind: str                 # policy | unconfined
+    policy: str | None        # kind policy: the policy's name
+    span: Span
+
+
+@dataclass(frozen=True)
 class RateLimit:
     """`limit N/UNIT`: at most `count` events per `window_s` seconds from one rule."""
     count: int
@@ -114,6 +123,7 @@ class Rule:
     # `protect NAME` added this rule (NAME: `policyc`); its span is the statement's, its
     # text the rule's canonical text (policyc/lower/protect.py)
     protect: str | None = None
+    transition: Transition | None = None   # `allow exec ... as policy NAME | as unconfined`
 
 
 @dataclass(frozen=True)

@@ -98,11 +98,19 @@ class RuleBody:
 
 
 @dataclass(frozen=True)
+class Transition:
+    kind: str            # policy | unconfined
+    policy: Name | None  # kind policy: the policy the program runs under
+    span: Span
+
+
+@dataclass(frozen=True)
 class Rule:
     decision: Name
     body: RuleBody
     span: Span
     limit: Limit | None = None
+    transition: Transition | None = None
 
 
 @dataclass(frozen=True)

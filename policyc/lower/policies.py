@@ -79,6 +79,11 @@ def policy(ctx: Context, rulesets: Rulesets, pol: S.Policy, key: str) -> M.Polic
     rules = []
     for rule, used_from, rule_scope in raw_rules if not rulesets.exhausted else ():
         lowered = R.rule(ctx, rule, rule_scope, len(rules) + 1, used_from)
+        if lowered is not None and lowered.transition is not None and lowered.transition.policy == pol.name.value:
+            diags.error("P029", lowered.transition.span,
+                        f"`as policy {pol.name.value}` names the rule's own policy: the program runs under it already",
+                        hints=("drop `as policy ...`, or name the policy the program should run under",))
+            continue
         if lowered is not None:
             rules.append(lowered)
     if protect_span is not None and not rulesets.exhausted:

@@ -36,6 +36,11 @@ def rule(ctx: Context, r: S.Rule, scope: Scope, rule_id: int, used_from: tuple[S
         lim = limit(ctx, r.limit)
         if lim is None:
             return None
+    moved = None
+    if r.transition is not None:
+        moved = transition(ctx, r, family, paths)
+        if moved is None:
+            return None
     return M.Rule(
         id=rule_id,
         decision=r.decision.value,
@@ -50,7 +55,30 @@ def rule(ctx: Context, r: S.Rule, scope: Scope, rule_id: int, used_from: tuple[S
         used_from=used_from,
         limit=lim,
         protect=protect,
+        transition=moved,
     )
+
+
+def transition(ctx: Context, r: S.Rule, family: str, paths) -> M.Transition | None:
+    """`as policy NAME` / `as unconfined`: only on an exec rule that allows (or audits) named
+    programs; the policy it names is checked against the program by W113 (it may be loaded
+    from another build)."""
+    t = r.transition
+    what = "`as policy`" if t.kind == "policy" else "`as unconfined`"
+    if family != "exec":
+        ctx.diags.error("P029", t.span, f"{what} belongs to an `exec` rule, not a `{family}` rule",
+                        hints=('write it as `allow exec "/usr/bin/x" as policy NAME`',))
+        return None
+    if r.decision.value == "deny":
+        ctx.diags.error("P029", t.span, f"a `deny exec` rule cannot say {what}: the program never runs",
+                        hints=("use `allow` (or `audit`) for the exec that changes policy",))
+        return None
+    if not paths:
+        ctx.diags.error("P029", t.span, f"{what} needs the programs it applies to",
+                        hints=('name them: `allow exec "/usr/bin/x" ' + ("as policy NAME`" if t.kind == "policy"
+                                                                          else "as unconfined`"),))
+        return None
+    return M.Transition(t.kind, t.policy.value if t.policy is not None else None, t.span)
 
 
 def limit(ctx: Context, lim: S.Limit) -> M.RateLimit | None:

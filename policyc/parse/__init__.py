@@ -448,8 +448,16 @@ class _Builder:
 
     def build_rule(self, t):
         children = _children(t)
-        *body, limit = children[1:]
-        return S.Rule(self.name(children[0]), self.body(body), self.span(t), self.limit(limit))
+        *body, transition, limit = children[1:]
+        return S.Rule(self.name(children[0]), self.body(body), self.span(t), self.limit(limit),
+                      self.transition(transition))
+
+    def transition(self, t) -> S.Transition | None:
+        if t is None:
+            return None
+        kind = t.data.removeprefix("transition_")
+        args = _children(t)
+        return S.Transition(kind, self.name(args[0]) if args else None, self.span(t))
 
     def build_test_block(self, t):
         return S.TestBlock(self.name(_children(t)[0]), tuple(self.item(c) for c in _children(t)[1:]), self.span(t))

@@ -243,6 +243,20 @@ HELP: dict[str, Help] = {
         ),
         best_practice='`limit 100/s`; a denial worth making is worth one event a second.',
     ),
+    'P029': Help(
+        name='bad-transition',
+        anchor='p029-bad-transition',
+        text=(
+            '`as policy NAME` and `as unconfined` say what an exec makes of the program it starts, so they\n'
+            'belong to an `allow` (or `audit`) `exec` rule that names its programs, and `NAME` is another\n'
+            "policy than the rule's own."
+        ),
+        anti_pattern=(
+            '`deny exec "/usr/bin/x" as unconfined`, `allow file read "/x" as policy p`,\n'
+            '`allow exec as unconfined` (every program), `as policy SELF`.'
+        ),
+        best_practice='`allow exec "/usr/sbin/logrotate" as policy logrotate`.',
+    ),
     'P030': Help(
         name='host-wide-deny',
         anchor='p030-host-wide-deny',
@@ -566,5 +580,30 @@ HELP: dict[str, Help] = {
             'and administer through the units (`systemctl restart policyc`, or `systemd-run\n'
             '--slice=policyc.slice policyc load ...`).'
         ),
+    ),
+    'W113': Help(
+        name='transition-to-unknown-policy',
+        anchor='w113-transition-to-unknown-policy',
+        text=(
+            '`as policy NAME` where no policy `NAME` is among the files checked. A policy of that name may be\n'
+            'loaded from another build; if none is loaded when the program is started, the exec is denied\n'
+            '(fail closed, reason `transition-unloaded` in the audit record), never run ungoverned.'
+        ),
+        anti_pattern="a typo in `NAME`, or the target policy's file left out of the check.",
+        best_practice='check (and load) the file that defines `policy NAME` with this one.',
+    ),
+    'W114': Help(
+        name='transition-overtaken',
+        anchor='w114-transition-overtaken',
+        text=(
+            'An `as` exec rule, and for one of its programs an earlier rule of the same decision that also\n'
+            'matches it (the first of equally severe rules decides) and says another transition, or none. The\n'
+            "exec is decided by that rule: this rule's transition does not happen for that program."
+        ),
+        anti_pattern=(
+            '`allow exec "/usr/bin/*"` and, below it, `allow exec "/usr/bin/backup" as policy\n'
+            'backup`.'
+        ),
+        best_practice='the specific rule first.',
     ),
 }

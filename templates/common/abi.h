@@ -24,6 +24,7 @@
 #define MAX_NET_ENTRIES 4096            /* longest slice of net_entries a lookup scans */
 #define MAX_TASK_RULES 256              /* task_rules a signal or ptrace scans at most */
 #define MAX_TARGET_PATTERNS 64          /* `to exe` targets: the bits of verdict.targets */
+#define LOADED_POLICIES_MAX 1024        /* loaded_policies' entries: policies loaded at once */
 #define CGROUP_LEVELS 31                /* config.cgroup_levels: ancestors tested, root first */
 #define RULE_DROPS_MAX 4096             /* rule ids rule_drops counts; past them: per hook only */
 #define RULE_SUPPRESSED_MAX 4096        /* rules with a `limit` (build refuses more) */
@@ -44,6 +45,7 @@
 #define CFG_MODE_AUDIT 0x4
 #define CFG_EXCEPT_CGROUP 0x8
 #define CFG_RATE_LIMITS 0x10   /* some rule has a `limit`: look rule_limits up */
+#define CFG_TRANSITIONS 0x20   /* some exec rule has `as`: look exec_transitions up */
 
 /* subject_state.state: task storage bits (`policyc exec` writes PENDING through a pidfd). The
  * NEXT bits are what the exec in progress will make of the task, applied only at
@@ -56,6 +58,10 @@
 #define SUBJECT_STICKY 0x8         /* governed through a subject cgroup, wherever it moves */
 #define SUBJECT_NEXT_GOVERNED 0x10 /* the exec in progress governs the task (at commit) */
 #define SUBJECT_NEXT_EXCEPTED 0x20 /* the exec in progress excepts the task (at commit) */
+/* ran a program an `as policy`/`as unconfined` rule let leave: not governed, and neither is
+ * anything it starts */
+#define SUBJECT_LEFT 0x40
+#define SUBJECT_NEXT_LEFT 0x80     /* the exec in progress leaves the policy (at commit) */
 
 /* event.id_flags: how the process's identity was read when the event was sent. An executable
  * whose path cannot be read whole is named by exe_ino/exe_dev alone. */
@@ -147,19 +153,32 @@ enum policyc_proto {
 
 /* event.reason: why the decision was made. */
 enum policyc_reason {
-	REASON_RULE = 0,          /* a rule decided (rule_id) */
-	REASON_DEFAULT = 1,       /* no rule matched: the policy's default */
-	REASON_PATH_TOO_LONG = 2, /* fail closed: longer than POLICYC_PATH_MAX or too deep */
-	REASON_DETACHED = 3,      /* fail closed: a mount outside the task's namespace tree */
-	REASON_READ_FAULT = 4,    /* fail closed: a kernel read failed */
-	REASON_MAP_FAULT = 5,     /* fail closed: a map lookup or task storage failed */
-	REASON_PROTECT = 6,       /* rename/link would move a path out from under a deny rule */
-	REASON_ANON_EXEC = 7,     /* executing or mapping a file that has no path (memfd...) */
-	REASON_BAD_ADDRESS = 8,   /* fail closed: a socket address that cannot be read */
-	REASON_CRED_OVERRIDE = 9, /* io_uring personality: the op would run on other credentials */
+	REASON_RULE = 0,                 /* a rule decided (rule_id) */
+	REASON_DEFAULT = 1,              /* no rule matched: the policy's default */
+	REASON_PATH_TOO_LONG = 2,        /* fail closed: longer than POLICYC_PATH_MAX or too deep */
+	/* fail closed: a mount outside the task's namespace tree */
+	REASON_DETACHED = 3,
+	REASON_READ_FAULT = 4,           /* fail closed: a kernel read failed */
+	REASON_MAP_FAULT = 5,            /* fail closed: a map lookup or task storage failed */
+	/* rename/link would move a path out from under a deny rule */
+	REASON_PROTECT = 6,
+	/* executing or mapping a file that has no path (memfd...) */
+	REASON_ANON_EXEC = 7,
+	REASON_BAD_ADDRESS = 8,          /* fail closed: a socket address that cannot be read */
+	/* io_uring personality: the op would run on other credentials */
+	REASON_CRED_OVERRIDE = 9,
 	/* fail closed: a file with no path from its mount's root (opened by handle, not yet
 	 * connected) */
 	REASON_DISCONNECTED = 10,
+	/* fail closed: an `as policy NAME` exec while no policy NAME is loaded */
+	REASON_TRANSITION_UNLOADED = 11,
+};
+
+/* exec_transition.kind: what an allowed exec makes of the task. */
+enum policyc_transition {
+	TRANSITION_NONE = 0,
+	TRANSITION_POLICY = 1,     /* `as policy NAME`: governed by NAME from the commit on */
+	TRANSITION_UNCONFINED = 2, /* `as unconfined`: leaves this policy */
 };
 
 /* event.hook, and the index of counters: which hook decided. Labels are the LSM hooks' names,
@@ -284,6 +303,7 @@ struct policyc_config {
 	__u32 task_rules;      /* entries in task_rules */
 	__u8 default_decision; /* the policy's default, for what no rule matches */
 	__u8 pad[3];
+	__u64 policy_id;       /* policy_id() of the name it is loaded under (filled at load) */
 };
 
 /* dfa_states[state]: a state of the path automaton. Its row in dfa_comb holds the edges that
@@ -374,6 +394,19 @@ struct rule_limit {
 	__u64 window_ns;
 	__u64 window_start;
 	__u64 sent;                /* events sent in the current window */
+};
+
+/* exec_transitions[rule id]: an `allow exec ... as` rule's transition. */
+struct exec_transition {
+	__u64 policy_id; /* TRANSITION_POLICY: policy_id() of the policy it enters */
+	__u32 kind;      /* enum policyc_transition */
+	__u32 pad;
+};
+
+/* handoff's task storage, one map shared by every loaded policy: the policy an exec in progress
+ * hands the task to (0: none), read at commit. */
+struct handoff {
+	__u64 next_policy;
 };
 
 #endif

@@ -103,6 +103,34 @@ struct {
 	__type(value, struct subject_state);
 } subjects SEC(".maps");
 
+/* Exec transitions (`allow exec "/usr/bin/x" as policy NAME | as unconfined`): the rule's
+ * transition by rule id. Looked up only when config says the policy has any. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_transition);
+} exec_transitions SEC(".maps");
+
+/* One map for every loaded policy (the loader reuses PIN_ROOT-shared/handoff): the policy
+ * whose rule allowed the exec in progress writes whom it hands the task to; at the commit the
+ * policy of that id takes the task. Every object has it, since any policy may be named. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct handoff);
+} handoff SEC(".maps");
+
+/* policy_id -> 1 for each loaded policy (shared too, written by the loader): an exec handed
+ * to a policy that is not loaded fails closed instead of leaving the task ungoverned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LOADED_POLICIES_MAX);
+	__type(key, __u64);
+	__type(value, __u8);
+} loaded_policies SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, DEFAULT_RINGBUF_BYTES);
@@ -188,6 +216,8 @@ static __always_inline int governed_ex(struct policyc_config *cfg, int ignore_ex
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct subject_state *s = bpf_task_storage_get(&subjects, task, 0, 0);
 	__u32 state = s ? s->state : 0;
+	if (state & SUBJECT_LEFT)
+		return 0;  /* an `as policy`/`as unconfined` exec let it leave, whatever its cgroup */
 	if ((state & SUBJECT_EXCEPTED) && !ignore_exception)
 		return 0;
 	if (state & SUBJECT_STICKY)

@@ -220,10 +220,11 @@ class KernelModel:
         self.maps = load_maps(manifest, self.cgroups)
         self.families = set(manifest["families"])
         # bprm_check has its subject/exception block only when the object was rendered with exe
-        # subjects or exceptions, which is when the exec commit hooks are attached
-        self.subject_block = "bprm_committing_creds" in manifest["hooks"]
+        # subjects or exceptions (codegen.template_flags)
+        self.subject_block = any(s["kind"] == "exe" for s in (*manifest.get("subjects", ()),
+                                                               *manifest.get("exceptions", ())))
         cfg = self.maps["config"].index(0)
-        self.flags, self.cgroup_levels, self.n_task_rules, self.default_rank = CONFIG.unpack(cfg)
+        self.flags, self.cgroup_levels, self.n_task_rules, self.default_rank, _policy_id = CONFIG.unpack(cfg)
         self._states: dict = {}
 
     # --- apply (policy.h apply_ex) -------------------------------------------------------------

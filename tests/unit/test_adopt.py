@@ -348,7 +348,7 @@ def fake_load(tmp_path, monkeypatch):
     monkeypatch.setattr(load_cli, "check_kernel", lambda: None)   # never probe BPF on the host
     calls = []
 
-    def load(obj, name, fills, pin_root, replace=False):
+    def load(obj, name, fills, pin_root, replace=False, shared=()):
         d = tmp_path / "pins" / name
         (d / "links").mkdir(parents=True, exist_ok=True)
         (d / "links" / "policyc_file_open").write_text("x")

@@ -25,7 +25,7 @@ CODECS = {
     "net_slice": T.NET_SLICE, "net_entry": T.NET_ENTRY, "simple_verdict": T.SIMPLE_VERDICT,
     "task_rule": T.TASK_RULE, "rule_limit": T.RULE_LIMIT, "policyc_counters": abi.POLICYC_COUNTERS,
     "subject_state": abi.SUBJECT_STATE, "policyc_event": abi.POLICYC_EVENT, "dfa_edge": T.DFA_EDGE,
-    "dfa_classes": T.DFA_CLASSES,
+    "dfa_classes": T.DFA_CLASSES, "exec_transition": abi.EXEC_TRANSITION, "handoff": abi.HANDOFF,
 }
 
 

@@ -61,7 +61,7 @@ class FakeKernel:
     def no_bpf(*a, **k):
         raise runtime.BpfError("no bpf(2) in unit tests")
 
-    def load(self, obj, name, fills, pin_root, replace=False):
+    def load(self, obj, name, fills, pin_root, replace=False, shared=()):
         assert pin_root == str(self.pins)
         if name in self.refuse:
             raise runtime.BpfError(self.refuse[name], "-- BEGIN PROG LOAD LOG --\nR1 invalid\n-- END PROG LOAD LOG --")
