@@ -114,6 +114,9 @@ class Rule:
     # `protect NAME` added this rule (NAME: `policyc`); its span is the statement's, its
     # text the rule's canonical text (policyc/lower/protect.py)
     protect: str | None = None
+    # `owner`: the rule speaks only for files whose owner (the inode's uid) is the process's
+    # fsuid; a file being created counts as the creator's (docs/language.md, "owner")
+    owner: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,9 @@ class Event:
     target_cgroup: str | None = None
     cgroup: str | None = None
     ancestors: tuple[str, ...] = ()   # executables of the ancestors, nearest first
+    # file events: the process's fsuid owns the file (a test's `expect ... owner "PATH"`);
+    # a create is always the creator's own, whatever this says
+    owner: bool = False
 
     @property
     def family(self) -> str:
