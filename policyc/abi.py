@@ -627,7 +627,9 @@ DFA_CLASSES = Struct("dfa_classes", "dfa_classes[0]: each byte's class, the colu
     Field("of", "__u8", 256, as_bytes=True),
 ])
 
-VERDICT = Struct("verdict", "verdicts[i]: per operation, the winning rule and its decision.", [
+VERDICT = Struct("verdict", "verdicts[i]: per operation, the winning rule and its decision. A policy "
+                 "with `owner` rules has them in pairs: a state's verdict (even index) and then the same "
+                 "with the owner rules left out, for a file the process does not own.", [
     Field("rule", "__u32", "POLICYC_N_OPS"),
     Field("decision", "__u8", "POLICYC_N_OPS"),
     Field("targets", "__u64", None, "bit i: `to exe` target pattern i matches"),

@@ -117,6 +117,7 @@ CODES: dict[str, tuple[str, str]] = {
     "P023": ("test-needs-exe", "a test of a policy with a pattern subject names no program"),
     "P024": ("bad-expectation", "an expectation that does not name exactly one event"),
     "P025": ("bad-limit", "a `limit` that is not a positive count per s, min or h"),
+    "P026": ("owner-not-file", "`owner` on a rule (or expectation) that is not a `file` one"),
     "P029": ("bad-transition", "`as policy`/`as unconfined` on a rule that is not an allowed exec of named programs, "
                                "or naming the rule's own policy"),
     "P030": ("host-wide-deny", "a `subject all` policy in enforce mode denies what every system needs"),

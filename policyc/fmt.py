@@ -31,6 +31,7 @@ from bisect import bisect_right
 from .diagnostics import Diagnostics
 from .ir import syntax as S
 from .parse import parse_text
+from .span import Span
 
 INDENT = "    "
 MAX_WIDTH = 100
@@ -57,6 +58,8 @@ def shape(node):
     """A syntax node without positions: what must survive formatting."""
     if isinstance(node, S.File):
         return tuple(shape(i) for i in node.items)
+    if isinstance(node, Span):
+        return "at"   # a place only (`owner`'s): whether it is there survives, not where
     if dataclasses.is_dataclass(node):
         return (type(node).__name__,) + tuple(
             shape(getattr(node, f.name)) for f in dataclasses.fields(node) if f.name != "span")
@@ -293,6 +296,8 @@ def _body_lines(head: str, body: S.RuleBody, indent_width: int, wrap: bool = Tru
         if n.ports:
             parts.append("port " + ", ".join(p.value for p in n.ports))
         head_text += " " + " ".join(parts)
+    if body.owner is not None:
+        head_text += " owner"
     if body.target is not None:
         tail = f" to {body.target.kind} {body.target.value.raw}"
     tail += limit

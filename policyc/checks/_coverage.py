@@ -235,7 +235,10 @@ def _survivor(r: Rule):
 
 def _covers(a: Rule, ag: Glob | None, b: Rule, bg: Glob | None) -> bool:
     """`a` (through its path `ag`, or all paths when None and `a` has none) matches all that
-    `b` (through `bg`) matches, ops aside."""
+    `b` (through `bg`) matches, ops aside. An `owner` rule matches only the files the process
+    owns, so it covers only another `owner` rule; a rule without `owner` covers either."""
+    if a.owner and not b.owner:
+        return False
     if ag is None:
         if a.paths:
             return False

@@ -22,8 +22,10 @@ def target_key(t: Target | None):
 
 
 def objects_key(r: Rule):
-    """What a rule applies to, ops aside: two rules with equal keys name the same objects."""
-    return (r.family, frozenset(g.text for g in r.paths), net_key(r.net), target_key(r.target))
+    """What a rule applies to, ops aside: two rules with equal keys name the same objects. An
+    `owner` rule names only the files the process owns: not the objects of the same rule
+    without `owner` (not its duplicate, nor its contradiction)."""
+    return (r.family, frozenset(g.text for g in r.paths), net_key(r.net), target_key(r.target), r.owner)
 
 
 def rule_key(r: Rule):

@@ -15,9 +15,10 @@ Best practice:  subject all except exe "/usr/lib/systemd/systemd", cgroup "/poli
 from __future__ import annotations
 
 from ..diagnostics import Diagnostics
-from ..evaluate import decide_policy, governs
+from ..evaluate import governs
 from ..ir.model import Event, Program
 from ..paths import CGROUP_ROOT, SLICE_CGROUP
+from .host_wide_deny import decide_owned_or_not
 
 SYSTEMD = "/usr/lib/systemd/systemd"
 # The loader as the kernel names it: a venv's python is a link to the system's interpreter,
@@ -36,7 +37,7 @@ def run(program: Program, diags: Diagnostics) -> None:
     for policy in program.policies:
         if policy.mode != "enforce":
             continue
-        denied = [(decide_policy(policy, event), text, exception) for event, text, exception in WHAT
+        denied = [(decide_owned_or_not(policy, event), text, exception) for event, text, exception in WHAT
                   if governs(policy, event)]
         denied = [d for d in denied if d[0].action == "deny"]
         if not denied:

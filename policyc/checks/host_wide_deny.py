@@ -16,6 +16,8 @@ policy that needs none (it hides future mistakes).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..diagnostics import Diagnostics, Note
 from ..evaluate import decide_policy
 from ..ir.model import Event, Policy, Program
@@ -74,10 +76,23 @@ def denied_essentials(policy: Policy):
     """{rule or None (the default): [essential text, ...]} for essentials the policy denies."""
     out: dict = {}
     for event, text in ESSENTIALS:
-        d = decide_policy(policy, event)
+        d = decide_owned_or_not(policy, event)
         if d.action == "deny":
             out.setdefault(d.rule, []).append(text)
     return out
+
+
+def decide_owned_or_not(policy: Policy, event: Event):
+    """The decision for a file event whether or not the process owns the file (a system file
+    is root's: root's processes own it, the others do not), the denial if either is denied;
+    other events as they are."""
+    d = decide_policy(policy, event)
+    if (d.action != "deny" and event.family == "file" and not event.owner
+            and any(r.owner for r in policy.rules)):   # else the same decision again
+        owned = decide_policy(policy, replace(event, owner=True))
+        if owned.action == "deny":
+            return owned
+    return d
 
 
 def run(program: Program, diags: Diagnostics) -> None:

@@ -72,10 +72,14 @@ def template_flags(policy: Policy) -> dict:
     return {
         "has_exe_subjects": any(s.kind == "exe" for s in policy.subjects),
         "has_exe_exceptions": any(s.kind == "exe" for s in policy.exceptions),
+        # `owner` rules: the verdicts come in pairs (tables.py _dfa_maps) and file decisions
+        # compare the inode's owner with the fsuid; a policy without them keeps the one lookup
+        "has_owner_rules": any(r.owner for r in policy.rules),
     }
 
 
-def render_c(families: list[str], has_exe_subjects: bool, has_exe_exceptions: bool) -> str:
+def render_c(families: list[str], has_exe_subjects: bool, has_exe_exceptions: bool,
+             has_owner_rules: bool = False) -> str:
     import jinja2   # here, not at the top: `check` imports the pipeline and renders nothing
 
     env = jinja2.Environment(
@@ -93,6 +97,7 @@ def render_c(families: list[str], has_exe_subjects: bool, has_exe_exceptions: bo
         simple_families=simple,
         has_exe_subjects=has_exe_subjects,
         has_exe_exceptions=has_exe_exceptions,
+        has_owner_rules=has_owner_rules,
     )
 
 
@@ -277,7 +282,9 @@ def manifest_for(program: Program, policy: Policy, families: list[str], obj: byt
              "text": r.text, "location": str(r.span),
              "enforced": r.family in ENFORCED_FAMILIES,
              "limit": ({"count": r.limit.count, "window_s": r.limit.window_s, "text": r.limit.text}
-                       if r.limit else None)}
+                       if r.limit else None),
+             # only where written: a manifest without `owner` rules stays as it was
+             **({"owner": True} if r.owner else {})}
             for r in policy.rules
         ],
         "ringbuf_bytes": ringbuf_bytes,

@@ -201,11 +201,20 @@ def dfa_maps(dfa: Dfa) -> dict[str, MapData]:
 def _dfa_maps(dfa: Dfa) -> dict[str, MapData]:
     u32 = _u32
     t = comb_tables(dfa)
-    states = tuple((u32(i), _pack_state(*s[:5], t.base[i], DFA_ABSORBING if t.absorbing[i] else 0))
-                   for i, s in enumerate(dfa.states))
     comb = tuple((u32(i), _pack_edge(*e)) for i, e in enumerate(t.comb))
+    if dfa.not_owner is None:
+        states = tuple((u32(i), _pack_state(*s[:5], t.base[i], DFA_ABSORBING if t.absorbing[i] else 0))
+                       for i, s in enumerate(dfa.states))
+        vecs = dfa.verdicts
+    else:
+        # `owner` rules: verdicts in pairs, a state's (2i) then the same with the owner rules
+        # left out (2i + 1), which policy.h owner_verdict reads for a file not the process's
+        states = tuple((u32(i), _pack_state(s[0], s[1], s[2], 2 * s[3], s[4], t.base[i],
+                                            DFA_ABSORBING if t.absorbing[i] else 0))
+                       for i, s in enumerate(dfa.states))
+        vecs = [vec for pair in zip(dfa.verdicts, dfa.not_owner) for vec in pair]
     verdicts = []
-    for i, vec in enumerate(dfa.verdicts):
+    for i, vec in enumerate(vecs):
         ops = vec[:-1]
         verdicts.append((u32(i), _pack_verdict(*[rule for _, rule in ops], *[rank for rank, _ in ops], vec[-1])))
     return {

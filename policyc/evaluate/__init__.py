@@ -106,6 +106,8 @@ def rule_matches(rule: Rule, event: Event) -> bool:
     # which events the rule's family and ops speak for: the family's entry in the registry
     if not OP_MATCHERS[rule.family](rule, event):
         return False
+    if rule.owner and not owns(event):
+        return False   # an `owner` rule does not exist for a file the process does not own
     if rule.paths:
         if event.path is None or not any(glob_matches(g, event.path) for g in rule.paths):
             return False
@@ -119,6 +121,16 @@ def rule_matches(rule: Rule, event: Event) -> bool:
         elif not _cgroup_within(event.target_cgroup, t.cgroup):
             return False
     return True
+
+
+def owns(event: Event) -> bool:
+    """The process owns the file: the inode's uid is its fsuid (`event.owner`). A file being
+    created has no owner yet and counts as the creator's, as in AppArmor: `create` (and the
+    new name of a rename or link, a create too) is always owned. An abstract socket's name
+    (`@...`) is no file: it has no owner."""
+    if event.op == "file.create":
+        return True
+    return event.owner and not (event.path or "").startswith("@")
 
 
 _UNSPECIFIED = (ipaddress.IPv6Address("::"), to_v6_address("0.0.0.0"))
@@ -233,4 +245,4 @@ def decide(policies: Program | tuple[Policy, ...] | list[Policy], event: Event) 
     return result or Decision("allow", None, None, "ungoverned")
 
 
-__all__ = ["Decision", "decide", "decide_policy", "governs", "excepted", "rule_matches", "glob_matches"]
+__all__ = ["Decision", "decide", "decide_policy", "governs", "excepted", "rule_matches", "glob_matches", "owns"]

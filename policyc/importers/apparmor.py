@@ -77,7 +77,8 @@ DEFAULT_TUNABLES: dict[str, list[str]] = {
 
 # Why a rule (or part of one) is not converted. The key is what the benchmark counts.
 REASONS: dict[str, str] = {
-    "owner": "`owner`: policyc has no file-owner condition",
+    "owner": "`owner` on an exec: policyc's `owner` is for file rules only",
+    "other": "`other` (not the file's owner): policyc has no such condition",
     "exec-transition": "exec transition (px/cx and variants): policyc has no profile transitions; "
                        "what a governed program starts stays governed by the same policy",
     "exec-unconfined": "unconfined exec (ux/Ux): what a governed program starts stays governed",
@@ -872,14 +873,14 @@ class _ProfileConverter:
         if classify_only:
             return e
         decision = "deny" if "deny" in q else "audit" if "audit" in q else "allow"
-        owner = "owner" in q or "other" in q
+        owner = "owner" in q
         try:
             if any(_has_surrogate(t.value) for t in rest):
                 raise aaglob.Unconvertible("not-utf8", REASONS["not-utf8"])
-            if owner and kind in ("file", "link"):
-                raise aaglob.Unconvertible("owner", REASONS["owner"])
+            if "other" in q and kind in ("file", "link"):
+                raise aaglob.Unconvertible("other", REASONS["other"])
             if kind == "file":
-                self.file_rule(e, rest[1:] if word == "file" else rest, decision)
+                self.file_rule(e, rest[1:] if word == "file" else rest, decision, owner)
             elif kind == "capability":
                 self.capability(e, rest[1:], decision)
             elif kind == "network":
@@ -960,12 +961,18 @@ class _ProfileConverter:
             raise aaglob.Unconvertible("bad-pattern", f"`{text}` names no path policyc can see")
         return out
 
-    def file_rule(self, e: Entry, toks: list[Tok], decision: str) -> None:
+    def file_rule(self, e: Entry, toks: list[Tok], decision: str, owner: bool = False) -> None:
+        """OWNER: AppArmor's `owner` qualifier, policyc's `owner` (file rules only: an exec
+        part is not converted)."""
         toks = [t for t in toks]
         if toks and toks[0].kind == "WORD" and toks[0].value in ("safe", "unsafe"):
             toks = toks[1:]
         if not toks:            # `file,`: every file permission and ix on every path
-            e.lines = [f"{decision} file", f"{decision} exec"]
+            if owner:           # `owner` needs a path: every path
+                e.lines = [f'{decision} file owner "/**"']
+                e.reasons.append(("owner", REASONS["owner"]))
+            else:
+                e.lines = [f"{decision} file", f"{decision} exec"]
             e.reasons.append(("lock", REASONS["lock"]))
             return
         target = None
@@ -1024,8 +1031,10 @@ class _ProfileConverter:
         ops = [o for o in FILE_OPS if o in ops]
         plist = ", ".join(quote(p) for p in paths)
         if ops:
-            e.lines.append(f"{decision} file {', '.join(ops)} {plist}")
-        if exec_rule:
+            e.lines.append(f"{decision} file {', '.join(ops)} {'owner ' if owner else ''}{plist}")
+        if exec_rule and owner:
+            e.reasons.append(("owner", REASONS["owner"]))
+        elif exec_rule:
             e.lines.append(f"{decision} exec {plist}")
 
     # -- capabilities --

@@ -90,6 +90,7 @@ class Pattern:
     protects: bool = False   # a deny rule: renaming/linking what it covers is refused
     target_bit: int = -1     # a `to exe` target pattern: sets this bit of the verdict's mask
     source: str = ""         # where it is written (`file:line:col: text`), for DfaTooLarge
+    owner: bool = False      # an `owner` rule's: left out of the not-owner verdicts
     # the rule's (or subject's) span, for DfaTooLarge: no part of a Pattern's identity
     span: object = field(default=None, compare=False)
 
@@ -102,6 +103,10 @@ class Dfa:
     edges: dict[int, int] = field(default_factory=dict)          # state << 8 | byte -> next
     # per op (rank, rule), then the target-pattern bit mask as the last element
     verdicts: list[tuple] = field(default_factory=list)
+    # When some pattern is an `owner` rule's: beside each verdict, the same index, the verdict
+    # with the owner rules left out (what a process that does not own the file gets); else
+    # None, and the verdicts are all there is.
+    not_owner: list[tuple] | None = None
 
     def step(self, state: int, b: int) -> int:
         nxt = self.edges.get(state << 8 | b)
@@ -117,9 +122,11 @@ class Dfa:
                 break
         return s
 
-    def match(self, data: bytes):
-        """The verdict vector for a path (what the kernel computes), for tests."""
-        return self.verdicts[self.states[self.walk(data)][3]]
+    def match(self, data: bytes, owner: bool = True):
+        """The verdict vector for a path (what the kernel computes), for tests; `owner=False`:
+        for a process that does not own the file."""
+        vi = self.states[self.walk(data)][3]
+        return self.verdicts[vi] if owner or self.not_owner is None else self.not_owner[vi]
 
     def protect_rule(self, data: bytes) -> int:
         return self.states[self.walk(data)][4]
@@ -253,24 +260,19 @@ def _dominates(a: Pattern, b: Pattern) -> bool:
     sets no target bit."""
     if b.target_bit >= 0 or b.ops_mask & ~a.ops_mask:
         return False
+    if a.owner and not b.owner:
+        return False   # for a file the process does not own, `a` is not there and `b` decides
     if b.ops_mask and not (a.rank > b.rank or (a.rank == b.rank and a.rule_id <= b.rule_id)):
         return False
     return not b.protects or (a.protects and a.rule_id <= b.rule_id)
 
 
-def _verdict(acc, patterns, owner, defaults, n_ops, verdict_ids, verdicts) -> tuple[int, int]:
-    """(verdict index, lowest protecting deny rule) of a state whose accepting positions are
-    `acc`: per op, the most severe decision, then the earliest rule; the target bits."""
+def _columns(pats, defaults, n_ops) -> list:
+    """Per op, the (rank, rule) that wins among `pats`: the most severe decision, then the
+    earliest rule; the default where none speaks for the op."""
     best = list(defaults)
     found = [False] * n_ops
-    deny_min = 0
-    targets = 0
-    for p in acc:
-        pat = patterns[owner[p]]
-        if pat.target_bit >= 0:
-            targets |= 1 << pat.target_bit
-        if pat.protects and (deny_min == 0 or pat.rule_id < deny_min):
-            deny_min = pat.rule_id
+    for pat in pats:
         m = pat.ops_mask
         op = 0
         cand = (pat.rank, pat.rule_id)
@@ -282,12 +284,38 @@ def _verdict(acc, patterns, owner, defaults, n_ops, verdict_ids, verdicts) -> tu
                     found[op] = True
             m >>= 1
             op += 1
-    vec = tuple(best) + (targets,)
-    vi = verdict_ids.get(vec)
+    return best
+
+
+def _verdict(acc, patterns, owner, defaults, n_ops, verdict_ids, verdicts,
+             not_owner: list | None = None) -> tuple[int, int]:
+    """(verdict index, lowest protecting deny rule) of a state whose accepting positions are
+    `acc`: per op, the most severe decision, then the earliest rule; the target bits. With
+    `not_owner` (the policy has `owner` rules), the same index also holds there the columns
+    the non-owner patterns alone decide; the two together are one verdict."""
+    pats = [patterns[owner[p]] for p in acc]
+    deny_min = 0
+    targets = 0
+    for pat in pats:
+        if pat.target_bit >= 0:
+            targets |= 1 << pat.target_bit
+        # an `owner` deny rule protects its paths from every process: a rename moves what is
+        # below a path too, whose owners the kernel does not see at the rename
+        if pat.protects and (deny_min == 0 or pat.rule_id < deny_min):
+            deny_min = pat.rule_id
+    vec = tuple(_columns(pats, defaults, n_ops)) + (targets,)
+    if not_owner is None:
+        key = vec
+    else:
+        nvec = tuple(_columns([p for p in pats if not p.owner], defaults, n_ops)) + (targets,)
+        key = (vec, nvec)
+    vi = verdict_ids.get(key)
     if vi is None:
         vi = len(verdicts)
-        verdict_ids[vec] = vi
+        verdict_ids[key] = vi
         verdicts.append(vec)
+        if not_owner is not None:
+            not_owner.append(nvec)
     return vi, deny_min
 
 
@@ -394,8 +422,10 @@ def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, in
     # --- verdicts ----------------------------------------------------------------------------
     kind = nfa.kind
     default_vec = tuple(defaults) + (0,)
-    verdict_ids: dict[tuple, int] = {default_vec: 0}
+    has_owner = any(p.owner for p in patterns)
+    verdict_ids: dict[tuple, int] = {(default_vec, default_vec) if has_owner else default_vec: 0}
     verdicts: list[tuple] = [default_vec]
+    not_owner: list[tuple] | None = [default_vec] if has_owner else None
     deny_here: list[int] = []
     state_verdict: list[int] = []
     accepts = frozenset(p for p, k in enumerate(kind) if k == ACCEPT)
@@ -404,7 +434,8 @@ def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, in
         acc = accepts.intersection(S)
         known = by_accepts.get(acc)
         if known is None:
-            known = by_accepts[acc] = _verdict(acc, patterns, owner, defaults, n_ops, verdict_ids, verdicts)
+            known = by_accepts[acc] = _verdict(acc, patterns, owner, defaults, n_ops, verdict_ids, verdicts,
+                                               not_owner)
         state_verdict.append(known[0])
         deny_here.append(known[1])
 
@@ -428,7 +459,7 @@ def _build_dfa(patterns: list[Pattern], n_ops: int, defaults: list[tuple[int, in
                 reach[s] = reach[t]
                 work.append(s)
 
-    dfa = Dfa(n_ops=n_ops, edges=edges, verdicts=verdicts)
+    dfa = Dfa(n_ops=n_ops, edges=edges, verdicts=verdicts, not_owner=not_owner)
     for sid in range(n):
         after_slash = edges.get(sid << 8 | 0x2F, trans[sid][SLASH])
         here, below = deny_here[sid], reach[after_slash]
@@ -474,7 +505,7 @@ def path_patterns(policy: Policy) -> list[Pattern]:
         for parts in globs:
             for atoms in glob_atoms(parts):
                 pats.append(Pattern(atoms, mask, rule.id, RANK[rule.decision], protects,
-                                    source=f"{rule.span}: {rule.text}", span=rule.span))
+                                    source=f"{rule.span}: {rule.text}", span=rule.span, owner=rule.owner))
     for i, subj in enumerate(policy.subjects):
         if subj.kind == "exe":
             for atoms in glob_atoms(subj.exe.parts):

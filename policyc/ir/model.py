@@ -124,6 +124,9 @@ class Rule:
     # text the rule's canonical text (policyc/lower/protect.py)
     protect: str | None = None
     transition: Transition | None = None   # `allow exec ... as policy NAME | as unconfined`
+    # `owner`: the rule speaks only for files whose owner (the inode's uid) is the process's
+    # fsuid; a file being created counts as the creator's (docs/language.md, "owner")
+    owner: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,9 @@ class Event:
     target_cgroup: str | None = None
     cgroup: str | None = None
     ancestors: tuple[str, ...] = ()   # executables of the ancestors, nearest first
+    # file events: the process's fsuid owns the file (a test's `expect ... owner "PATH"`);
+    # a create is always the creator's own, whatever this says
+    owner: bool = False
 
     @property
     def family(self) -> str:

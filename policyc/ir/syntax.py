@@ -95,6 +95,8 @@ class RuleBody:
     paths: tuple[Str, ...]
     net: NetSpec | None
     target: Target | None
+    # `owner` before the paths: where it is written; None when it is not
+    owner: Span | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ def rule(ctx: Context, r: S.Rule, scope: Scope, rule_id: int, used_from: tuple[S
     if lowered is None:
         return None
     family, ops, all_ops, paths, net, target = lowered
+    if not owner_allowed(ctx, r.body):
+        return None
     lim = None
     if r.limit is not None:
         lim = limit(ctx, r.limit)
@@ -56,6 +58,7 @@ def rule(ctx: Context, r: S.Rule, scope: Scope, rule_id: int, used_from: tuple[S
         limit=lim,
         protect=protect,
         transition=moved,
+        owner=r.body.owner is not None,
     )
 
 
@@ -79,6 +82,17 @@ def transition(ctx: Context, r: S.Rule, family: str, paths) -> M.Transition | No
                                                                           else "as unconfined`"),))
         return None
     return M.Transition(t.kind, t.policy.value if t.policy is not None else None, t.span)
+
+
+def owner_allowed(ctx: Context, b: S.RuleBody) -> bool:
+    """`owner` speaks of a file's owner: `file` rules (and expectations) only. P026 elsewhere:
+    an exec, a mount, a signal have no file whose owner the kernel compares."""
+    if b.owner is None or b.family.value == "file":
+        return True
+    ctx.diags.error("P026", b.owner, f"`owner` is for `file` rules, not `{b.family.value}`",
+                    hints=("`owner` narrows a file rule to the files the process owns: "
+                           "`allow file read,write owner \"/home/*/**\"`",))
+    return False
 
 
 def limit(ctx: Context, lim: S.Limit) -> M.RateLimit | None:

@@ -10,6 +10,7 @@ from ..diagnostics import did_you_mean
 from ..ir import model as M
 from ..ir import syntax as S
 from ..ir.vocab import FAMILIES
+from . import rules
 from .context import Context
 from .lets import Scope
 
@@ -75,6 +76,10 @@ def event(ctx: Context, ex: S.Expect, scope: Scope, exe, parents, cgroup) -> M.E
         return items[0]
 
     kw: dict = {"exe": exe, "ancestors": parents, "cgroup": cgroup}
+    if body.owner is not None:
+        if not rules.owner_allowed(ctx, body):
+            return None
+        kw["owner"] = True   # the process owns the file; without `owner` it does not
     op = fname
     if fam.needs_ops:
         o = one(body.ops, fam.ops_kind, body.family.span)

@@ -34,7 +34,7 @@ _TERMINAL_NAMES = {
     "COMMA": "`,`", "LBRACE": "`{`", "RBRACE": "`}`", "EQUAL": "`=`", "DECISION": "`allow`, `deny` or `audit`",
     "STRING": "a string", "NAME": "a name", "ADDR": "an address", "PORT": "a port",
     "PROTO": "a protocol", "RATE": "a rate such as `100/s`", "$END": "end of file",
-    "OPTIONAL_INCLUDE": "`include?`",
+    "OPTIONAL_INCLUDE": "`include?`", "OWNER": "`owner`",
     # Keywords Lark could not name after themselves (PORT, the number, took the name): by the
     # analysed grammar's name; tests/unit/test_parse_errors.py holds every anonymous one here.
     "__ANON_0": "`port`",
@@ -414,9 +414,15 @@ class _Builder:
         family, ops, objects, target = children
         paths: tuple = ()
         net = None
+        owner = None
         if objects is not None:
             if objects.data == "paths":
-                paths = tuple(self.string(s) for s in _children(objects))
+                # `[OWNER]` leaves None in its place when absent; the keyword is a token
+                # _children drops (it only delimits), so the strings are picked by type
+                paths = tuple(self.string(s) for s in objects.children
+                              if isinstance(s, str) and s.type == "STRING")
+                owner = next((self.span(s) for s in objects.children
+                              if isinstance(s, str) and s.type == "OWNER"), None)
             else:
                 net = self.net(_children(objects)[0])
         tgt = None
@@ -428,6 +434,7 @@ class _Builder:
             paths,
             net,
             tgt,
+            owner,
         )
 
     def net(self, t: Tree) -> S.NetSpec:

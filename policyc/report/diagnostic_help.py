@@ -243,6 +243,17 @@ HELP: dict[str, Help] = {
         ),
         best_practice='`limit 100/s`; a denial worth making is worth one event a second.',
     ),
+    'P026': Help(
+        name='owner-not-file',
+        anchor='p026-owner-not-file',
+        text=(
+            "`owner` narrows a rule to the files the process owns (the file's owner is its fsuid), so it\n"
+            'is for `file` rules and `file` expectations only; an exec, a network address, a mount or a\n'
+            'signal has no file whose owner the kernel compares.'
+        ),
+        anti_pattern='`allow exec owner "/home/*/bin/*"`.',
+        best_practice='`allow file read, write owner "/home/*/**"`, and exec rules without `owner`.',
+    ),
     'P029': Help(
         name='bad-transition',
         anchor='p029-bad-transition',

@@ -330,7 +330,9 @@ struct dfa_classes {
 	__u8 of[256];
 };
 
-/* verdicts[i]: per operation, the winning rule and its decision. */
+/* verdicts[i]: per operation, the winning rule and its decision. A policy with `owner` rules
+ * has them in pairs: a state's verdict (even index) and then the same with the owner rules left
+ * out, for a file the process does not own. */
 struct verdict {
 	__u32 rule[POLICYC_N_OPS];
 	__u8 decision[POLICYC_N_OPS];

@@ -890,6 +890,41 @@ static __always_inline __u8 walk_reason(int status)
 	}
 }
 
+#ifdef POLICYC_OWNER_RULES
+/* `owner` rules (docs/language.md): each state's verdict (index 2i) is followed by the same
+ * verdict with the owner rules left out (2i + 1), what a process that does not own the file
+ * gets. The owner is read only when the two name different winners for the op. A create
+ * counts as the creator's own (the file does not exist yet), as in AppArmor; a dentry with no
+ * inode otherwise (an abstract socket's name has no dentry at all) has no owner. Both ids are
+ * as the kernel keeps them (kuid, the initial user namespace's), so no mapping is needed. */
+static __always_inline int owns_inode(struct inode *inode)
+{
+	if (!inode)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	return BPF_CORE_READ(inode, i_uid.val) == BPF_CORE_READ(task, cred, fsuid.val);
+}
+
+static __always_inline struct verdict *owner_verdict(long state, struct verdict *v, __u32 op,
+						     struct inode *inode)
+{
+	if (!v || state < 0 || op == OP_CREATE)
+		return v;
+	__u32 st = state;
+	struct dfa_state *d = bpf_map_lookup_elem(&dfa_states, &st);
+	if (!d)
+		return 0;
+	__u32 vi = d->verdict | 1;
+	struct verdict *other = bpf_map_lookup_elem(&verdicts, &vi);
+	if (!other)
+		return 0;
+	__u32 o = op & (POLICYC_N_OPS - 1);  /* the verifier's bound on the column */
+	if (other->rule[o] == v->rule[o] || owns_inode(inode))
+		return v;
+	return other;
+}
+#endif
+
 /* Decide path operation `op` for (dentry, mnt) in one call: resolve, walk, look up. */
 static __always_inline int check_path_op(struct policyc_config *cfg, struct scratch *s,
 					 struct dentry *dentry, struct vfsmount *mnt,
@@ -904,7 +939,12 @@ static __always_inline int check_path_op(struct policyc_config *cfg, struct scra
 		return apply(cfg, s, DECISION_DENY, 0, walk_reason(status));
 	if (status == WALK_PSEUDO && (op == OP_EXEC || op == OP_EXEC_MAP))
 		return apply(cfg, s, DECISION_DENY, 0, REASON_ANON_EXEC);
+#ifdef POLICYC_OWNER_RULES
+	long state = dfa_walk(s);
+	struct verdict *v = owner_verdict(state, verdict_of(state), op, BPF_CORE_READ(dentry, d_inode));
+#else
 	struct verdict *v = verdict_of(dfa_walk(s));
+#endif
 	if (!v)
 		return apply(cfg, s, DECISION_DENY, 0, REASON_MAP_FAULT);
 	__u32 o = op & (POLICYC_N_OPS - 1);

@@ -78,6 +78,7 @@ struct inode {
 	unsigned long i_ino;
 	struct super_block *i_sb;
 	unsigned int __i_nlink;         /* 0: unlinked (an executable deleted after its exec) */
+	kuid_t i_uid;                   /* the owner `owner` rules compare with the fsuid */
 };
 
 struct hlist_bl_node {
@@ -166,6 +167,7 @@ struct cred {
 	kuid_t uid;
 	kgid_t gid;
 	kuid_t euid;
+	kuid_t fsuid;                   /* whose files `owner` rules speak for */
 };
 
 struct task_struct {

@@ -45,7 +45,7 @@ def variants(paths):
         raise SystemExit(f"prebuild: a policy does not load: {[str(d) for d in front.diags.items][:3]}")
     for p in front.program.policies:
         flags = template_flags(p)
-        yield (tuple(template_families(p)), flags["has_exe_subjects"], flags["has_exe_exceptions"])
+        yield (tuple(template_families(p)), tuple(sorted(flags.items())))
 
 
 def main() -> int:
@@ -58,7 +58,7 @@ def main() -> int:
             wanted.update(variants([f]))
     wanted.update(variants([REPO / "policies"]))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda v: compile_c(render_c(list(v[0]), v[1], v[2]), "policy"), sorted(wanted)))
+        list(pool.map(lambda v: compile_c(render_c(list(v[0]), **dict(v[1])), "policy"), sorted(wanted)))
     print(f"prebuild: {len(wanted)} object variants ready in {time.monotonic() - start:.1f} s")
     return 0
 

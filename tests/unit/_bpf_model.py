@@ -25,6 +25,10 @@ What it reproduces (file:function of the C):
     0 is the default; a pseudo file (no leading `/`) is refused for exec and exec-map; audit mode
     turns deny into audit;
   * file.bpf.c.j2 check_move: rename/link refused with `dfa_states.protect_rule`;
+  * policy.h owner_verdict (a policy with `owner` rules: manifest rules marked `owner`): the
+    verdicts in pairs, the second (index | 1) for a file the process does not own
+    (`Event.owner`) when it names another rule for the op; a create is always owned, an
+    abstract socket name never;
   * net.bpf.c.j2 check_net/socket_create: the unspecified destination rewritten to loopback
     (an unbound socket: no bound IPv4 source), the LPM trie on (prefixlen, op, addr16), the
     slice of `net_entries` scanned for the first entry with the protocol bit and the port;
@@ -225,6 +229,8 @@ class KernelModel:
                                                                *manifest.get("exceptions", ())))
         cfg = self.maps["config"].index(0)
         self.flags, self.cgroup_levels, self.n_task_rules, self.default_rank, _policy_id = CONFIG.unpack(cfg)
+        # rendered with has_owner_rules: verdicts in pairs (policy.h owner_verdict)
+        self.owner_pairs = any(r.get("owner") for r in manifest["rules"])
         self._states: dict = {}
 
     # --- apply (policy.h apply_ex) -------------------------------------------------------------
@@ -267,8 +273,9 @@ class KernelModel:
         raw = self.maps["dfa_states"].index(state)
         return None if raw is None else DFA_STATE.unpack(raw)
 
-    def verdict(self, state: int | None):
-        """(rules[16], decisions[16], targets) of a state, or None on a map fault."""
+    def verdict(self, state: int | None, op: int | None = None, owned: bool = True):
+        """(rules[16], decisions[16], targets) of a state, or None on a map fault. With `op`
+        and owner pairs: policy.h owner_verdict for a file the process owns or not."""
         st = self.state(state)
         if st is None:
             return None
@@ -277,6 +284,14 @@ class KernelModel:
             return None
         vals = VERDICT.unpack(raw)
         n = C["POLICYC_N_OPS"]
+        if self.owner_pairs and op is not None and op != C["OP_CREATE"]:
+            other_raw = self.maps["verdicts"].index(st[3] | 1)
+            if other_raw is None:
+                return None
+            other = VERDICT.unpack(other_raw)
+            o = op & (n - 1)
+            if other[o] != vals[o] and not owned:
+                vals = other
         return vals[:n], vals[n:2 * n], vals[2 * n]
 
     def protect_rule(self, path: str) -> int | None:
@@ -358,16 +373,18 @@ class KernelModel:
         if not self.governed(event):
             return NOT_GOVERNED
         if fam == "file":
+            # an abstract socket name is no file: no owner (file.bpf.c.j2 check_unix_peer)
+            owned = event.owner and not event.path.startswith("@")
             if sub == "exec-map":
                 if "execmap" not in self.families:
                     return NO_HOOK
-                return self.path_op(event.path, C["OP_EXEC_MAP"])
+                return self.path_op(event.path, C["OP_EXEC_MAP"], owned=owned)
             if "file" not in self.families:
                 return NO_HOOK
             op = C["OP_" + sub.upper()]
             if sub in ("rename", "link"):
-                return self.check_move(event.path, op)
-            return self.path_op(event.path, op)
+                return self.check_move(event.path, op, owned)
+            return self.path_op(event.path, op, owned=owned)
         if fam == "mount":
             if "mount" not in self.families:
                 return NO_HOOK
@@ -395,22 +412,22 @@ class KernelModel:
             return self.check_task(event)
         raise AssertionError(f"no model for {event.op}")
 
-    def path_op(self, path: str, op: int, pseudo_ok: bool = False) -> Outcome:
+    def path_op(self, path: str, op: int, pseudo_ok: bool = False, owned: bool = True) -> Outcome:
         """policy.h check_path_op (and check_unix_peer for `@name`: walked, never pseudo)."""
         pseudo = not pseudo_ok and not path.startswith(("/", "@"))
         if pseudo and op in (C["OP_EXEC"], C["OP_EXEC_MAP"]):
             return self.fail_closed("anonymous-exec")
-        v = self.verdict(self.walk(encode(path)))
+        v = self.verdict(self.walk(encode(path)), op, owned)
         if v is None:
             return self.fail_closed("map-fault")
         o = op & (C["POLICYC_N_OPS"] - 1)
         rule = v[0][o]
         return self.apply(v[1][o], rule, "rule" if rule else "default")
 
-    def check_move(self, path: str, op: int) -> Outcome:
+    def check_move(self, path: str, op: int, owned: bool = True) -> Outcome:
         """file.bpf.c.j2 check_move."""
         state = self.walk(encode(path))
-        st, v = self.state(state), self.verdict(state)
+        st, v = self.state(state), self.verdict(state, op, owned)
         if st is None or v is None:
             return self.fail_closed("map-fault")
         o = op & (C["POLICYC_N_OPS"] - 1)

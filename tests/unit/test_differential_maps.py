@@ -121,6 +121,8 @@ def rule_text(draw):
             words.append(", ".join(ops))
         globs = draw(some(st.one_of(path_glob, st.sampled_from(ABSTRACT_GLOBS)), 3))
         if globs:
+            if draw(st.sampled_from([False, False, False, True])):
+                words.append("owner")   # the verdicts come in pairs (policy.h owner_verdict)
             words.append(", ".join(map(q, globs)))
     elif fam in ("exec", "mount"):
         globs = draw(some(st.one_of(path_glob, exe_glob), 2))
@@ -313,6 +315,8 @@ def random_event(rng, policy) -> Event:
         if fam == "mount" and rng.randrange(6) == 0:
             path = None                 # the new mount API: no path
         kw["path"] = path
+        if fam == "file":
+            kw["owner"] = rng.randrange(2) == 0   # the process owns the file, or not
     elif fam == "net":
         net = rule.net if rule is not None else None
         protos = PROTOS + [None]

@@ -48,7 +48,7 @@ RW = "read, write, create, delete, rename, chmod, chown"
 MINI = [   # abstractions/mini and abstractions/mini-nested, in each profile that includes them
     (2, 3, "abstractions/mini", "file", "converted", ['allow file read "/etc/ld.so.cache"'], []),
     (3, 3, "abstractions/mini", "file", "converted", ['allow file read, exec-map "/{usr/,}lib{,32,64}/**.so*"'], []),
-    (4, 3, "abstractions/mini", "file", "not", [], ["owner"]),
+    (4, 3, "abstractions/mini", "file", "converted", [f'allow file read owner "/proc/{PID}/maps"'], []),
     (1, 3, "abstractions/mini-nested", "file", "converted", [f'allow file {RW} "/dev/null"'], []),
     (2, 3, "abstractions/mini-nested", "file", "converted",
      ['allow file read "/usr/share/zoneinfo/**", "/usr/share/zoneinfo"'], []),
@@ -79,7 +79,7 @@ DNSMASQ = MINI + [
     (32, 3, None, "file", "not", [], ["exec-transition"]),
     (33, 3, None, "file", "converted", [f'allow file {RW} "/dev/tty{{0,1,2,3,4,5,6,7,8,9}}*"'], []),
     (34, 3, None, "file", "not", [], ["negated-class"]),
-    (35, 3, None, "file", "not", [], ["owner"]),
+    (35, 3, None, "file", "converted", [f'allow file {RW} owner "/home/*/.dnsmasq", "/root/.dnsmasq"'], []),
     (36, 3, None, "file", "converted", ['deny file read "/etc/shadow"'], []),
     (37, 3, None, "file", "converted", ['deny file write, create, delete, chmod, chown "/etc/dnsmasq.d/secret*"'], []),
     (38, 3, None, "file", "converted", ['audit file read "/etc/ethers"'], []),
@@ -118,7 +118,7 @@ def test_dnsmasq_fixture_converts_exactly():
     assert _entries(dnsmasq) == DNSMASQ
     assert _entries(helper) == HELPER
     assert dnsmasq.notes == ["flags=(attach_disconnected): no equivalent"]
-    assert r.counts() == {"rules": 44, "converted": 28, "approximate": 2, "partial": 1, "not": 13,
+    assert r.counts() == {"rules": 44, "converted": 31, "approximate": 2, "partial": 1, "not": 10,
                           "deny_not_converted": 0}
 
 
@@ -153,19 +153,18 @@ def test_not_converted_rules_are_listed_with_file_and_line():
     assert code == 0
     listed = re.findall(r"# not converted: (\S+:\d+:\d+): ", text)
     assert listed == [
-        "dnsmasq:16:3", "dnsmasq:18:3", "dnsmasq:21:3", "dnsmasq:32:3", "dnsmasq:34:3", "dnsmasq:35:3",
+        "dnsmasq:16:3", "dnsmasq:18:3", "dnsmasq:21:3", "dnsmasq:32:3", "dnsmasq:34:3",
         "dnsmasq:40:3", "dnsmasq:41:3", "dnsmasq:42:3",
         "dnsmasq:44:3", "dnsmasq:45:5", "dnsmasq:48:3", "dnsmasq:49:5",   # the hat and the child profile
-        "abstractions/mini:4:3",                                          # once: in the ruleset
     ]
     assert re.findall(r"# in part: (\S+:\d+:\d+): ", text) == ["dnsmasq:28:3"]
     assert re.findall(r"# approximately: (\S+:\d+:\d+): ", text) == ["dnsmasq:19:3", "dnsmasq:20:3"]
     assert "# not converted: dnsmasq:32:3: /usr/lib/libvirt/leaseshelper Px, -- Px: exec transition" in text
     assert "`include if exists <local/dnsmasq>`: not present (an optional include)" in text
     # the summary on stderr
-    assert "policyc: 2 of 2 profiles became policies; converted 30 of 44 rules (2 approximately); " \
-           "13 not expressible; 1 in part\n" in err
-    assert re.search(r"^\s+3  owner: ", err, re.M)
+    assert "policyc: 2 of 2 profiles became policies; converted 33 of 44 rules (2 approximately); " \
+           "10 not expressible; 1 in part\n" in err
+    assert not re.search(r"^\s+\d+  owner: ", err, re.M)   # `owner` file rules are converted
     assert "the output passes `policyc check`" in err
 
 
@@ -173,8 +172,8 @@ def test_verbose_lists_every_rule_on_stderr():
     code, _, err = _run([PROFILE], verbose=True)
     assert code == 0
     lines = [ln for ln in err.splitlines() if re.match(r"policyc: \S+:\d+:\d+: (not converted|in part|approx)", ln)]
-    assert len(lines) == 13 + 1 + 2          # 13 not converted (mini:4 once per profile), 1 in part, 2 approximately
-    assert any("dnsmasq:35:3: not converted: owner @{HOME}/.dnsmasq rw, -- `owner`" in ln for ln in lines)
+    assert len(lines) == 10 + 1 + 2          # 10 not converted, 1 in part, 2 approximately
+    assert not any("dnsmasq:35:3" in ln for ln in lines)   # `owner @{HOME}/.dnsmasq rw,`: converted
 
 
 def test_output_passes_check_and_is_formatted(tmp_path):
@@ -211,7 +210,8 @@ def test_converted_policy_decides_as_the_profile(tmp_path):
     assert _decide(program, "file.write", "/var/log/dnsmasq.log") == "audit"    # `a` is not `w`
     assert _decide(program, "exec", "/usr/bin/dash") == "allow"                 # `ix`
     assert _decide(program, "exec", "/usr/lib/libvirt/leaseshelper") == "audit"  # `Px`: not converted
-    assert _decide(program, "file.read", "/home/alice/.dnsmasq") == "audit"     # `owner`: not converted
+    assert _decide(program, "file.read", "/home/alice/.dnsmasq", owner=True) == "allow"   # `owner ... rw`
+    assert _decide(program, "file.read", "/home/alice/.dnsmasq") == "audit"     # not the owner
     assert _decide(program, "net.connect", addr="10.0.0.1", port=53, proto="udp") == "allow"
     assert _decide(program, "net.connect", addr="2001:db8::1", port=53, proto="udp") == "audit"  # inet only
     assert _decide(program, "net.connect", addr="2001:db8::1", port=80, proto="tcp") == "allow"  # inet6
@@ -527,3 +527,18 @@ def test_every_debian_profile_converts_without_a_crash(tmp_path):
     for p in profiles[::30]:         # one at a time too (bench/import_apparmor.py runs every one)
         code, _, err = _run([p], base=cache / "base")
         assert code == 0, (p, err)
+
+
+def test_owner_rules_convert_and_other_does_not(tmp_path):
+    """`owner` becomes policyc's `owner` (file rules; an exec part is not converted); `other`
+    (not the owner) has no policyc equivalent."""
+    prof = tmp_path / "p"
+    prof.write_text('/usr/bin/p {\n  owner /srv/** rw,\n  owner /opt/x ix,\n  other /tmp/** r,\n  deny owner /etc/x w,\n}\n')
+    r = import_apparmor([str(prof)], tmp_path)
+    (f,) = r.files
+    (p,) = f.profiles
+    got = {e[0]: e[4:] for e in _entries(p)}
+    assert got[2] == ("converted", [f'allow file {RW} owner "/srv/**"'], [])
+    assert got[3] == ("not", [], ["owner"])
+    assert got[4] == ("not", [], ["other"])
+    assert got[5] == ("converted", ['deny file write, create, delete, chmod, chown owner "/etc/x"'], [])
