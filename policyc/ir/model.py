@@ -82,10 +82,14 @@ def to_v6_address(addr: str) -> ipaddress.IPv6Address:
 # --- rules and policies ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Target:
-    kind: str                 # exe | cgroup
+    kind: str                 # exe | cgroup | all (`from all` only)
     exe: Glob | None
     cgroup: str | None
     span: Span
+    # `to`: the other process is the one signalled or traced (the policy's process acts);
+    # `from`: a receive-side rule, the other process is the sender or tracer and the
+    # policy's process the one signalled or traced
+    direction: str = "to"
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,12 @@ class Rule:
     # `protect NAME` added this rule (NAME: `policyc`); its span is the statement's, its
     # text the rule's canonical text (policyc/lower/protect.py)
     protect: str | None = None
+
+    @property
+    def receive(self) -> bool:
+        """A receive-side rule (`from ...`): decided when the policy's process is signalled or
+        traced, whoever sends; never when it acts."""
+        return self.target is not None and self.target.direction == "from"
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,12 @@ class Event:
     target_cgroup: str | None = None
     cgroup: str | None = None
     ancestors: tuple[str, ...] = ()   # executables of the ancestors, nearest first
+    # A received signal or ptrace: `exe` (with `ancestors`, `cgroup`) is the process signalled
+    # or traced, the one a policy governs; `source_exe`/`source_cgroup` the sender or tracer
+    # (None: unknown, such as a sender without an executable). `target_*` stay None.
+    received: bool = False
+    source_exe: str | None = None
+    source_cgroup: str | None = None
 
     @property
     def family(self) -> str:
