@@ -282,7 +282,11 @@ FLAGS = (
         _flag("CFG_MODE_AUDIT", 0x4),
         _flag("CFG_EXCEPT_CGROUP", 0x8),
         _flag("CFG_RATE_LIMITS", 0x10, "some rule has a `limit`: look rule_limits up"),
-        _flag("CFG_TRANSITIONS", 0x20, "some exec rule has `as`: look exec_transitions up"),
+        _flag("CFG_RECEIVE_SIGNAL", 0x20, "some signal rule is receive-side (`from`): task_kill "
+              "looks the receiver's task storage up"),
+        _flag("CFG_RECEIVE_PTRACE", 0x40, "some ptrace rule is receive-side: an attach to a governed "
+              "process is decided by those rules (else by the ptrace rules, the process as target)"),
+        _flag("CFG_TRANSITIONS", 0x80, "some exec rule has `as`: look exec_transitions up"),
     )),
     Defines("subject_state.state: task storage bits (`policyc exec` writes PENDING through a "
             "pidfd). The NEXT bits are what the exec in progress will make of the task, applied "
@@ -312,6 +316,10 @@ FLAGS = (
         _flag("ID_ARGS_ABSENT", 0x100, "argv was not recorded at this process's exec"),
         _flag("ID_ARGS_TRUNCATED", 0x200, "argv was longer than POLICYC_ARGS_MAX"),
         _flag("ID_NO_LOGINUID", 0x400, "the kernel keeps no loginuid (no CONFIG_AUDIT)"),
+    )),
+    Defines("event.flags", (
+        _flag("EVENT_RECEIVE", 0x1, "decided on the receiving side: the policy governs target_pid "
+              "(signalled or traced), a `from` rule or its absence decided; pid, exe... are the sender's"),
     )),
     Defines("subject_cgroups values", (
         Const("CGROUP_SUBJECT", 1),
@@ -463,7 +471,7 @@ TASK_KIND = _enum("policyc_task_kind", "task_rule.kind: what a signal/ptrace rul
 ])
 
 TARGET_KIND = _enum("policyc_target_kind", "task_rule.target_kind: whom a signal/ptrace rule names.", [
-    ("TARGET_ANY", 0, "any"),
+    ("TARGET_ANY", 0, "any", "no target, or `from all`"),
     ("TARGET_EXE", 1, "exe", "the other's executable: bit target_bit of its verdict.targets"),
     ("TARGET_CGROUP", 2, "cgroup", "the other process's cgroup or an ancestor: target_cgroup"),
 ])
@@ -581,7 +589,7 @@ POLICYC_EVENT = Struct(
         Field("family", "__u8", None, "enum policyc_family"),
         Field("proto", "__u8", None, "enum policyc_proto bit"),
         Field("mode", "__u8", None, "enum policyc_mode"),
-        Field("flags", "__u8", None, "none yet: 0"),
+        Field("flags", "__u8", None, "EVENT_*"),
         Field("addr", "__u8", 16, "IPv6, IPv4 as ::ffff:a.b.c.d", as_bytes=True),
         Field("comm", "char", 16),
         Field("path", "char", "POLICYC_PATH_BUF"),
@@ -683,7 +691,8 @@ HANDOFF = Struct("handoff", "handoff's task storage, one map shared by every loa
 
 TASK_RULE = Struct(
     "task_rule",
-    "task_rules[i]: signal and ptrace rules in precedence order, scanned to the first match.",
+    "task_rules[i]: signal and ptrace rules in precedence order, scanned to the first match "
+    "among those of the side being decided (`receive`).",
     [
         Field("sig_mask", "__u64", None, "bit n-1: signal n (signal rules)"),
         Field("target_cgroup", "__u64", None, "TARGET_CGROUP: the cgroup id (filled at load)"),
@@ -692,7 +701,8 @@ TASK_RULE = Struct(
         Field("kind", "__u8", None, "enum policyc_task_kind"),
         Field("decision", "__u8"),
         Field("target_kind", "__u8", None, "enum policyc_target_kind"),
-        Field("pad", "__u8", 5),
+        Field("receive", "__u8", None, "1: a receive-side rule (`from`): target_* name the sender"),
+        Field("pad", "__u8", 4),
     ])
 
 RULE_LIMIT = Struct(

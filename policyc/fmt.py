@@ -299,7 +299,11 @@ def _body_lines(head: str, body: S.RuleBody, indent_width: int, wrap: bool = Tru
     if body.owner is not None:
         head_text += " owner"
     if body.target is not None:
-        tail = f" to {body.target.kind} {body.target.value.raw}"
+        t = body.target
+        if t.direction == "from" and t.who == "all":
+            tail = f" from {t.value.raw}"   # `from all`: the word, no string
+        else:
+            tail = f" {t.direction} {t.who} {t.value.raw}"
     tail += limit
     paths = [p.raw for p in body.paths]
     if not wrap:

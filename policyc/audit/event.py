@@ -48,7 +48,7 @@ _FIELDS = itemgetter(*(HEADER.names.index(n) for n in (
     "ts_boot_ns", "cgroup_id", "pid", "tgid", "ppid", "uid", "gid", "rule_id", "aux", "target_pid",
     "path_len", "port", "decision", "hook", "op", "reason", "family", "proto", "mode", "addr", "comm",
     "start_boot_ns", "exec_count", "exe_ino", "exe_dev", "euid", "loginuid", "exe_len", "parent_exe_len",
-    "args_len", "id_flags")))
+    "args_len", "id_flags", "flags")))
 NO_LOGINUID = 0xFFFFFFFF
 
 @dataclass(slots=True)   # not frozen: a frozen dataclass's __init__ costs a reader under load
@@ -86,6 +86,7 @@ class RawEvent:
     parent_exe: str | None = None
     args: list[str] | None = None
     id_flags: int = abi.ID_ARGS_ABSENT | abi.ID_NO_EXE | abi.ID_PARENT_NO_EXE
+    flags: int = 0    # EVENT_*: EVENT_RECEIVE, a signal or ptrace decided on the receiver's side
 
 
 def decode(data: bytes) -> RawEvent:
@@ -93,7 +94,7 @@ def decode(data: bytes) -> RawEvent:
         raise ValueError(f"event of {len(data)} bytes is shorter than its {HEADER_SIZE}-byte header")
     (ts, cg, pid, tgid, ppid, uid, gid, rule_id, aux, target_pid, path_len, port, decision, hook, op,
      reason, family, proto, mode, addr, comm, start_ns, exec_count, exe_ino, exe_dev, euid, loginuid,
-     exe_len, pexe_len, args_len, id_flags) = _FIELDS(HEADER.unpack_from(data))
+     exe_len, pexe_len, args_len, id_flags, flags) = _FIELDS(HEADER.unpack_from(data))
     # the tail: path NUL exe NUL parent-exe NUL args (policy.h, event_identity)
     at = HEADER_SIZE
     path = data[at:at + path_len].decode("utf-8", "surrogateescape")
@@ -128,7 +129,7 @@ def decode(data: bytes) -> RawEvent:
         loginuid=loginuid,
         exe=exe if exe_len and not id_flags & (abi.ID_NO_EXE | abi.ID_EXE_UNRESOLVED) else None,
         parent_exe=parent_exe if pexe_len and not id_flags & (abi.ID_PARENT_NO_EXE | abi.ID_PARENT_UNRESOLVED) else None,
-        args=args, id_flags=id_flags,
+        args=args, id_flags=id_flags, flags=flags,
     )
 
 

@@ -48,6 +48,7 @@ class _Ev:
     proto: str | None
     aux: int
     target_pid: int
+    flags: int
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,23 @@ def _path_text(o: dict) -> str:
 
 
 def _target_text(o: dict) -> str:
-    return (o.get("signal", "") + f" to pid {o['target_pid']} ({o.get('target_exe') or '?'})").strip()
+    received = ", by its receive rules" if o.get("side") == "receive" else ""
+    return (o.get("signal", "") + f" to pid {o['target_pid']} ({o.get('target_exe') or '?'}){received}").strip()
 
 
 def _target_report(o: dict) -> str:
-    return f"{o.get('signal', 'ptrace')} to {o.get('target_exe') or 'pid ' + str(o.get('target_pid'))}"
+    received = " (receive side)" if o.get("side") == "receive" else ""
+    return f"{o.get('signal', 'ptrace')} to {o.get('target_exe') or 'pid ' + str(o.get('target_pid'))}{received}"
+
+
+def _task_object(ev: _Ev, **fields) -> dict:
+    """A signal's or ptrace's object; `side: "receive"` when the policy of the process signalled
+    or traced (`target_pid`) decided, by its `from` rules (EVENT_RECEIVE). Absent otherwise
+    (the acting process's policy decided): records of send-side decisions stay as they were."""
+    obj = {**fields, "target_pid": ev.target_pid, "target_exe": ev.path or None}
+    if getattr(ev, "flags", 0) & abi.EVENT_RECEIVE:
+        obj["side"] = "receive"
+    return obj
 
 
 def _named(name: str) -> Callable[[int], str]:
@@ -100,11 +113,10 @@ FAMILIES: dict[str, AuditFamily] = {
     "capability": AuditFamily(_named("capability"), lambda ev: {"capability": capability_name(ev.aux)},
                               lambda o: o["capability"], lambda o: f"capability {o.get('capability')}"),
     "signal": AuditFamily(_named("signal"),
-                          lambda ev: {"signal": _SIGNAL_NAMES.get(ev.aux, str(ev.aux)),
-                                      "target_pid": ev.target_pid, "target_exe": ev.path or None},
+                          lambda ev: _task_object(ev, signal=_SIGNAL_NAMES.get(ev.aux, str(ev.aux))),
                           _target_text, _target_report),
     "ptrace": AuditFamily(_named("ptrace"),
-                          lambda ev: {"target_pid": ev.target_pid, "target_exe": ev.path or None},
+                          lambda ev: _task_object(ev),
                           _target_text, _target_report),
     "module": AuditFamily(_named("load"), lambda ev: module_object(ev.path),
                           lambda o: o.get("module") or "", lambda o: f"module {o.get('module') or '?'}"),

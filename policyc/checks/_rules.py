@@ -18,7 +18,8 @@ def net_key(net: NetSpec | None):
 def target_key(t: Target | None):
     if t is None:
         return None
-    return (t.kind, t.exe.text if t.exe is not None else None, t.cgroup)
+    # the direction first: a `to` and a `from` rule never name the same events
+    return (t.direction, t.kind, t.exe.text if t.exe is not None else None, t.cgroup)
 
 
 def objects_key(r: Rule):
@@ -73,13 +74,22 @@ def _cgroup_within(inner: str, outer: str) -> bool:
 
 
 def target_covers(a: Target | None, b: Target | None) -> bool:
-    """Every target `b` names, `a` names too (`None`: any target)."""
+    """Every target `b` names, `a` names too (`None`: any target). Rules of the two sides
+    (`to`, `from`) never cover each other; `from all` covers only `from all`: it is the
+    receive side's default, deciding only what no rule naming the sender matches, so it
+    neither covers nor is covered by a `from exe`/`from cgroup` rule."""
+    a_receive = a is not None and a.direction == "from"
+    b_receive = b is not None and b.direction == "from"
+    if a_receive != b_receive:
+        return False
     if a is None:
         return True
     if b is None or a.kind != b.kind:
         return False
     if a.kind == "exe":
         return includes(a.exe, b.exe)
+    if a.kind == "all":
+        return True
     return _cgroup_within(b.cgroup, a.cgroup)
 
 

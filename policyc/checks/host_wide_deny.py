@@ -56,6 +56,11 @@ ESSENTIALS: tuple[tuple[Event, str], ...] = tuple(
         ("capability", {"cap": "kill"}, "capability kill"),
         ("signal", {"signal": "term", "target_exe": "/usr/bin/sleep"}, "signal term"),
         ("signal", {"signal": "kill", "target_exe": "/usr/bin/sleep"}, "signal kill"),
+        # received: systemd stopping a service (`systemctl stop`: SIGTERM, then SIGKILL)
+        ("signal", {"signal": "term", "received": True, "source_exe": "/usr/lib/systemd/systemd",
+                    "source_cgroup": "/init.scope"}, 'signal term from exe "/usr/lib/systemd/systemd"'),
+        ("signal", {"signal": "kill", "received": True, "source_exe": "/usr/lib/systemd/systemd",
+                    "source_cgroup": "/init.scope"}, 'signal kill from exe "/usr/lib/systemd/systemd"'),
         ("net.connect", {"proto": "udp", "addr": "127.0.0.53", "port": 53}, "net connect udp 127.0.0.53 port 53"),
         ("net.connect", {"proto": "tcp", "addr": "127.0.0.1", "port": 80}, "net connect tcp 127.0.0.1 port 80"),
     )

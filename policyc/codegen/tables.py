@@ -16,7 +16,7 @@ from ..abi import (CFG_EXCEPT_CGROUP, CFG_MODE_AUDIT, CFG_RATE_LIMITS, CFG_SUBJE
                    CFG_SUBJECT_CGROUP, CGROUP_LEVELS, MAX_TARGET_PATTERNS, MAX_TASK_RULES, OP_EXCEPT,
                    OP_EXEC, OP_MOUNT, OP_SUBJECT, SIMPLE_BPF, SIMPLE_MODULE_LOAD, TARGET_ANY,
                    TARGET_CGROUP, TARGET_EXE, TASK_PTRACE, TASK_SIGNAL, U32)
-from ..ir.limits import limited_rules, target_rules, task_rules  # noqa: F401  (codegen's callers know them here)
+from ..ir.limits import limited_rules, receive_rules, target_rules, task_rules  # noqa: F401  (codegen's callers know them here)
 from ..ir.model import Policy
 from ..ir.vocab import FILE_OPS, PROTOCOLS
 from ..ir.glob import CLASS_OF
@@ -309,12 +309,16 @@ def simple_maps(policy: Policy) -> dict[str, MapData]:
 
 
 def task_maps(policy: Policy) -> tuple[dict[str, MapData], list[dict]]:
-    """Signal and ptrace rules in precedence order, and the cgroup ids to fill at load."""
+    """Signal and ptrace rules in precedence order, and the cgroup ids to fill at load. Send
+    and receive rules share the array (each scan skips the other side's): a `to` rule's target
+    and a `from` rule's sender are read alike."""
     from ..ir.vocab import SIGNALS
 
     bits = {r.id: i for i, r in enumerate(target_rules(policy))}
     rules = list(task_rules(policy))
-    rules.sort(key=lambda r: (-RANK[r.decision], r.id))
+    # `from all` rules last: the receive side's default, they decide what no rule naming the
+    # sender matched (each scan stops at its first match)
+    rules.sort(key=lambda r: (r.receive and r.target.kind == "all", -RANK[r.decision], r.id))
     entries, fixups = [], []
     for i, r in enumerate(rules):
         mask = 0
@@ -322,7 +326,7 @@ def task_maps(policy: Policy) -> tuple[dict[str, MapData], list[dict]]:
             for name in r.ops:
                 mask |= 1 << (SIGNALS[name] - 1)
         kind = TARGET_ANY
-        if r.target is not None:
+        if r.target is not None and r.target.kind != "all":   # `from all`: any sender
             kind = TARGET_EXE if r.target.kind == "exe" else TARGET_CGROUP
         if kind == TARGET_CGROUP:
             fixups.append({"map": "task_rules", "index": i, "offset": TASK_RULE.offset("target_cgroup"),
@@ -330,7 +334,7 @@ def task_maps(policy: Policy) -> tuple[dict[str, MapData], list[dict]]:
         entries.append((U32.pack(i), TASK_RULE.pack_fields(
             sig_mask=mask, rule_id=r.id, target_bit=bits.get(r.id, 0),
             kind=TASK_SIGNAL if r.family == "signal" else TASK_PTRACE, decision=RANK[r.decision],
-            target_kind=kind)))
+            target_kind=kind, receive=int(r.receive))))
     return {"task_rules": MapData("array", 4, TASK_RULE.size, max(1, len(entries)), tuple(entries))}, fixups
 
 
@@ -383,6 +387,10 @@ def config_map(policy: Policy) -> MapData:
         flags |= CFG_RATE_LIMITS
     if any(r.transition is not None for r in policy.rules):
         flags |= abi.CFG_TRANSITIONS
+    if receive_rules(policy, "signal"):
+        flags |= abi.CFG_RECEIVE_SIGNAL
+    if receive_rules(policy, "ptrace"):
+        flags |= abi.CFG_RECEIVE_PTRACE
     n_task_rules = len(task_rules(policy))
     value = CONFIG.pack_fields(flags=flags, cgroup_levels=CGROUP_LEVELS, task_rules=n_task_rules,
                                default_decision=RANK[policy.default])

@@ -25,7 +25,9 @@ class Decision:
     action: str               # allow | deny | audit
     policy: Policy | None     # the policy that decided; None: no policy governs the process
     rule: Rule | None         # the rule that decided; None: the policy's default (or ungoverned)
-    by: str                   # rule | default | ungoverned | protect | anonymous-exec
+    # rule | default | ungoverned | protect | anonymous-exec | no-receive-rule (a received
+    # signal or ptrace no `from` rule speaks for: allowed, whatever the default)
+    by: str
 
     def to_dict(self) -> dict:
         """The decision as JSON (`explain --json`, `test --format json`). Each place is a
@@ -113,12 +115,18 @@ def rule_matches(rule: Rule, event: Event) -> bool:
             return False
     if rule.net is not None and not _net_matches(rule, event):
         return False
+    # a receive-side rule (`from ...`) speaks for received events only, every other rule for
+    # what the process does
+    if rule.receive != event.received:
+        return False
     if rule.target is not None:
         t = rule.target
+        other_exe, other_cgroup = ((event.source_exe, event.source_cgroup) if event.received
+                                   else (event.target_exe, event.target_cgroup))
         if t.kind == "exe":
-            if event.target_exe is None or not glob_matches(t.exe, event.target_exe):
+            if other_exe is None or not glob_matches(t.exe, other_exe):
                 return False
-        elif not _cgroup_within(event.target_cgroup, t.cgroup):
+        elif t.kind == "cgroup" and not _cgroup_within(other_cgroup, t.cgroup):
             return False
     return True
 
@@ -131,6 +139,19 @@ def owns(event: Event) -> bool:
     if event.op == "file.create":
         return True
     return event.owner and not (event.path or "").startswith("@")
+
+
+def receives_by_rules(policy: Policy, family: str) -> bool:
+    """Whether the policy has receive-side rules of `family` (signal, ptrace)."""
+    return any(r.family == family and r.receive for r in policy.rules)
+
+
+def _as_traced(event: Event) -> Event:
+    """A received ptrace as the policy's own ptrace of itself: how a policy without receive-side
+    ptrace rules decides an attach to its process (its ptrace rules, the traced process as the
+    target: `deny ptrace` keeps outsiders off too; docs/language.md)."""
+    return Event(exe=event.exe, op=event.op, target_exe=event.exe, target_cgroup=event.cgroup,
+                 cgroup=event.cgroup, ancestors=event.ancestors)
 
 
 _UNSPECIFIED = (ipaddress.IPv6Address("::"), to_v6_address("0.0.0.0"))
@@ -206,15 +227,33 @@ def decides_exec_mapping(policy: Policy) -> bool:
 def decide_policy(policy: Policy, event: Event) -> Decision:
     """One governing policy's decision: deny beats audit beats allow; first rule in source
     order within a decision; the default when nothing matches; audit mode turns deny into
-    audit (logged, not denied)."""
+    audit (logged, not denied). A received signal or ptrace: the `from` rules, `from all`
+    only where no rule naming the sender matches, and no default (allowed)."""
+    default = policy.default
+    if event.received:
+        if event.family == "ptrace" and not receives_by_rules(policy, "ptrace"):
+            event = _as_traced(event)
+        else:
+            # the receive side: its rules, or nothing (the default is for what the policy's
+            # process does, not for what is done to it)
+            default = None
     best: Rule | None = None
     for rule in policy.rules:
         if rule_matches(rule, event) and (best is None or _RANK[rule.decision] > _RANK[best.decision]):
             best = rule
+    if event.received and best is not None and best.target.kind == "all":
+        # `from all` is the receive side's default, written as a rule: it decides only what no
+        # rule naming the sender (`from exe`, `from cgroup`) matches
+        named = [r for r in policy.rules if r.target is not None and r.target.kind != "all"
+                 and rule_matches(r, event)]
+        if named:
+            best = max(named, key=lambda r: _RANK[r.decision])   # the first of the most severe
     if best is not None:
         action, by = best.decision, "rule"
+    elif default is None:
+        action, by = "allow", "no-receive-rule"
     else:
-        action, by = policy.default, "default"
+        action, by = default, "default"
     if (event.path is not None and not event.path.startswith("/")
             and (event.op == "exec" or (event.op == "file.exec-map" and decides_exec_mapping(policy)))):
         # a pseudo file (memfd, anonymous inode): no path rule can speak for it
@@ -231,7 +270,12 @@ def decide_policy(policy: Policy, event: Event) -> Decision:
 def decide(policies: Program | tuple[Policy, ...] | list[Policy], event: Event) -> Decision:
     """The decision for `event` under every policy that governs its process: the most severe
     wins (deny, then audit, then allow); among equally severe decisions one made by a rule
-    speaks before one made by a default (it says more), then the first policy (load order)."""
+    speaks before one made by a default (it says more), then the first policy (load order).
+
+    A received signal or ptrace (`event.received`) is the receive side alone: the policies that
+    govern the process signalled or traced (`event.exe`), by their `from` rules. A signal
+    between two governed processes is decided on both sides, the sender's event first; the
+    kernel denies when either side denies (docs/language.md, "Receive-side rules")."""
     if isinstance(policies, Program):
         policies = policies.policies
     result: Decision | None = None
@@ -245,4 +289,5 @@ def decide(policies: Program | tuple[Policy, ...] | list[Policy], event: Event) 
     return result or Decision("allow", None, None, "ungoverned")
 
 
-__all__ = ["Decision", "decide", "decide_policy", "governs", "excepted", "rule_matches", "glob_matches", "owns"]
+__all__ = ["Decision", "decide", "decide_policy", "governs", "excepted", "rule_matches", "glob_matches", "owns",
+           "receives_by_rules"]

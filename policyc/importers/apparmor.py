@@ -102,10 +102,12 @@ REASONS: dict[str, str] = {
     "undefined-variable": "an undefined variable",
     "too-many-values": f"more than {MAX_EXPANSIONS} values after variable expansion",
     "not-utf8": "bytes that are not UTF-8",
-    "signal-receive": "receiving signals: policyc decides the sender's side only",
+    "signal-receive": "receiving signals from a peer that is not an absolute path (a profile name, "
+                      "`unconfined`, any): policyc names a sender by its program (`from exe`)",
     "signal-exists": "signal `exists` (signal 0): policyc does not decide it (always allowed)",
     "signal-unknown": "a signal policyc does not name (real-time signals, emt)",
-    "ptrace-receive": "readby/tracedby: policyc decides the tracer's side only",
+    "ptrace-receive": "tracedby from a peer that is not an absolute path: policyc names a tracer by its "
+                      "program (`ptrace from exe`)",
     "ptrace-read": "ptrace `read` (/proc introspection): policyc decides attaching only (read is always allowed)",
     "peer-unconfined": "peer=unconfined: policyc names a target by its program, not its confinement",
     "peer-unknown": "peer profile not among the converted ones: policyc names a target by its program",
@@ -844,7 +846,7 @@ class _ProfileConverter:
         tasks = [ln for ln in e.lines if ln.split(" ", 2)[1:2] in (["signal"], ["ptrace"])]
         if not tasks:
             return
-        targets = [ln for ln in tasks if " to exe " in ln]
+        targets = [ln for ln in tasks if " to exe " in ln or " from exe " in ln]   # both take a bit
         if self.tasks + len(tasks) > abi.MAX_TASK_RULES or self.targets + len(targets) > abi.MAX_TARGET_PATTERNS:
             e.lines = [ln for ln in e.lines if ln not in tasks]
             e.reasons.append(("kernel-limit", f"{REASONS['kernel-limit']} ({abi.MAX_TASK_RULES} signal/ptrace "
@@ -1137,6 +1139,19 @@ class _ProfileConverter:
                     out.append(g)
         return out
 
+    def receive(self, e: Entry, head: str, peer: str | None, reason: str) -> None:
+        """The receive half (`signal (receive)`, `ptrace (tracedby)`): `HEAD from exe "X"` for a
+        peer that is an absolute path (a profile named by its program); any other peer (a
+        profile name, `unconfined`, none: any sender) is listed, as policyc names a sender by
+        its program. AppArmor's receive side is closed (what no rule allows is denied); the
+        converted one is not: no `deny ... from all` is added, since the peers that were not
+        converted (systemd's `unconfined` above all) would then be denied."""
+        if peer is None or not peer.startswith("/"):
+            e.reasons.append((reason, REASONS[reason]))
+            return
+        senders = self.peer_targets(peer)
+        e.lines += [f"{head} from exe {quote(g)}" for g in _one_target(senders)]
+
     def signal(self, e: Entry, toks: list[Tok], decision: str) -> None:
         args = _args(toks)
         perms: set[str] = set()
@@ -1162,10 +1177,6 @@ class _ProfileConverter:
                 raise _BadRule(f"unexpected `{a}` in a signal rule")
         if not perms:
             perms = {"send", "receive"}
-        if "receive" in perms:
-            e.reasons.append(("signal-receive", REASONS["signal-receive"]))
-        if "send" not in perms:
-            return
         names: list[str] = []
         if sigs is not None:
             for s in sigs:
@@ -1177,8 +1188,12 @@ class _ProfileConverter:
                     e.reasons.append(("signal-unknown", f"{REASONS['signal-unknown']}: {s}"))
             if not names:
                 return
-        targets = self.peer_targets(peer)
         ops = (" " + ", ".join(dict.fromkeys(names))) if names else ""
+        if "receive" in perms:
+            self.receive(e, f"{decision} signal{ops}", peer, "signal-receive")
+        if "send" not in perms:
+            return
+        targets = self.peer_targets(peer)
         if targets is None:
             e.lines.append(f"{decision} signal{ops}")
         else:
@@ -1204,8 +1219,10 @@ class _ProfileConverter:
                 raise _BadRule(f"unexpected `{a}` in a ptrace rule")
         if not perms:
             perms = {"read", "trace", "readby", "tracedby"}
-        if perms & {"readby", "tracedby"}:
-            e.reasons.append(("ptrace-receive", REASONS["ptrace-receive"]))
+        if "tracedby" in perms:
+            self.receive(e, f"{decision} ptrace", peer, "ptrace-receive")
+        if "readby" in perms and "read" not in perms:
+            e.reasons.append(("ptrace-read", REASONS["ptrace-read"]))   # /proc introspection of it
         if "read" in perms and "trace" not in perms:
             e.reasons.append(("ptrace-read", REASONS["ptrace-read"]))
         if "trace" not in perms:

@@ -13,9 +13,17 @@ from .model import Policy, Rule
 
 
 def target_rules(policy: Policy) -> list[Rule]:
-    """Signal and ptrace rules with a `to exe` target: bit i of a verdict's `targets` mask."""
+    """Signal and ptrace rules with a `to exe` or `from exe` target: bit i of a verdict's
+    `targets` mask. Both directions share the bits: the kernel walks the other process's
+    executable (the target's for a `to`, the sender's for a `from`) through the same automaton,
+    and each rule tests its own bit."""
     return [r for r in policy.rules if r.family in ("signal", "ptrace") and r.target is not None
             and r.target.kind == "exe"]
+
+
+def receive_rules(policy: Policy, family: str | None = None) -> list[Rule]:
+    """Receive-side signal and ptrace rules (`from ...`), of `family` when given."""
+    return [r for r in task_rules(policy) if r.receive and (family is None or r.family == family)]
 
 
 def task_rules(policy: Policy) -> list[Rule]:
@@ -38,7 +46,7 @@ class OverLimit:
 def over_limits(policy: Policy) -> list[OverLimit]:
     out = []
     for rules, limit, what, hint in (
-            (target_rules(policy), abi.MAX_TARGET_PATTERNS, "signal/ptrace rules with `to exe` targets",
+            (target_rules(policy), abi.MAX_TARGET_PATTERNS, "signal/ptrace rules with `to exe` targets (or `from exe`)",
              'merge targets into one glob: `to exe "/usr/sbin/{a,b}"`'),
             (task_rules(policy), abi.MAX_TASK_RULES, "signal/ptrace rules",
              "merge rules with the same decision and target: `deny signal kill, term ...`"),

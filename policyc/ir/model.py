@@ -82,10 +82,14 @@ def to_v6_address(addr: str) -> ipaddress.IPv6Address:
 # --- rules and policies ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Target:
-    kind: str                 # exe | cgroup
+    kind: str                 # exe | cgroup | all (`from all` only)
     exe: Glob | None
     cgroup: str | None
     span: Span
+    # `to`: the other process is the one signalled or traced (the policy's process acts);
+    # `from`: a receive-side rule, the other process is the sender or tracer and the
+    # policy's process the one signalled or traced
+    direction: str = "to"
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,12 @@ class Rule:
     # `owner`: the rule speaks only for files whose owner (the inode's uid) is the process's
     # fsuid; a file being created counts as the creator's (docs/language.md, "owner")
     owner: bool = False
+
+    @property
+    def receive(self) -> bool:
+        """A receive-side rule (`from ...`): decided when the policy's process is signalled or
+        traced, whoever sends; never when it acts."""
+        return self.target is not None and self.target.direction == "from"
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,12 @@ class Event:
     # file events: the process's fsuid owns the file (a test's `expect ... owner "PATH"`);
     # a create is always the creator's own, whatever this says
     owner: bool = False
+    # A received signal or ptrace: `exe` (with `ancestors`, `cgroup`) is the process signalled
+    # or traced, the one a policy governs; `source_exe`/`source_cgroup` the sender or tracer
+    # (None: unknown, such as a sender without an executable). `target_*` stay None.
+    received: bool = False
+    source_exe: str | None = None
+    source_cgroup: str | None = None
 
     @property
     def family(self) -> str:

@@ -83,9 +83,21 @@ class NetSpec:
 
 @dataclass(frozen=True)
 class Target:
-    kind: str  # exe | cgroup
+    # exe | cgroup (`to ...`); from_exe | from_cgroup | from (`from NAME`: the NAME, which
+    # must be `all`, is `value`, as the grammar gives it: its raw text is the word)
+    kind: str
     value: Str
     span: Span
+
+    @property
+    def direction(self) -> str:
+        """`to` (the policy's process sends or traces) or `from` (it receives)."""
+        return "from" if self.kind.startswith("from") else "to"
+
+    @property
+    def who(self) -> str:
+        """exe | cgroup | all (the word after `from`, checked to be `all` when lowered)."""
+        return self.kind.removeprefix("from_") if self.kind != "from" else "all"
 
 
 @dataclass(frozen=True)

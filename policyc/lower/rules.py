@@ -1,4 +1,4 @@
-"""Rules: `DECISION FAMILY [OPS] [OBJECTS] [to TARGET] [limit N/UNIT]` to a numbered model
+"""Rules: `DECISION FAMILY [OPS] [OBJECTS] [to TARGET | from SENDER] [limit N/UNIT]` to a numbered model
 rule: the family and its operations checked and expanded, paths read as globs, network
 specs as IPv6 networks and port ranges, the target, the limit. Called by the policy pass
 for each rule, in order, with the scope the rule was written in (a ruleset's own for a
@@ -173,21 +173,34 @@ def body(ctx: Context, b: S.RuleBody, scope: Scope):
     target = None
     if b.target is not None:
         if not fam.target:
-            diags.error("P019", b.target.span, f"`{fname}` rules take no `to` target",
+            diags.error("P019", b.target.span, f"`{fname}` rules take no `{b.target.direction}` target",
                         hints=("targets are for `signal` and `ptrace`",))
             ok = False
-        elif b.target.kind == "exe":
-            g = patterns.glob(ctx, b.target.value, scope, "executable")
-            ok = ok and g is not None
-            target = M.Target("exe", g, None, b.target.span)
         else:
-            cg = patterns.cgroup(ctx, b.target.value, scope, absolute=False)
-            ok = ok and cg is not None
-            if cg is not None:
-                target = M.Target("cgroup", None, cg, b.target.span)
+            target = _target(ctx, b.target, scope)
+            ok = ok and target is not None
     if not ok:
         return None
     return fname, tuple(ops), all_ops, tuple(paths), net, target
+
+
+def _target(ctx: Context, t: S.Target, scope: Scope) -> M.Target | None:
+    """`to exe|cgroup ...` (the other process is the one signalled or traced) or `from exe|
+    cgroup ... | all` (a receive-side rule: the other process is the sender or tracer)."""
+    direction = t.direction
+    if t.who == "all":
+        if t.value.raw != "all":
+            ctx.diags.error("P019", t.value.span, f"`from` takes `exe \"...\"`, `cgroup \"...\"` or `all`, "
+                            f"found `{t.value.raw}`",
+                            hints=('`deny signal kill from all`: any sender; `from exe "/usr/bin/x"`: '
+                                   "that program's",))
+            return None
+        return M.Target("all", None, None, t.span, direction)
+    if t.who == "exe":
+        g = patterns.glob(ctx, t.value, scope, "executable")
+        return M.Target("exe", g, None, t.span, direction) if g is not None else None
+    cg = patterns.cgroup(ctx, t.value, scope, absolute=False)
+    return M.Target("cgroup", None, cg, t.span, direction) if cg is not None else None
 
 
 def _object_hint(fname: str) -> tuple[str, ...]:

@@ -131,8 +131,25 @@ def event(ctx: Context, ex: S.Expect, scope: Scope, exe, parents, cgroup) -> M.E
                 return None
             kw["port"] = int(p.value)
     if body.target is not None:
-        text = ctx.vars.interpolate(body.target.value, scope)
+        t = body.target
+        if not fam.target:
+            diags.error("P019", t.span, f"`{fname}` rules take no `{t.direction}` target",
+                        hints=("targets are for `signal` and `ptrace`",))
+            return None
+        if t.direction == "from" and t.who == "all":
+            # an event has one sender: `from all` is a rule's word, not a process
+            diags.error("P024", t.span, "an expectation names its sender: `from exe \"...\"` or "
+                        "`from cgroup \"...\"`, not `from all`",
+                        hints=('`expect deny signal kill from exe "/usr/bin/bash"`: the test\'s `exe` '
+                               "is signalled by bash",))
+            return None
+        text = ctx.vars.interpolate(t.value, scope)
         if text is None:
             return None
-        kw["target_exe" if body.target.kind == "exe" else "target_cgroup"] = text[0]
+        if t.direction == "from":
+            # a received signal or ptrace: the test's process is the one signalled or traced
+            kw["received"] = True
+            kw["source_exe" if t.who == "exe" else "source_cgroup"] = text[0]
+        else:
+            kw["target_exe" if t.kind == "exe" else "target_cgroup"] = text[0]
     return M.Event(op=op, **kw)

@@ -44,8 +44,13 @@
 #define CFG_SUBJECT_CGROUP 0x2
 #define CFG_MODE_AUDIT 0x4
 #define CFG_EXCEPT_CGROUP 0x8
-#define CFG_RATE_LIMITS 0x10   /* some rule has a `limit`: look rule_limits up */
-#define CFG_TRANSITIONS 0x20   /* some exec rule has `as`: look exec_transitions up */
+#define CFG_RATE_LIMITS 0x10    /* some rule has a `limit`: look rule_limits up */
+/* some signal rule is receive-side (`from`): task_kill looks the receiver's task storage up */
+#define CFG_RECEIVE_SIGNAL 0x20
+/* some ptrace rule is receive-side: an attach to a governed process is decided by those rules
+ * (else by the ptrace rules, the process as target) */
+#define CFG_RECEIVE_PTRACE 0x40
+#define CFG_TRANSITIONS 0x80    /* some exec rule has `as`: look exec_transitions up */
 
 /* subject_state.state: task storage bits (`policyc exec` writes PENDING through a pidfd). The
  * NEXT bits are what the exec in progress will make of the task, applied only at
@@ -77,6 +82,11 @@
 #define ID_ARGS_ABSENT 0x100      /* argv was not recorded at this process's exec */
 #define ID_ARGS_TRUNCATED 0x200   /* argv was longer than POLICYC_ARGS_MAX */
 #define ID_NO_LOGINUID 0x400      /* the kernel keeps no loginuid (no CONFIG_AUDIT) */
+
+/* event.flags */
+/* decided on the receiving side: the policy governs target_pid (signalled or traced), a `from`
+ * rule or its absence decided; pid, exe... are the sender's */
+#define EVENT_RECEIVE 0x1
 
 /* subject_cgroups values */
 #define CGROUP_SUBJECT 1
@@ -242,7 +252,7 @@ enum policyc_task_kind {
 
 /* task_rule.target_kind: whom a signal/ptrace rule names. */
 enum policyc_target_kind {
-	TARGET_ANY = 0,
+	TARGET_ANY = 0,    /* no target, or `from all` */
 	TARGET_EXE = 1,    /* the other's executable: bit target_bit of its verdict.targets */
 	TARGET_CGROUP = 2, /* the other process's cgroup or an ancestor: target_cgroup */
 };
@@ -281,7 +291,7 @@ struct policyc_event {
 	__u8 family;                 /* enum policyc_family */
 	__u8 proto;                  /* enum policyc_proto bit */
 	__u8 mode;                   /* enum policyc_mode */
-	__u8 flags;                  /* none yet: 0 */
+	__u8 flags;                  /* EVENT_* */
 	__u8 addr[16];               /* IPv6, IPv4 as ::ffff:a.b.c.d */
 	char comm[16];
 	char path[POLICYC_PATH_BUF];
@@ -375,7 +385,8 @@ struct subject_state {
 	__u32 state; /* SUBJECT_* */
 };
 
-/* task_rules[i]: signal and ptrace rules in precedence order, scanned to the first match. */
+/* task_rules[i]: signal and ptrace rules in precedence order, scanned to the first match among
+ * those of the side being decided (`receive`). */
 struct task_rule {
 	__u64 sig_mask;      /* bit n-1: signal n (signal rules) */
 	__u64 target_cgroup; /* TARGET_CGROUP: the cgroup id (filled at load) */
@@ -384,7 +395,8 @@ struct task_rule {
 	__u8 kind;           /* enum policyc_task_kind */
 	__u8 decision;
 	__u8 target_kind;    /* enum policyc_target_kind */
-	__u8 pad[5];
+	__u8 receive;        /* 1: a receive-side rule (`from`): target_* name the sender */
+	__u8 pad[4];
 };
 
 /* rule_limits[rule id] (the default's at 0): `limit N/UNIT`; per_window 0: no limit. A fixed

@@ -661,6 +661,7 @@ static __always_inline void event_subject(struct scratch *s, __u8 hook, __u8 fam
 	ev->target_pid = 0;
 	ev->port = 0;
 	ev->proto = 0;
+	ev->flags = 0;  /* EVENT_RECEIVE is the task family's, set after this */
 	s->on_behalf_of = 0;
 }
 

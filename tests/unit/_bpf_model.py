@@ -34,6 +34,9 @@ What it reproduces (file:function of the C):
     slice of `net_entries` scanned for the first entry with the protocol bit and the port;
   * task.bpf.c.j2 check_task_for/task_rule_cb: the target's executable walked through the DFA
     for `verdict.targets`, its cgroup and 15 ancestors, the precedence-ordered `task_rules`;
+    check_received for a received event (`Event.received`): the sender's executable and cgroup,
+    the receive-side rules only (`from all` last), no default; a received ptrace of a policy
+    without receive-side ptrace rules decided by its ptrace rules with the traced as the target;
   * capability.bpf.c.j2, module.bpf.c.j2: `cap_verdicts`, `simple_verdicts`;
   * a family whose template the object lacks (manifest `families`) decides nothing: allow.
 
@@ -495,21 +498,34 @@ class KernelModel:
         sig = SIGNALS[event.signal] if kind == C["TASK_SIGNAL"] else 0
         if kind == C["TASK_SIGNAL"] and not 0 < sig <= 64:
             return NO_HOOK
+        receive = 0
+        other_exe, other_cgroup = event.target_exe, event.target_cgroup
+        if event.received:
+            if kind == C["TASK_PTRACE"] and not self.flags & C["CFG_RECEIVE_PTRACE"]:
+                # ptrace_access_check without receive rules: the ptrace rules, the traced
+                # process as the target
+                other_exe, other_cgroup = event.exe, event.cgroup
+            elif kind == C["TASK_SIGNAL"] and not self.flags & C["CFG_RECEIVE_SIGNAL"]:
+                return NO_HOOK   # task_kill asks no receiver
+            else:
+                # check_received: the sender's executable and cgroup
+                receive, other_exe, other_cgroup = 1, event.source_exe, event.source_cgroup
         targets = 0
-        if event.target_exe is not None:  # a kernel thread has no mm, no exe_file
-            v = self.verdict(self.walk(encode(event.target_exe)))
+        if other_exe is not None:  # a kernel thread has no mm, no exe_file
+            v = self.verdict(self.walk(encode(other_exe)))
             if v is None:
                 return self.fail_closed("map-fault")
             targets = v[2]
         levels = C["TARGET_CGROUP_LEVELS"]
-        cgroups = list(reversed(self.cgroups.chain(event.target_cgroup or "/")))[:levels]
+        cgroups = list(reversed(self.cgroups.chain(other_cgroup or "/")))[:levels]
         cgroups += [0] * (levels - len(cgroups))
         for i in range(min(self.n_task_rules, C["MAX_TASK_RULES"])):
             raw = self.maps["task_rules"].index(i)
             if raw is None:
                 break
-            sig_mask, target_cgroup, rule_id, target_bit, rkind, decision, target_kind = TASK_RULE.unpack(raw)
-            if rkind != kind:
+            (sig_mask, target_cgroup, rule_id, target_bit, rkind, decision, target_kind,
+             rreceive) = TASK_RULE.unpack(raw)
+            if rkind != kind or rreceive != receive:
                 continue
             if kind == C["TASK_SIGNAL"] and not (sig_mask >> ((sig - 1) & 63)) & 1:
                 continue
@@ -518,6 +534,8 @@ class KernelModel:
             if target_kind == C["TARGET_CGROUP"] and (not target_cgroup or target_cgroup not in cgroups):
                 continue
             return self.apply(decision, rule_id, "rule")
+        if receive:
+            return self.apply(C["DECISION_ALLOW"], 0, "no-receive-rule")   # no default there
         return self.default()
 
 

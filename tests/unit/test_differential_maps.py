@@ -151,11 +151,17 @@ def rule_text(draw):
             sigs = draw(some(st.sampled_from(SIG_NAMES), 3))
             if sigs:
                 words.append(", ".join(sigs))
-        target = draw(st.sampled_from(["", "exe", "exe", "cgroup"]))
+        target = draw(st.sampled_from(["", "exe", "exe", "cgroup", "from exe", "from cgroup", "from all"]))
         if target == "exe":
             words.append("to exe " + q(draw(exe_glob)))
         elif target == "cgroup":
             words.append("to cgroup " + q(draw(st.sampled_from(CGROUPS))))
+        elif target == "from exe":
+            words.append("from exe " + q(draw(exe_glob)))
+        elif target == "from cgroup":
+            words.append("from cgroup " + q(draw(st.sampled_from(CGROUPS))))
+        elif target == "from all":
+            words.append("from all")
     elif fam == "module":
         if draw(st.booleans()):
             words.append("load")
@@ -331,15 +337,20 @@ def random_event(rng, policy) -> Event:
         if fam == "signal":
             kw["signal"] = rng.choice(rule.ops if rule is not None and rng.randrange(4) else sorted(SIGNALS))
         target = rule.target if rule is not None else None
+        # received (the event's process is signalled or traced) when aimed at a receive rule,
+        # and now and then otherwise
+        received = target.direction == "from" if target is not None else rng.randrange(4) == 0
+        exe_key, cgroup_key = ("source_exe", "source_cgroup") if received else ("target_exe", "target_cgroup")
+        kw["received"] = received
         if target is not None and target.kind == "exe":
-            kw["target_exe"] = pick_path(rng, [target.exe], FIXED_EXES)
+            kw[exe_key] = pick_path(rng, [target.exe], FIXED_EXES)
         else:
             kernel_thread = rng.randrange(8) == 0   # no mm, no executable
-            kw["target_exe"] = None if kernel_thread else pick_path(rng, subjects + others, FIXED_EXES)
+            kw[exe_key] = None if kernel_thread else pick_path(rng, subjects + others, FIXED_EXES)
         if target is not None and target.kind == "cgroup" and rng.randrange(4):
-            kw["target_cgroup"] = canonical(target.cgroup + rng.choice(["", "/a", "/a/b", "x"]))
+            kw[cgroup_key] = canonical(target.cgroup + rng.choice(["", "/a", "/a/b", "x"]))
         else:
-            kw["target_cgroup"] = rng.choice(EVENT_CGROUPS)
+            kw[cgroup_key] = rng.choice(EVENT_CGROUPS)
     return Event(exe, op, ancestors=ancestors, cgroup=cgroup, **kw)
 
 
@@ -374,7 +385,7 @@ def skip_reason(policy, manifest, event) -> str | None:
     product bugs pinned by the xfail tests below."""
     if event.op == "exec" and excepted_by_exe(policy, event.exe):
         return "an excepted program's exec is decided by the kernel (docs/language.md)"
-    if event.op == "ptrace":
+    if event.op == "ptrace" and not event.received:
         if not governs(policy, event):
             return "an outsider attaching to a governed process is decided by the kernel (docs/design.md)"
         if excepted_by_exe(policy, event.target_exe):
@@ -657,6 +668,49 @@ def test_signal_with_exe_and_cgroup_targets():
          (ev("signal", signal="kill", target_exe="/bin/sh", target_cgroup="/svc/a"), ("allow", 2)),
          (ev("signal", signal="hup", target_exe="/bin/sh", target_cgroup="/svc"), ("deny", 3)),
          (ev("signal", signal="usr1", target_exe=None, target_cgroup="/"), ("allow", 0)))
+
+
+def test_receive_side_signals():
+    case('policy p {\n subject exe "/usr/sbin/nginx"\n default deny\n'
+         ' allow signal term, hup from exe "/usr/sbin/nginx"\n allow signal from cgroup "/svc"\n'
+         ' deny signal from all\n audit signal usr1 from exe "/bin/*"\n deny signal kill to exe "/bin/sh"\n}\n',
+         (ev("signal", exe="/usr/sbin/nginx", signal="hup", received=True, source_exe="/usr/sbin/nginx",
+             source_cgroup="/"), ("allow", 1)),
+         (ev("signal", exe="/usr/sbin/nginx", signal="kill", received=True, source_exe="/usr/sbin/nginx",
+             source_cgroup="/"), ("deny", 3)),                       # `from all`: no named rule matched
+         (ev("signal", exe="/usr/sbin/nginx", signal="kill", received=True, source_exe="/bin/sh",
+             source_cgroup="/svc/a"), ("allow", 2)),                 # a named rule beats `from all`
+         (ev("signal", exe="/usr/sbin/nginx", signal="usr1", received=True, source_exe="/bin/sh",
+             source_cgroup="/"), ("audit", 4)),
+         (ev("signal", exe="/usr/sbin/nginx", signal="kill", received=True, source_exe=None,
+             source_cgroup="/"), ("deny", 3)),                       # a sender without executable
+         (ev("signal", exe="/usr/sbin/nginx", signal="kill", target_exe="/bin/sh", target_cgroup="/"),
+          ("deny", 5)))                                              # the send side is its own
+
+
+def test_receive_side_without_from_all_allows_and_ptrace_falls_back():
+    case('policy p {\n subject exe "/usr/bin/x"\n default deny\n deny signal kill from exe "/usr/bin/pkill"\n'
+         ' deny ptrace to cgroup "/dbg"\n}\n',
+         (ev("signal", exe="/usr/bin/x", signal="term", received=True, source_exe="/usr/bin/pkill",
+             source_cgroup="/"), ("allow", 0)),                      # no receive rule: no default
+         (ev("signal", exe="/usr/bin/x", signal="kill", received=True, source_exe="/usr/bin/pkill",
+             source_cgroup="/"), ("deny", 1)),
+         # no receive-side ptrace rule: an attach to the process is decided by its ptrace rules
+         # with itself as the target (its cgroup /dbg/1), and the default
+         (ev("ptrace", exe="/usr/bin/x", cgroup="/dbg/1", received=True, source_exe="/usr/bin/gdb",
+             source_cgroup="/"), ("deny", 2)),
+         (ev("ptrace", exe="/usr/bin/x", cgroup="/", received=True, source_exe="/usr/bin/gdb",
+             source_cgroup="/"), ("deny", 0)))
+
+
+def test_receive_side_ptrace():
+    case('policy p {\n subject exe "/usr/bin/x"\n default deny\n allow ptrace from exe "/usr/bin/gdb"\n'
+         ' deny ptrace from all\n allow ptrace to exe "/usr/bin/x"\n}\n',
+         (ev("ptrace", exe="/usr/bin/x", received=True, source_exe="/usr/bin/gdb", source_cgroup="/"),
+          ("allow", 1)),
+         (ev("ptrace", exe="/usr/bin/x", received=True, source_exe="/usr/bin/strace", source_cgroup="/"),
+          ("deny", 2)),
+         (ev("ptrace", exe="/usr/bin/x", target_exe="/usr/bin/x", target_cgroup="/"), ("allow", 3)))
 
 
 def test_ptrace_family():

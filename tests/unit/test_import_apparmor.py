@@ -66,7 +66,7 @@ DNSMASQ = MINI + [
     (18, 3, None, "signal", "not", [], ["signal-receive"]),
     (19, 3, None, "signal", "approximate", ['allow signal to exe "/usr/lib/dnsmasq/helper"'], ["peer-attachment"]),
     (20, 3, None, "ptrace", "approximate", ['allow ptrace to exe "/usr/{bin,sbin}/dnsmasq"'], ["peer-attachment"]),
-    (21, 3, None, "ptrace", "not", [], ["ptrace-receive"]),
+    (21, 3, None, "ptrace", "not", [], ["ptrace-read"]),  # readby: /proc introspection of it
     (23, 3, None, "file", "converted", ['allow file read "/etc/dnsmasq.conf"'], []),
     (24, 3, None, "file", "converted", ['allow file read "/etc/dnsmasq.d"'], []),
     (25, 3, None, "file", "converted", ['allow file read "/etc/dnsmasq.d/*.conf"'], []),

@@ -9,8 +9,8 @@ endif
 syntax iskeyword @,48-57,_,-
 syntax case match
 
-syntax keyword policyKeyword acknowledge all as cgroup default except exe expect include let limit mode
-syntax keyword policyKeyword parent policy port protect ruleset subject test to unconfined use
+syntax keyword policyKeyword acknowledge all as cgroup default except exe expect from include let limit
+syntax keyword policyKeyword mode parent policy port protect ruleset subject test to unconfined use
 syntax match policyKeyword /\%(\<include\)\@<=?/
 syntax keyword policyDecision allow deny audit
 syntax keyword policyFamily file exec net capability signal ptrace mount module bpf
