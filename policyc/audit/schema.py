@@ -306,5 +306,8 @@ def format_text(rec: dict) -> str:
     why = rec["rule_text"] or rec["reason_text"] or (f"default {rec['decision']}" if rec["reason"] == "default"
                                                      else rec["reason"])
     fix = f"; to allow: {rec['suggestion']}" if rec.get("suggestion") else ""
+    # what the program was told (a denial's errno; docs/audit-log.md): last, so that what
+    # reads the fields before it reads them as it did
+    err = f" errno={rec['errno']}" if rec.get("errno") else ""
     return (f"{rec['time']} {rec['decision'].upper()} policy={rec['policy']} {op} {obj} "
-            f"pid={s['pid']} comm={s['comm']} exe={s['exe'] or '?'} rule={rec['rule'] or '-'} ({why}{fix})")
+            f"pid={s['pid']} comm={s['comm']} exe={s['exe'] or '?'} rule={rec['rule'] or '-'} ({why}{fix}){err}")

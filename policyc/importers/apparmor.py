@@ -79,9 +79,10 @@ DEFAULT_TUNABLES: dict[str, list[str]] = {
 REASONS: dict[str, str] = {
     "owner": "`owner` on an exec: policyc's `owner` is for file rules only",
     "other": "`other` (not the file's owner): policyc has no such condition",
-    "exec-transition": "exec transition (px/cx and variants): policyc has no profile transitions; "
-                       "what a governed program starts stays governed by the same policy",
-    "exec-unconfined": "unconfined exec (ux/Ux): what a governed program starts stays governed",
+    "exec-transition": "exec transition policyc cannot say: a child profile (cx), a fallback (pix, pux), "
+                       "or px without `-> NAME` (the profile AppArmor finds by the path); policyc's is "
+                       "`as policy NAME` for `px -> NAME`",
+    "exec-unconfined": "unconfined exec (ux/Ux) with `owner`: policyc's `owner` is for file rules only",
     "exec-bare-x": "bare `x` in an allow rule: AppArmor needs an exec mode",
     "lock": "file locking (`k`): policyc does not decide locks",
     "link": "hard links (`l`, `link`): AppArmor names the new link, policyc decides a link's "
@@ -250,6 +251,16 @@ def printable(s: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+# `px -> NAME` converted: a profile named by a plain name or an absolute path (not a child
+# `a//b`, a stack `&a`, a variable or a pattern)
+_TRANSITION_TARGET = re.compile(r"/?[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*")
+
+
+def _target_policy(target: str) -> str:
+    """The policy name `_policyc_name` gives the profile TARGET (before any clash)."""
+    return _policyc_name(target.rsplit("/", 1)[-1] if target.startswith("/") else target, set())
 
 
 def _policyc_name(text: str, taken: set[str], suffix: str = "") -> str:
@@ -999,6 +1010,7 @@ class _ProfileConverter:
         execs = [p for p in perms if p.endswith("x")]
         ops: list[str] = []
         exec_rule = False
+        moves: list[str] = []   # `as unconfined` (ux, Ux), `as policy NAME` (px, Px -> NAME)
         if "r" in has:
             ops.append("read")
         if "w" in has:
@@ -1017,8 +1029,13 @@ class _ProfileConverter:
                     exec_rule = True
                 elif x == "x":
                     e.reasons.append(("exec-bare-x", REASONS["exec-bare-x"]))
-                elif x.lower() in ("ux",):
-                    e.reasons.append(("exec-unconfined", f"{x}: {REASONS['exec-unconfined']}"))
+                elif x.lower() == "ux":
+                    moves.append("as unconfined")   # (Ux's scrubbed environment: policyc always)
+                elif x.lower() == "px" and target and _TRANSITION_TARGET.fullmatch(target):
+                    # the profile NAME as the importer names its policy (a profile of this
+                    # import keeps that name unless two clash); not loaded: the exec is
+                    # denied, as AppArmor denies a px to a missing profile
+                    moves.append(f"as policy {_target_policy(target)}")
                 else:
                     to = f" -> {target}" if target else ""
                     e.reasons.append(("exec-transition", f"{x}{to}: {REASONS['exec-transition']}"))
@@ -1034,10 +1051,12 @@ class _ProfileConverter:
         plist = ", ".join(quote(p) for p in paths)
         if ops:
             e.lines.append(f"{decision} file {', '.join(ops)} {'owner ' if owner else ''}{plist}")
-        if exec_rule and owner:
+        if (exec_rule or moves) and owner:
             e.reasons.append(("owner", REASONS["owner"]))
         elif exec_rule:
             e.lines.append(f"{decision} exec {plist}")
+        if moves and not owner:
+            e.lines += [f"{decision} exec {plist} {m}" for m in moves]
 
     # -- capabilities --
     def capability(self, e: Entry, toks: list[Tok], decision: str) -> None:

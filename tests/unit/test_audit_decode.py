@@ -203,6 +203,7 @@ def test_text_line_is_one_line_naming_rule():
     assert "\n" not in line
     assert re.search(r"DENY policy=web file\.read /etc/shadow pid=100 comm=cat exe=/usr/bin/cat rule=p\.policy:6:5",
                      line)
+    assert line.endswith(") errno=EACCES"), line   # what the program was told, last
 
 
 def test_decode_rejects_short_event():
@@ -268,7 +269,7 @@ def test_default_decisions_carry_the_rule_that_allows_exactly_them(tmp_path):
     assert front.ok, [str(d) for d in front.diags.items]
     # only the default's decisions carry one; the text line shows it
     assert record()["suggestion"] is None and record(rule_id=0, reason=2, path="")["suggestion"] is None
-    assert format_text(recs[2]).endswith('(default deny; to allow: allow exec "/usr/bin/curl")')
+    assert format_text(recs[2]).endswith('(default deny; to allow: allow exec "/usr/bin/curl") errno=EACCES')
     assert record(rule_id=0, reason=1, path="pipe:[123]")["suggestion"] is None
 
 

@@ -542,3 +542,21 @@ def test_owner_rules_convert_and_other_does_not(tmp_path):
     assert got[3] == ("not", [], ["owner"])
     assert got[4] == ("not", [], ["other"])
     assert got[5] == ("converted", ['deny file write, create, delete, chmod, chown owner "/etc/x"'], [])
+
+
+def test_exec_transitions_convert_where_policyc_can_say_them(tmp_path):
+    """`ux`/`Ux` is `as unconfined`; `px -> NAME` is `as policy NAME'` (the name the importer
+    gives profile NAME); a child profile, a fallback or a bare `Px` stay listed."""
+    from policyc.importers import apparmor as A
+
+    prof = tmp_path / "foo"
+    prof.write_text("/usr/sbin/foo {\n  /usr/bin/bar Ux,\n  /usr/bin/baz Px -> /usr/sbin/bazd,\n"
+                    "  /usr/bin/qux px -> qux-prof,\n  /usr/bin/kid Cx -> kid,\n  /usr/bin/plain Px,\n"
+                    "  /usr/bin/fb pux -> fb,\n}\n")
+    text = A.import_apparmor([str(prof)], base=str(tmp_path)).text
+    assert 'allow exec "/usr/bin/bar" as unconfined' in text
+    assert 'allow exec "/usr/bin/baz" as policy bazd' in text
+    assert 'allow exec "/usr/bin/qux" as policy qux-prof' in text
+    for listed in ("/usr/bin/kid Cx -> kid", "/usr/bin/plain Px", "/usr/bin/fb pux -> fb"):
+        assert [line for line in text.splitlines() if line.strip().startswith("# not converted:") and listed in line], listed
+    assert not [line for line in text.splitlines() if line.strip().startswith("allow exec \"/usr/bin/kid\"")]
