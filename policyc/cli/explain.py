@@ -43,8 +43,11 @@ def all_ops() -> list[str]:
 
 
 def parse_event(exe: str, op: str, path, addr, port, proto, cap, signal, target_exe, target_cgroup,
-                cgroup, parents, diags: Diagnostics) -> Event | None:
-    """The command-line options as an Event, or diagnostics (no spans: they name options)."""
+                cgroup, parents, diags: Diagnostics, *, owner: bool = False, source_exe: str | None = None,
+                source_cgroup: str | None = None) -> Event | None:
+    """The command-line options as an Event, or diagnostics (no spans: they name options).
+    OWNER: the file is the process's own (`owner` rules). SOURCE_EXE, SOURCE_CGROUP: a signal
+    or ptrace received by the process `--exe` names, from that sender (`from` rules)."""
     family, _, sub = op.partition(".")
     valid = all_ops()
     kw: dict = {}
@@ -106,6 +109,26 @@ def parse_event(exe: str, op: str, path, addr, port, proto, cap, signal, target_
     if family == "net" and sub == "connect" and addr is None:
         diags.error("P024", None, "`net.connect` needs `--addr ADDRESS`")
         return None
+    if owner and family != "file":
+        diags.error("P026", None, f"`--owner` is for `file` operations, not `{op}`",
+                    hints=("`owner` rules speak of a file's owner",))
+        return None
+    received = source_exe is not None or source_cgroup is not None
+    if received:
+        if family not in ("signal", "ptrace"):
+            diags.error("P024", None, f"`--source-exe`/`--source-cgroup` name who sends a signal or traces; "
+                        f"`{op}` is neither")
+            return None
+        if target_exe is not None or target_cgroup is not None:
+            diags.error("P024", None, "a received signal or ptrace has `--exe` as the receiver and "
+                        "`--source-*` as the sender: `--target-*` does not go with them")
+            return None
+        if source_exe is not None and not source_exe.startswith("/"):
+            diags.error("P018", None, f"--source-exe `{source_exe}` is not an absolute path")
+            return None
+        kw.update(received=True, source_exe=source_exe, source_cgroup=source_cgroup)
+    if owner:
+        kw["owner"] = True
     return Event(exe=exe, op=op, path=path, addr=addr, port=port, proto=proto if family == "net" else None,
                  target_exe=target_exe, target_cgroup=target_cgroup, cgroup=cgroup,
                  ancestors=tuple(parents), **kw)
@@ -129,14 +152,16 @@ def to_dict(d: Decision, program: Program, event: Event) -> dict:
 
 def run_explain(paths: list[str], exe: str, op: str, path=None, addr=None, port=None, proto=None, cap=None,
                 signal=None, target_exe=None, target_cgroup=None, cgroup=None, parents=(), as_json=False,
-                *, out: TextIO, err: TextIO, fail_on: str | None = None) -> int:
+                *, out: TextIO, err: TextIO, fail_on: str | None = None, owner: bool = False,
+                source_exe: str | None = None, source_cgroup: str | None = None) -> int:
     if fail_on is not None and fail_on not in FAIL_ON:
         err.write(f"policyc: error: `--fail-on {fail_on}`: one of {', '.join(FAIL_ON)}\n")
         return EXIT_USAGE
     diags = Diagnostics()
     program = load(paths, diags).program
     event = parse_event(exe, op, path, addr, port, proto, cap, signal, target_exe, target_cgroup, cgroup,
-                        list(parents or ()), diags) if program is not None else None
+                        list(parents or ()), diags, owner=owner, source_exe=source_exe,
+                        source_cgroup=source_cgroup) if program is not None else None
     if program is None or event is None:
         print_diagnostics(diags, "text", err, err, program)
         return EXIT_BAD_INPUT
@@ -179,6 +204,9 @@ def render_text(d: Decision, program: Program, event: Event) -> str:
         lines.append(f"rule:     {d.rule.span}: {d.rule.text}")
         for u in d.rule.used_from:
             lines.append(f"          (brought in by `use` at {u})")
+    elif d.by == "no-receive-rule":
+        lines.append("rule:     none: no receive-side (`from`) rule matches, and the receiving side allows what "
+                     "none denies (the policy's default is for what its own processes do)")
     elif d.by == "anonymous-exec":
         lines.append(f"rule:     none: `{event.path}` is a file without a path (a memfd, an anonymous "
                      "inode): executing it or mapping it executable is denied, whatever the rules say")
@@ -214,6 +242,11 @@ def command(
     target_cgroup: Optional[str] = typer.Option(None, "--target-cgroup", help="the cgroup of the target process"),
     cgroup: Optional[str] = typer.Option(None, "--cgroup", help="the cgroup v2 path of the acting process"),
     parents: Optional[List[str]] = typer.Option(None, "--parent-exe", help="an ancestor's executable, nearest first (repeatable)"),
+    owner: bool = typer.Option(False, "--owner", help="file.*: the file is the process's own (its fsuid owns it)"),
+    source_exe: Optional[str] = typer.Option(None, "--source-exe",
+                                             help="signal, ptrace: received by --exe from this executable"),
+    source_cgroup: Optional[str] = typer.Option(None, "--source-cgroup",
+                                                help="signal, ptrace: received by --exe from a process in this cgroup"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text or json (--json is json)"),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", metavar="deny|audit|allow",
@@ -227,4 +260,5 @@ def command(
         sys.stderr.write(f"policyc: error: unknown format `{fmt}` (text or json)\n")
         raise typer.Exit(EXIT_USAGE)
     guarded(run_explain, paths, exe, op, path, addr, port, proto, cap, signal, target_exe, target_cgroup,
-            cgroup, parents or [], as_json or fmt == "json", out=sys.stdout, err=sys.stderr, fail_on=fail_on)
+            cgroup, parents or [], as_json or fmt == "json", out=sys.stdout, err=sys.stderr, fail_on=fail_on,
+            owner=owner, source_exe=source_exe, source_cgroup=source_cgroup)

@@ -133,10 +133,20 @@ def describe_rule(r: M.Rule) -> str:
         ports = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in r.net.ports) or "any port"
         parts.append(f"- network: `{r.net.proto}`, {nets}, {ports}")
     if r.target is not None:
-        t = r.target.exe.text if r.target.exe is not None else r.target.cgroup
-        parts.append(f"- target: {r.target.kind} `{t}`")
+        who = "sender" if r.receive else "target"
+        if r.target.kind == "all":
+            parts.append(f"- {who}: any process")
+        else:
+            t = r.target.exe.text if r.target.exe is not None else r.target.cgroup
+            parts.append(f"- {who}: {r.target.kind} `{t}`")
     elif fam is not None and fam.target:
         parts.append("- target: any process")
+    if r.owner:
+        parts.append("- only files the process owns (`owner`)")
+    if r.transition is not None:
+        t = r.transition
+        parts.append("- the program then runs " + (f"under policy `{t.policy}`" if t.kind == "policy"
+                                                   else "outside this policy (`as unconfined`)"))
     if r.limit is not None:
         parts.append(f"- events limited to {r.limit.text}")
     return "\n".join(parts)
