@@ -9,8 +9,10 @@ SIGWINCH, whose default action is to ignore it: a delivered one changes nothing.
 PTRACE_SEIZE, which checks the same PTRACE_MODE_ATTACH as PTRACE_ATTACH but does not stop
 the tracee (the worker goes on answering after an allowed tracer exits)."""
 
+import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -144,3 +146,66 @@ def test_a_process_the_policy_does_not_govern_is_untouched(pol):
         assert other.op("pid")["pid"] == other.pid
     finally:
         other.close()
+
+
+# A receiver that counts the SIGUSR2s it gets (in a file), and a sender that makes the kernel
+# send one through a file's owner: F_SETOWN(receiver) + F_SETSIG(SIGUSR2) + O_ASYNC on a pipe,
+# then a write makes it readable (send_sigio: no kill(2), no task_kill).
+RECEIVER = ("import os, signal, sys, time\nout = sys.argv[1]\n"
+            "signal.signal(signal.SIGUSR2, lambda *a: open(out, 'a').write('got\\n'))\n"
+            "print('ready', flush=True)\nwhile True:\n    time.sleep(0.05)\n")
+SIGIO_SEND = ("import fcntl, os, signal, sys, time\nr, w = os.pipe()\n"
+              "fcntl.fcntl(r, fcntl.F_SETOWN, int(sys.argv[1]))\nfcntl.fcntl(r, 10, signal.SIGUSR2)  # F_SETSIG\n"
+              "fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)\n"
+              "os.write(w, b'x')\ntime.sleep(0.3)\nprint('sent')\n")
+
+
+def sigio_round(pid: int, log: str) -> int:
+    before = open(log).read().count("got") if os.path.exists(log) else 0
+    res = py(SIGIO_SEND, pid)
+    assert res.stdout.strip() == "sent", res.stdout + res.stderr
+    time.sleep(0.3)
+    return (open(log).read().count("got") if os.path.exists(log) else 0) - before
+
+
+def start_receiver(log: str) -> subprocess.Popen:
+    proc = subprocess.Popen(["/usr/bin/python3", "-c", RECEIVER, log], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_signal_through_a_files_owner_is_decided_by_the_receive_rules(tmp_path):
+    """An ungoverned process's F_SETOWN + O_ASYNC reaches a governed process without kill(2):
+    its signal is decided by the receive rules as from an unknown sender (only `from all`
+    matches: the process that set the owner is not the one running when it is sent)."""
+    log = str(tmp_path / "got")
+    # the probe with no policy: the signal arrives
+    proc = start_receiver(log)
+    try:
+        assert sigio_round(proc.pid, log) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    p = Loaded(POLICY, "receive-sigio")
+    try:
+        proc = start_receiver(log)
+        try:
+            p.session.govern(proc.pid)
+            p.drain()
+            assert sigio_round(proc.pid, log) == 0          # not delivered
+            evs = [e for e in p.drain() if e.family == "signal" and e.target_pid == proc.pid]
+            assert evs, "no event for the denied signal"
+            e = evs[0]
+            assert e.decision == "deny" and e.hook == "file_send_sigiotask" and e.aux == signal.SIGUSR2
+            assert e.flags & 0x1 and e.rule_id == p.rule_id_of("deny signal from all")
+            assert p.records([e])[0]["errno"] == "EPERM"
+            # the control beside it: the same sender's kill(2) of usr2 is allowed by `from exe`
+            res = py(PY_KILL.replace("SIGWINCH", "SIGUSR2"), proc.pid)
+            assert res.stdout.strip() == "kill ok", res.stdout + res.stderr
+            time.sleep(0.3)
+            assert open(log).read().count("got") == 2
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        p.close()
