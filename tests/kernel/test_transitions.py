@@ -106,8 +106,9 @@ def test_handing_to_a_policy_that_is_not_loaded_fails_closed():
         outer.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def both():
+    """Both policies, loaded once for the tests below (each load is an object load under TCG)."""
     outer_policy, outer = load(OUTER_POLICY, OUTER)
     try:
         inner_policy, inner = load(INNER_POLICY, INNER)
