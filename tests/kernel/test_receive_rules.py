@@ -182,7 +182,8 @@ def test_a_signal_through_a_files_owner_is_decided_by_the_receive_rules(tmp_path
     # the probe with no policy: the signal arrives
     proc = start_receiver(log)
     try:
-        assert sigio_round(proc.pid, log) == 1
+        # readable, then the sender's exit closes the pipe (a hang-up): one or two signals
+        assert sigio_round(proc.pid, log) >= 1
     finally:
         proc.kill()
         proc.wait()
@@ -200,10 +201,11 @@ def test_a_signal_through_a_files_owner_is_decided_by_the_receive_rules(tmp_path
             assert e.flags & 0x1 and e.rule_id == p.rule_id_of("deny signal from all")
             assert p.records([e])[0]["errno"] == "EPERM"
             # the control beside it: the same sender's kill(2) of usr2 is allowed by `from exe`
+            before = open(log).read().count("got")
             res = py(PY_KILL.replace("SIGWINCH", "SIGUSR2"), proc.pid)
             assert res.stdout.strip() == "kill ok", res.stdout + res.stderr
             time.sleep(0.3)
-            assert open(log).read().count("got") == 2
+            assert open(log).read().count("got") == before + 1
         finally:
             proc.kill()
             proc.wait()
