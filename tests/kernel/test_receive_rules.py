@@ -188,26 +188,24 @@ def test_a_signal_through_a_files_owner_is_decided_by_the_receive_rules(tmp_path
         proc.kill()
         proc.wait()
     p = Loaded(POLICY, "receive-sigio")
+    proc = start_receiver(log)
     try:
-        proc = start_receiver(log)
-        try:
-            p.session.govern(proc.pid)
-            p.drain()
-            assert sigio_round(proc.pid, log) == 0          # not delivered
-            evs = [e for e in p.drain() if e.family == "signal" and e.target_pid == proc.pid]
-            assert evs, "no event for the denied signal"
-            e = evs[0]
-            assert e.decision == "deny" and e.hook == "file_send_sigiotask" and e.aux == signal.SIGUSR2
-            assert e.flags & 0x1 and e.rule_id == p.rule_id_of("deny signal from all")
-            assert p.records([e])[0]["errno"] == "EPERM"
-            # the control beside it: the same sender's kill(2) of usr2 is allowed by `from exe`
-            before = open(log).read().count("got")
-            res = py(PY_KILL.replace("SIGWINCH", "SIGUSR2"), proc.pid)
-            assert res.stdout.strip() == "kill ok", res.stdout + res.stderr
-            time.sleep(0.3)
-            assert open(log).read().count("got") == before + 1
-        finally:
-            proc.kill()
-            proc.wait()
+        p.session.govern(proc.pid)
+        p.drain()
+        assert sigio_round(proc.pid, log) == 0          # not delivered
+        evs = [e for e in p.drain() if e.family == "signal" and e.target_pid == proc.pid]
+        assert evs, "no event for the denied signal"
+        e = evs[0]
+        assert e.decision == "deny" and e.hook == "file_send_sigiotask" and e.aux == signal.SIGUSR2
+        assert e.flags & 0x1 and e.rule_id == p.rule_id_of("deny signal from all")
+        assert p.records([e])[0]["errno"] == "EPERM"
+        # the control beside it: the same sender's kill(2) of usr2 is allowed by `from exe`
+        before = open(log).read().count("got")
+        res = py(PY_KILL.replace("SIGWINCH", "SIGUSR2"), proc.pid)
+        assert res.stdout.strip() == "kill ok", res.stdout + res.stderr
+        time.sleep(0.3)
+        assert open(log).read().count("got") == before + 1
     finally:
-        p.close()
+        p.close()   # first: the policy denies this test's own kill of the receiver
+        proc.kill()
+        proc.wait()
