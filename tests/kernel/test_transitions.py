@@ -157,7 +157,10 @@ def test_as_unconfined_leaves_with_its_children(both):
 
 def test_no_attaching_to_a_program_that_left(both):
     _, outer, _, _ = both
-    script = (f"{R}/bin/{{prog}} -c 'sleep 20' & sleep 0.5; python3 {R}/attach.py $!; kill $!")
+    # `exec sleep`: the program that left (or stayed) becomes the sleep, which inherits its
+    # state; `kill -9 $!` ends it even when the attach left it stopped (a tracer that exits
+    # without waiting for the stop leaves a SIGSTOP behind), which would hold the output open
+    script = (f"{R}/bin/{{prog}} -c 'exec sleep 20' & sleep 0.5; python3 {R}/attach.py $!; kill -9 $!")
     # control: the governed shell may attach to a program that stayed (ptrace rules: none)
     res = outer.run(["/bin/sh", "-c", script.format(prog="plain")])
     assert "ptrace ok" in res.stdout, res.stdout + res.stderr
