@@ -150,6 +150,9 @@ def prometheus_samples(text: str) -> dict[tuple[str, tuple], float]:
             for f in text_string_to_metric_families(text) for s in f.samples}
 
 
+# long: 73 s of userspace (sync's record and prune) over loads the rest of the suite proves;
+# a CI run stays under 50 minutes without it (POLICYC_LONG=1 runs it)
+@pytest.mark.long
 def test_sync_outlives_its_loader_changes_nothing_counts_replaces_and_prunes():
     # One load of two policies, then each step as policyc.service would meet it (these were
     # four tests, which loaded the same policies four times: a third of this file's run).

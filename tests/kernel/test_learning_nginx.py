@@ -35,7 +35,9 @@ policy weblearn {
 }"""
 
 # userspace over the kernel: on the oldest kernel only (scripts/test.sh, README)
-pytestmark = pytest.mark.oldest_only
+# long: learning (policyc suggest) over nginx, 49 s; test_real_nginx runs Debian's nginx under
+# the shipped policy in every CI run (POLICYC_LONG=1 runs this one)
+pytestmark = [pytest.mark.oldest_only, pytest.mark.long]
 
 
 def _fresh() -> None:
