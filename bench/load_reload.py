@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from policyc import pipeline  # noqa: E402
-from policyc.vm import VmError, cache_dir, resolve_kernel, run_in_vm  # noqa: E402
+from policyc.vm import cache_dir, resolve_kernel  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import peers  # noqa: E402  (its rule generator and split)
@@ -56,7 +56,7 @@ import peers  # noqa: E402  (its rule generator and split)
 GUEST = ROOT / "bench" / "load_reload_guest.py"
 RESULTS = ROOT / "bench" / "results"
 RESULT_PREFIX = "LOAD_RELOAD_RESULT "
-QEMU_OPTS = "-icount shift=0,sleep=off"
+QEMU_OPTS = peers.QEMU_OPTS
 
 PROBE_DIR = "/tmp/lr"
 SECRET = f"{PROBE_DIR}/secret"
@@ -237,22 +237,10 @@ def write_result(out_dir: Path, short: str, result: dict) -> Path:
 
 def run_kernel(kernel: str, plan: dict, plan_path: Path, args, build_info: dict) -> int:
     image = resolve_kernel(kernel)
-    env = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
-    wall = time.monotonic()
-    try:
-        res = run_in_vm([sys.executable, str(GUEST), str(plan_path)], kernel=image, env=env, cpus=1,
-                        extra_qemu_opts=QEMU_OPTS, timeout=args.timeout,
-                        stream=sys.stderr if args.verbose else None, cwd=str(ROOT))
-    except VmError as e:
-        print(f"load_reload: {e}", file=sys.stderr)
+    booted = peers.boot_guest("load_reload", GUEST, RESULT_PREFIX, image, plan_path, args)
+    if booted is None:
         return 2
-    wall = time.monotonic() - wall
-    lines = [ln for ln in res.output.splitlines() if ln.startswith(RESULT_PREFIX)]
-    if res.returncode != 0 or not lines:
-        tail = "\n".join(res.output.strip().splitlines()[-40:])
-        print(f"load_reload: the guest failed (exit {res.returncode}):\n{tail}", file=sys.stderr)
-        return 2
-    guest = json.loads(lines[-1][len(RESULT_PREFIX):])
+    guest, res, wall = booted
     analysis = analyse(guest)
     result = {
         "kernel": guest["kernel"],

@@ -342,24 +342,34 @@ def write_result(out_dir: Path, short: str, result: dict) -> Path:
     return out
 
 
-def run_kernel(kernel: str, plan: dict, plan_path: Path, args, build_info: dict) -> int:
-    image = resolve_kernel(kernel)
+def boot_guest(tool: str, guest_script: Path, result_prefix: str, image, plan_path: Path, args):
+    """One icount boot of IMAGE running GUEST_SCRIPT on PLAN_PATH: (guest result, run_in_vm's
+    result, wall seconds), or None after saying why (TOOL names the benchmark). The guest
+    prints its result as one JSON line after RESULT_PREFIX. bench/load_reload.py uses it too."""
     env = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
     wall = time.monotonic()
     try:
-        res = run_in_vm([sys.executable, str(GUEST), str(plan_path)], kernel=image, env=env, cpus=1,
+        res = run_in_vm([sys.executable, str(guest_script), str(plan_path)], kernel=image, env=env, cpus=1,
                         extra_qemu_opts=QEMU_OPTS, timeout=args.timeout,
                         stream=sys.stderr if args.verbose else None, cwd=str(ROOT))
     except VmError as e:
-        print(f"peers: {e}", file=sys.stderr)
-        return 2
+        print(f"{tool}: {e}", file=sys.stderr)
+        return None
     wall = time.monotonic() - wall
-    lines = [ln for ln in res.output.splitlines() if ln.startswith(RESULT_PREFIX)]
+    lines = [ln for ln in res.output.splitlines() if ln.startswith(result_prefix)]
     if res.returncode != 0 or not lines:
         tail = "\n".join(res.output.strip().splitlines()[-40:])
-        print(f"peers: the guest failed (exit {res.returncode}):\n{tail}", file=sys.stderr)
+        print(f"{tool}: the guest failed (exit {res.returncode}):\n{tail}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1][len(result_prefix):]), res, wall
+
+
+def run_kernel(kernel: str, plan: dict, plan_path: Path, args, build_info: dict) -> int:
+    image = resolve_kernel(kernel)
+    booted = boot_guest("peers", GUEST, RESULT_PREFIX, image, plan_path, args)
+    if booted is None:
         return 2
-    guest = json.loads(lines[-1][len(RESULT_PREFIX):])
+    guest, res, wall = booted
     iterations = {op["label"]: op["iterations"] for op in plan["ops"]}
     abi = landlock_abi(res.output)
     analysis = analyse(guest, iterations, abi)
