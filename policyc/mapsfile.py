@@ -190,9 +190,30 @@ def hex_data(spec: dict, payload: bytes | None) -> str:
     return b"".join(k + v for k, v in entries(spec, payload)).hex()
 
 
-def with_data(manifest: dict, directory: Path) -> dict:
+def read_entries(manifest: dict, directory: Path | None) -> dict[str, list[tuple[bytes, bytes]]]:
+    """name -> (key, value) pairs of every map of the build whose manifest is MANIFEST, in
+    DIRECTORY (its maps file read and checked; a format-1 manifest needs no directory)."""
+    payload = read_payload(manifest, Path(directory)) if has_file(manifest) else None
+    try:
+        return {name: entries(spec, payload) for name, spec in manifest["maps"].items()}
+    except (KeyError, TypeError, ValueError) as e:
+        raise MapsFileError(f"the manifest's maps cannot be read: {type(e).__name__}: {e}") from None
+
+
+def as_format1(manifest: dict, directory: Path | None) -> dict:
+    """MANIFEST as a manifest of format 1 would say it: every map's bytes as hex `data`, no
+    maps file (what tests and tools that edit a map's bytes by hand start from)."""
+    m = with_data(manifest, directory)
+    for k in ("maps_file", "maps_sha256"):
+        m.pop(k, None)
+    m["maps"] = {n: {k: v for k, v in s.items() if k not in ("offset", "length", "keys")} for n, s in m["maps"].items()}
+    m["format"] = 1
+    return m
+
+
+def with_data(manifest: dict, directory: Path | None) -> dict:
     """MANIFEST with every map's `data` (hex of its key+value pairs) as format 1 had it."""
-    payload = read_payload(manifest, directory)
+    payload = read_payload(manifest, Path(directory)) if has_file(manifest) else None
     maps = {name: {**spec, "data": hex_data(spec, payload)} for name, spec in manifest.get("maps", {}).items()}
     return {**manifest, "maps": maps}
 

@@ -7,8 +7,8 @@ naming each rule's file:line:col (never a silent success).
 
 A build directory holds the policies of its last build and no others: after a successful
 build, the outputs of policies the program no longer has (a NAME.manifest.json that policyc
-wrote and the NAME.bpf.o and NAME.maps it names) are removed, so `policyc load DIR` and `load --sync DIR`
-never load a deleted policy. Nothing else in the directory is touched (`prune_outputs`).
+wrote and the NAME.bpf.o and NAME.maps it names) are removed, so `policyc load DIR` and
+`load --sync DIR` never load a deleted policy. Nothing else in the directory is touched (`prune_outputs`).
 
 An unchanged build is not done again (`up_to_date`): each manifest notes (its `build` field)
 a key of what the build was given besides the files, the policies of the program, the paths
