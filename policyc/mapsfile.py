@@ -23,11 +23,11 @@ gives (offsets into the uncompressed payload). `keys` says how a map's keys are 
               values are stored, and the keys are made again when read.
 
 Compression: zlib at level 1. Measured on the 10,000-rule policy of
-bench/build_vs_apparmor.py (3.90 MB of map bytes, 3.34 MB once the index keys are left out):
-level 1 writes about 0.7 MB in 0.026 s and reads back in 0.010 s; level 6 saves 3% more for 10
-times the time (0.26 s), level 9 takes 1.9 s for a larger file. The tables are mostly zero
-bytes and repeated states, so a fifth of the size for about 1% of the build's CPU; a load
-spends 10 ms inflating it where it spent seconds on hex under emulation.
+bench/build_vs_apparmor.py (3.90 MB of key+value bytes, 3.34 MB once the index keys are left
+out): level 1 writes 0.52 MB in about 0.03 s and inflates in 0.01 s; level 6 is 3% smaller
+for ten times the time (0.26 s), level 9 takes 1.9 s and is larger. The tables are mostly zero
+bytes and repeated states: a sixth of the size for about 1% of a 10,000-rule build's CPU,
+where leaving it out would write 3.34 MB (the output's largest part after the object).
 The manifest holds `maps_sha256` (of this whole file), so a changed or swapped file is a
 refusal at load, never a wrong table.
 """
