@@ -25,8 +25,8 @@ policyc/codegen/prebuilt.py): --wheel times the policyc of a wheel built from th
 (POLICYC_PREBUILT=require) and installed in a new venv, as a user gets it.
 
 CPU is the child's user + system seconds (the kernel's accounting, os.wait4), wall a
-monotonic clock around it; medians and minimums over --runs. Sizes: policyc's object and
-manifest against AppArmor's binary policy. Prints a table and writes
+monotonic clock around it; medians and minimums over --runs. Sizes: policyc's object,
+manifest and maps file (NAME.maps) against AppArmor's binary policy. Prints a table and writes
 bench/results/build_vs_apparmor.json.
 """
 
@@ -177,11 +177,16 @@ def main() -> int:
         for n in sizes:
             obj = (tmp / f"warm{n}" / "bench.bpf.o").stat().st_size
             man = (tmp / f"warm{n}" / "bench.manifest.json").stat().st_size
+            # NAME.maps: the maps' bytes (policyc/mapsfile.py); none from a policyc before it
+            # (--policyc of an older tree), whose manifest held them as hex
+            maps_file = tmp / f"warm{n}" / "bench.maps"
+            maps_size = maps_file.stat().st_size if maps_file.exists() else 0
             aab = (tmp / f"aa{n}.bin").stat().st_size
             maps = json.loads((tmp / f"warm{n}" / "bench.manifest.json").read_text())["maps"]
-            map_bytes = sum(len(m["data"]) // 2 for m in maps.values())
+            # the key+value bytes the kernel is given, whichever way the build stored them
+            map_bytes = sum(m["count"] * (m["key_size"] + m["value_size"]) for m in maps.values())
             results[n] = {k: summary(v) for k, v in times[n].items()}
-            results[n]["sizes"] = {"policyc_object": obj, "policyc_manifest": man,
+            results[n]["sizes"] = {"policyc_object": obj, "policyc_manifest": man, "policyc_maps_file": maps_size,
                                    "policyc_map_data": map_bytes, "apparmor_binary": aab,
                                    "dfa_states": maps["dfa_states"]["count"],
                                    "dfa_comb": maps["dfa_comb"]["count"]}
@@ -194,12 +199,14 @@ def main() -> int:
             print(f"{n:>6} {k:17} {s['cpu']['median']:>8.3f} {s['cpu']['min']:>8.3f} {s['wall']['median']:>9.3f} "
                   f"{s['wall']['min']:>9.3f} {s['peak_mb']['median']:>8.1f}")
     print()
-    print(f"{'rules':>6} {'policyc .o':>11} {'manifest':>11} {'map data':>11} {'apparmor':>10} "
-          f"{'(o+m)/aa':>9} {'aa/warm cpu':>12}")
+    print(f"{'rules':>6} {'policyc .o':>11} {'manifest':>11} {'.maps':>10} {'map data':>11} {'apparmor':>10} "
+          f"{'all/aa':>7} {'aa/warm cpu':>12}")
     for n in sizes:
         z = results[n]["sizes"]
-        print(f"{n:>6} {z['policyc_object']:>11,} {z['policyc_manifest']:>11,} {z['policyc_map_data']:>11,} "
-              f"{z['apparmor_binary']:>10,} {(z['policyc_object'] + z['policyc_manifest']) / z['apparmor_binary']:>9.1f} "
+        total = z["policyc_object"] + z["policyc_manifest"] + z["policyc_maps_file"]
+        z["policyc_total"] = total
+        print(f"{n:>6} {z['policyc_object']:>11,} {z['policyc_manifest']:>11,} {z['policyc_maps_file']:>10,} "
+              f"{z['policyc_map_data']:>11,} {z['apparmor_binary']:>10,} {total / z['apparmor_binary']:>7.1f} "
               f"{results[n]['ratio_cpu_apparmor_over_warm']:>12.2f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

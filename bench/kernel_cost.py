@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from policyc import pipeline  # noqa: E402
+from policyc import mapsfile, pipeline  # noqa: E402
 from policyc.vm import VmError, cache_dir, resolve_kernel, run_in_vm  # noqa: E402
 
 GUEST = ROOT / "bench" / "kernel_cost_guest.py"
@@ -122,7 +122,7 @@ def rule_kinds(text: str) -> dict[str, int]:
     return kinds
 
 
-# --- what the kernel will walk, read back from the manifest's map data ------------------------
+# --- what the kernel will walk, read back from the build's maps (NAME.maps) ------------------------
 
 DFA_STATE = struct.Struct("<IIIIIII")   # next[3], verdict, protect_rule, base, flags
 DFA_EDGE = struct.Struct("<II")          # check, next
@@ -131,21 +131,15 @@ VERDICT_RULES = struct.Struct("<16I")
 OP_READ, OP_WRITE = 0, 1
 
 
-def _entries(spec: dict) -> list[tuple[bytes, bytes]]:
-    data = bytes.fromhex(spec["data"])
-    k, step = spec["key_size"], spec["key_size"] + spec["value_size"]
-    return [(data[i:i + k], data[i + k:i + step]) for i in range(0, len(data), step)]
-
-
-def kernel_walk(manifest: dict, path: str) -> dict:
-    """The walk templates/common/policy.h makes, on the manifest's maps: bpf_loop iterations
-    (bytes consumed until the end or an absorbing state), comb hits (edges that are not the
-    state's default), and the rule of the final state for read and write."""
-    maps = manifest["maps"]
-    states = [DFA_STATE.unpack(v) for _, v in _entries(maps["dfa_states"])]
-    comb = [DFA_EDGE.unpack(v) for _, v in _entries(maps["dfa_comb"])]
-    classes = _entries(maps["dfa_classes"])[0][1]
-    verdicts = [VERDICT_RULES.unpack(v[:VERDICT_RULES.size]) for _, v in _entries(maps["verdicts"])]
+def kernel_walk(entries: dict, path: str) -> dict:
+    """The walk templates/common/policy.h makes, on a build's maps (ENTRIES: name -> (key,
+    value) pairs, policyc.mapsfile.read_entries): bpf_loop iterations (bytes consumed until the
+    end or an absorbing state), comb hits (edges that are not the state's default), and the
+    rule of the final state for read and write."""
+    states = [DFA_STATE.unpack(v) for _, v in entries["dfa_states"]]
+    comb = [DFA_EDGE.unpack(v) for _, v in entries["dfa_comb"]]
+    classes = entries["dfa_classes"][0][1]
+    verdicts = [VERDICT_RULES.unpack(v[:VERDICT_RULES.size]) for _, v in entries["verdicts"]]
     state, steps, edge_hits = 1, 0, 0
     for b in path.encode():
         st = states[state]
@@ -194,6 +188,7 @@ def build_all(counts: list[int], out_root: Path) -> list[dict]:
         assert len(manifest["rules"]) == n, (n, len(manifest["rules"]))
         assert "file_open" in manifest["hooks"], manifest["hooks"]
         maps = manifest["maps"]
+        entries = mapsfile.read_entries(manifest, res.manifest_path.parent)
         rec = {
             "rules": n,
             "rule_kinds": rule_kinds(text),
@@ -204,7 +199,8 @@ def build_all(counts: list[int], out_root: Path) -> list[dict]:
             "manifest_bytes": res.manifest_path.stat().st_size,
             "build_cpu_seconds": round(cpu, 3),
             "build_wall_seconds": round(wall, 3),
-            "walks": {label: kernel_walk(manifest, p) for label, p in PATHS.items()},
+            "maps_file_bytes": res.maps_path.stat().st_size,
+            "walks": {label: kernel_walk(entries, p) for label, p in PATHS.items()},
         }
         print(f"kernel_cost: built {n} rules: {rec['dfa_states']} states, {rec['dfa_comb']} comb slots, "
               f"{cpu:.2f} s CPU", file=sys.stderr, flush=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import runtime
 
 from . import abi
+from . import mapsfile
 from . import paths
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -29,13 +30,17 @@ class DeployError(Exception):
         self.message, self.detail, self.hint = message, detail, hint
 
 
+MANIFEST_FORMATS = mapsfile.MANIFEST_FORMATS   # 1: maps as hex `data`; 2: in NAME.maps
+
+
 def read_manifest(path: Path) -> dict:
     try:
         m = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise DeployError(f"cannot read manifest `{path}`: {e}")
-    if m.get("format") != 1:
-        raise DeployError(f"manifest `{path}` has an unknown format {m.get('format')!r}")
+    if not isinstance(m, dict) or m.get("format") not in MANIFEST_FORMATS:
+        raise DeployError(f"manifest `{path}` has an unknown format "
+                          f"{m.get('format') if isinstance(m, dict) else None!r}")
     return m
 
 
@@ -66,11 +71,34 @@ def find_manifests(paths: list[str]) -> list[Path]:
     return out
 
 
-def _entries(spec: dict) -> list[tuple[bytes, bytes]]:
-    data = bytes.fromhex(spec["data"])
-    k, v = spec["key_size"], spec["value_size"]
-    step = k + v
-    return [(data[i:i + k], data[i + k:i + step]) for i in range(0, len(data), step)]
+def read_maps(manifest: dict, directory: Path | None) -> bytes | None:
+    """The maps' bytes of a manifest (the payload of the NAME.maps it names, in DIRECTORY, its
+    sha256 checked); None for a manifest of format 1 (its maps are hex in it). The one reader
+    of a build's maps: map_fills, map_entries, `policyc inspect`, the benches and tests."""
+    if not mapsfile.has_file(manifest):
+        return None
+    if directory is None:
+        raise DeployError(f"the maps of policy `{manifest.get('policy')}` are in `{manifest['maps_file']}`, "
+                          "and no build directory was given to read it from")
+    try:
+        return mapsfile.read_payload(manifest, Path(directory))
+    except mapsfile.MapsFileError as e:
+        raise DeployError(str(e), hint="build the policy again (`policyc build POLICY -o DIR`): the maps file "
+                                       "is written with its manifest and the two go together") from None
+
+
+def map_entries(manifest: dict, directory: Path | None = None) -> dict[str, list[tuple[bytes, bytes]]]:
+    """name -> the (key, value) pairs of each map of a build, as the code generator made them."""
+    payload = read_maps(manifest, directory)
+    try:
+        return {name: mapsfile.entries(spec, payload) for name, spec in manifest["maps"].items()}
+    except (mapsfile.MapsFileError, KeyError, TypeError, ValueError) as e:
+        raise DeployError(f"the maps of policy `{manifest.get('policy')}` cannot be read: {e}") from None
+
+
+# Index arrays of more entries than this go to the runtime packed (MapFill.packed: the values
+# as stored, the keys made at once), never as one pair of bytes objects per entry.
+PACKED_MIN = 64
 
 
 def cgroup_id(path: str) -> int:
@@ -90,10 +118,14 @@ def cgroup_id(path: str) -> int:
                           hint="create the cgroup (or start its service) before loading the policy")
 
 
-def map_fills(manifest: dict, missing_cgroups: list[str] | None = None) -> dict[str, runtime.MapFill]:
+def map_fills(manifest: dict, missing_cgroups: list[str] | None = None,
+              directory: Path | None = None) -> dict[str, runtime.MapFill]:
     """The runtime's map contents. Cgroup paths become ids here. With `missing_cgroups` (a
     list), a cgroup that does not exist is left out (its path appended to the list) instead of
-    failing: `policyc exec` makes its command the subject whatever the policy's subjects."""
+    failing: `policyc exec` makes its command the subject whatever the policy's subjects.
+    DIRECTORY: where the manifest is, whose NAME.maps holds the maps' bytes (a manifest of
+    format 1 needs none). A large index array is given packed (MapFill.packed), the rest as
+    (key, value) pairs; MapFill.pairs() is either as pairs."""
 
     def cg(path: str) -> int | None:
         try:
@@ -104,14 +136,33 @@ def map_fills(manifest: dict, missing_cgroups: list[str] | None = None) -> dict[
             missing_cgroups.append(path)
             return None
 
-    entries = {name: _entries(spec) for name, spec in manifest["maps"].items()}
+    payload = read_maps(manifest, directory)
+    fixups: dict[str, list[dict]] = {}
     for fix in manifest.get("cgroup_fixups", ()):
-        # a `to cgroup` target: its id exists only on the machine that loads the policy
-        key, value = entries[fix["map"]][fix["index"]]
-        off = fix["offset"]
-        value = value[:off] + abi.U64.pack(cg(fix["cgroup"]) or 0) + value[off + abi.U64.size:]
-        entries[fix["map"]][fix["index"]] = (key, value)
-    fills = {name: runtime.MapFill(spec["max_entries"], entries[name]) for name, spec in manifest["maps"].items()}
+        fixups.setdefault(fix["map"], []).append(fix)
+    fills = {}
+    try:
+        for name, spec in manifest["maps"].items():
+            data, keys = mapsfile.map_bytes(spec, payload)
+            if keys is not None and spec["count"] > PACKED_MIN:
+                if name in fixups:
+                    data = bytearray(data)
+                    for fix in fixups[name]:
+                        # a `to cgroup` target: its id exists only on the machine that loads the policy
+                        at = fix["index"] * spec["value_size"] + fix["offset"]
+                        data[at:at + abi.U64.size] = abi.U64.pack(cg(fix["cgroup"]) or 0)
+                    data = bytes(data)
+                fills[name] = runtime.MapFill(spec["max_entries"], packed=(spec["count"], keys, data))
+                continue
+            entries = mapsfile.entries(spec, payload)
+            for fix in fixups.get(name, ()):
+                key, value = entries[fix["index"]]
+                off = fix["offset"]
+                value = value[:off] + abi.U64.pack(cg(fix["cgroup"]) or 0) + value[off + abi.U64.size:]
+                entries[fix["index"]] = (key, value)
+            fills[name] = runtime.MapFill(spec["max_entries"], entries)
+    except (mapsfile.MapsFileError, KeyError, TypeError, ValueError) as e:
+        raise DeployError(f"the maps of policy `{manifest.get('policy')}` cannot be read: {e}") from None
     cg_entries = []
     for kinds, value in (("subjects", abi.CGROUP_SUBJECT), ("exceptions", abi.CGROUP_EXCEPT)):
         for s in manifest.get(kinds, ()):
@@ -165,7 +216,7 @@ def load_manifest(manifest_path: Path, replace: bool = False, name: str | None =
     obj = manifest_path.parent / m["object"]
     if not obj.is_file():
         raise DeployError(f"object `{obj}` named by `{manifest_path}` is missing")
-    fills = map_fills(m, missing_cgroups)
+    fills = map_fills(m, missing_cgroups, manifest_path.parent)
     load_name = name or m["policy"]
     _set_policy_id(fills, load_name)
     pinned = os.path.join(PIN_ROOT, load_name, "maps")

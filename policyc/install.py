@@ -1,7 +1,7 @@
 """`policyc install` / `policyc uninstall`: the host layout and the systemd units.
 
     /etc/policyc/policies.d/           the sources (.policy, .policy.test, included files)
-    /var/lib/policyc/                  the build output: NAME.bpf.o + NAME.manifest.json
+    /var/lib/policyc/                  the build output: NAME.bpf.o + NAME.manifest.json + NAME.maps
     /var/log/policyc/audit.jsonl       the audit log (policyc-audit.service)
     /etc/systemd/system/policyc.service         loads /var/lib/policyc at boot
     /etc/systemd/system/policyc-audit.service   `policyc audit --follow`

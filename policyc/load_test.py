@@ -88,7 +88,7 @@ def load_test_program(front: pipeline.FrontEnd | Program, diags: Diagnostics | N
                  for policy in front.program.policies]
         for policy, res in built:
             manifest = deploy.read_manifest(res.manifest_path)
-            fills = deploy.map_fills(manifest, missing_cgroups=[])
+            fills = deploy.map_fills(manifest, missing_cgroups=[], directory=res.manifest_path.parent)
             mine = [Refusal(policy.name, v.program, v.hook, v.reason)
                     for v in runtime.load_test(str(res.object_path), fills) if not v.ok]
             report(policy, mine, diags)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from . import deploy
+from . import mapsfile
 
 LOAD, REPLACE, UNCHANGED, UNLOAD, KEEP, FAIL = "load", "replace", "unchanged", "unload", "keep", "fail"
 
@@ -94,9 +95,10 @@ def wanted_in(build_dir: Path) -> list[Wanted]:
         except (OSError, ValueError) as e:
             out.append(Wanted(stem, man, error=f"cannot read manifest `{man}`: {e}"))
             continue
-        if not isinstance(m, dict) or m.get("format") != 1 or not isinstance(m.get("policy"), str) \
-                or not isinstance(m.get("object"), str):
-            out.append(Wanted(stem, man, error=f"`{man}` is not a policyc manifest (format 1)"))
+        if not isinstance(m, dict) or m.get("format") not in mapsfile.MANIFEST_FORMATS \
+                or not isinstance(m.get("policy"), str) or not isinstance(m.get("object"), str):
+            out.append(Wanted(stem, man, error=f"`{man}` is not a policyc manifest (format "
+                                               f"{' or '.join(map(str, mapsfile.MANIFEST_FORMATS))})"))
             continue
         name = m["policy"]
         if name in seen:
@@ -116,6 +118,14 @@ def wanted_in(build_dir: Path) -> list[Wanted]:
                                                 f"(its sha256 differs from the manifest's object_sha256): "
                                                 "rebuild the directory"))
             continue
+        if mapsfile.has_file(m):
+            # the maps' bytes (format 2): the manifest's digest holds their sha256, so a load of
+            # this manifest puts in these bytes or fails; a file not matching fails here instead
+            try:
+                deploy.read_maps(m, man.parent)
+            except deploy.DeployError as e:
+                out.append(Wanted(name, man, error=f"{e.message}: rebuild the directory"))
+                continue
         out.append(Wanted(name, man, deploy.manifest_digest(m), obj_sha))
     return out
 

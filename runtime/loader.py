@@ -55,6 +55,22 @@ class MapFill:
     # Use the map pinned at this path instead of creating one (bpf_map__reuse_fd): state that
     # must survive a reload (which tasks are governed, the ring buffer a reader holds).
     reuse_pin: str | None = None
+    # More entries, packed: (count, keys, values), the COUNT keys one after the other and the
+    # COUNT values likewise (as BPF_MAP_UPDATE_BATCH takes them; not for per-CPU maps), put in
+    # after `entries`. A large map comes this way without a pair of bytes objects per entry;
+    # where the batch is refused they go in entry by entry, as `entries` do.
+    packed: tuple[int, bytes, bytes] | None = None
+
+    def pairs(self) -> list[tuple[bytes, bytes | list[bytes]]]:
+        """Every entry as a (key, value) pair: `entries`, then `packed` cut in COUNT keys and
+        COUNT values."""
+        out = list(self.entries)
+        if self.packed is not None:
+            n, keys, values = self.packed
+            if n:
+                k, v = len(keys) // n, len(values) // n
+                out += [(keys[i * k:(i + 1) * k], values[i * v:(i + 1) * v]) for i in range(n)]
+        return out
 
 
 @dataclass(frozen=True)
@@ -289,11 +305,19 @@ class _Object:
         ncpu = B.possible_cpus() if percpu else 1
         stride = (vsize + 7) // 8 * 8 if percpu else vsize
         fd = lib.bpf_map__fd(m)
-        if not percpu and len(fill.entries) > 64 and self._fill_batch(mname, fd, ksize, vsize, fill):
+        entries = fill.entries
+        if fill.packed is not None:
+            n, keys, values = fill.packed
+            if not (n and not percpu and len(keys) == n * ksize and len(values) == n * vsize
+                    and self._update_batch(mname, fd, n, keys, values)):
+                entries = fill.pairs()   # entry by entry: the bad entry named, or no batch here
+            elif not entries:
+                return
+        if not percpu and len(entries) > 64 and self._fill_batch(mname, fd, ksize, vsize, entries):
             return
         kbuf = B.ffi.new("char[]", max(ksize, 1))
         vbuf = B.ffi.new("char[]", max(stride * ncpu, 1))
-        for i, (key, value) in enumerate(fill.entries):
+        for i, (key, value) in enumerate(entries):
             if len(key) != ksize:
                 raise BpfError(f"map `{mname}` entry {i}: key is {len(key)} bytes, "
                                f"the map's keys are {ksize}")
@@ -312,26 +336,34 @@ class _Object:
                 raise BpfError(f"map `{mname}` entry {i} (key {key.hex()}): update failed: "
                                f"{B.describe(rc)}")
 
-    def _fill_batch(self, mname: str, fd: int, ksize: int, vsize: int, fill: MapFill) -> bool:
+    def _fill_batch(self, mname: str, fd: int, ksize: int, vsize: int, entries: list) -> bool:
         """One BPF_MAP_UPDATE_BATCH per 8,192 entries (hash and array maps): a 10,000-rule
         policy has ~300,000 entries, one syscall each is slow. False when the map type does
         not batch (LPM tries): the caller then goes entry by entry."""
-        entries = fill.entries
         for i, (key, value) in enumerate(entries):
             if len(key) != ksize or isinstance(value, list) or len(value) != vsize:
                 return False  # the entry-by-entry path names the bad entry
-        step = 8192
-        for start in range(0, len(entries), step):
-            chunk = entries[start:start + step]
-            keys = B.ffi.from_buffer(b"".join(k for k, _ in chunk))
-            values = B.ffi.from_buffer(b"".join(v for _, v in chunk))
-            count = B.ffi.new("__u32 *", len(chunk))
-            rc = self.lib.bpf_map_update_batch(fd, keys, values, count, B.ffi.NULL)
+        return self._update_batch(mname, fd, len(entries), b"".join(k for k, _ in entries),
+                                  b"".join(v for _, v in entries))
+
+    BATCH = 8192
+
+    def _update_batch(self, mname: str, fd: int, n: int, keys: bytes, values: bytes) -> bool:
+        """N entries, packed (N keys, N values of the map's sizes), by BPF_MAP_UPDATE_BATCH,
+        BATCH entries a call. False when the map type does not batch and nothing was put in."""
+        ksize, vsize = len(keys) // n, len(values) // n
+        kview, vview = memoryview(keys), memoryview(values)
+        for start in range(0, n, self.BATCH):
+            end = min(n, start + self.BATCH)
+            kbuf = B.ffi.from_buffer(kview[start * ksize:end * ksize])
+            vbuf = B.ffi.from_buffer(vview[start * vsize:end * vsize])
+            count = B.ffi.new("__u32 *", end - start)
+            rc = self.lib.bpf_map_update_batch(fd, kbuf, vbuf, count, B.ffi.NULL)
             if rc < 0:
                 if start == 0 and -rc in (errno.EINVAL, errno.ENOTSUPP if hasattr(errno, "ENOTSUPP") else 524,
                                           errno.EOPNOTSUPP, 524):
                     return False
-                raise BpfError(f"map `{mname}`: batch update of entries {start}..{start + len(chunk) - 1} "
+                raise BpfError(f"map `{mname}`: batch update of entries {start}..{end - 1} "
                                f"failed after {count[0]}: {B.describe(rc)}")
         return True
 

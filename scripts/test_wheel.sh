@@ -101,7 +101,7 @@ step fmt --check policies/
 step test policies/
 step build policies/ -o out
 
-# one object and one manifest per policy, stamped with the package's version
+# one object, one manifest and one maps file per policy, stamped with the package's version
 "$VENV/bin/python" - "$VERSION" <<'EOF' || die "build output is incomplete"
 import json, sys
 from pathlib import Path
@@ -110,6 +110,7 @@ assert manifests, "no manifest in out/"
 for m in manifests:
     name = m.name.removesuffix(".manifest.json")
     assert (m.parent / f"{name}.bpf.o").stat().st_size > 0, f"{name}.bpf.o missing or empty"
+    assert (m.parent / f"{name}.maps").stat().st_size > 0, f"{name}.maps missing or empty"
     v = json.loads(m.read_text()).get("policyc_version")
     assert v == sys.argv[1], f"{m}: policyc_version {v!r}, expected {sys.argv[1]!r}"
 print("test_wheel: built " + ", ".join(m.name.removesuffix(".manifest.json") for m in manifests), file=sys.stderr)
@@ -123,6 +124,7 @@ mkdir -p "$WORK/noclang-cache"
  quiet "$POLICYC" build policies/ -p nginx -p ci-runner -o out-noclang)
 for name in nginx ci-runner; do
     cmp -s "out/$name.bpf.o" "out-noclang/$name.bpf.o" || die "$name.bpf.o differs without clang"
+    cmp -s "out/$name.maps" "out-noclang/$name.maps" || die "$name.maps differs without clang"
 done
 [ -z "$(ls -A "$WORK/noclang-cache/objects" 2>/dev/null)" ] || die "a shipped object was compiled again"
 

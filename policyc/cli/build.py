@@ -1,5 +1,5 @@
 """`policyc build PATH... -o DIR [-p POLICY] [--emit-c] [--ringbuf-size SIZE] [--format text|json]`:
-NAME.bpf.o and NAME.manifest.json per policy.
+NAME.bpf.o, NAME.manifest.json and NAME.maps (the maps' bytes) per policy.
 
 Unprivileged and kernel-free; identical input gives byte-identical output. Refuses (exit 2)
 programs with check errors, and rules of families the kernel backend does not enforce yet,
@@ -7,14 +7,14 @@ naming each rule's file:line:col (never a silent success).
 
 A build directory holds the policies of its last build and no others: after a successful
 build, the outputs of policies the program no longer has (a NAME.manifest.json that policyc
-wrote and the NAME.bpf.o it names) are removed, so `policyc load DIR` and `load --sync DIR`
-never load a deleted policy. Nothing else in the directory is touched (`prune_outputs`).
+wrote and the NAME.bpf.o and NAME.maps it names) are removed, so `policyc load DIR` and
+`load --sync DIR` never load a deleted policy. Nothing else in the directory is touched (`prune_outputs`).
 
 An unchanged build is not done again (`up_to_date`): each manifest notes (its `build` field)
 a key of what the build was given besides the files, the policies of the program, the paths
 whose absence it relied on and the diagnostics it printed. When every policy asked for has
 a manifest with the same key, its `inputs` files hash as recorded, the paths are still
-absent and its object is the one it names, the outputs are left as they are (nothing is
+absent and its object and maps file are the ones it names, the outputs are left as they are (nothing is
 parsed or lowered), the diagnostics are printed again and each policy is said `unchanged`.
 """
 
@@ -36,6 +36,7 @@ import typer
 # generator (lark, jinja2) are imported when a build is done (an unchanged rebuild stays near
 # the interpreter's start-up).
 from .. import __version__
+from .. import mapsfile
 from ..abi import DEFAULT_RINGBUF_BYTES
 from ..diagnostics import Diagnostics
 from .common import (DASH_P_HELP, EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, NO_INPUT, guarded, load_and_check,
@@ -125,24 +126,29 @@ def _record(status: str, name: str, obj: Path, manifest: Path, rules: int, hooks
 
 
 def _owned_outputs(manifest: Path) -> list[Path] | None:
-    """The files of one earlier build output: [NAME.manifest.json, NAME.bpf.o] when MANIFEST
-    is one policyc wrote (format 1, naming its own policy NAME and the object NAME.bpf.o);
-    None for anything else, which is never removed."""
+    """The files of one earlier build output: [NAME.manifest.json, NAME.bpf.o, NAME.maps]
+    when MANIFEST is one policyc wrote (a format it knows, naming its own policy NAME, the
+    object NAME.bpf.o and, from format 2 on, the maps file NAME.maps); None for anything else,
+    which is never removed."""
     name = manifest.name.removesuffix(".manifest.json")
     try:
         m = json.loads(manifest.read_text())
     except (OSError, ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(m, dict) or m.get("format") != 1 or m.get("policy") != name \
+    if not isinstance(m, dict) or m.get("format") not in mapsfile.MANIFEST_FORMATS or m.get("policy") != name \
             or m.get("object") != f"{name}.bpf.o" or "policyc_version" not in m:
         return None
-    obj = manifest.parent / f"{name}.bpf.o"
-    return [manifest] + ([obj] if obj.is_file() and not obj.is_symlink() else [])
+    owned = [manifest]
+    for f in [f"{name}.bpf.o"] + ([m["maps_file"]] if m.get("maps_file") == mapsfile.file_name(name) else []):
+        path = manifest.parent / f
+        if path.is_file() and not path.is_symlink():
+            owned.append(path)
+    return owned
 
 
 def stale_outputs(out_dir: Path, keep: set[str]) -> list[Path]:
     """Files of policies not in KEEP that an earlier build wrote to OUT_DIR: each manifest
-    policyc wrote and the object it names (see `_owned_outputs`), in name order."""
+    policyc wrote and the object and maps file it names (see `_owned_outputs`), in name order."""
     out: list[Path] = []
     try:
         manifests = sorted(Path(out_dir).glob("*.manifest.json"))
@@ -158,9 +164,9 @@ def stale_outputs(out_dir: Path, keep: set[str]) -> list[Path]:
 
 
 def prune_outputs(out_dir: Path, keep: set[str]) -> list[Path]:
-    """Remove `stale_outputs(out_dir, keep)`; the paths removed. The object goes before its
-    manifest: a manifest never names a missing object for long, and an interrupted prune
-    leaves a manifest that the next build removes."""
+    """Remove `stale_outputs(out_dir, keep)`; the paths removed. The object and the maps file
+    go before their manifest: a manifest never names a missing file for long, and an
+    interrupted prune leaves a manifest that the next build removes."""
     removed = []
     for path in sorted(stale_outputs(out_dir, keep), key=lambda p: p.name.endswith(".manifest.json")):
         try:
@@ -375,7 +381,8 @@ def up_to_date(paths: list[str], out_dir: Path, names: list[str] | None, out: Te
     `build` note has this build's `build_key` (policyc's own files and version, the files
     named, the options), every file of its `inputs` hashes as recorded (so every include is
     the same: an include's target depends only on the including file's text), every path in
-    `absent` is still absent, and its object is there with the recorded sha256."""
+    `absent` is still absent, and its object and its maps file (NAME.maps) are there with the
+    recorded sha256s."""
     files = command_files(paths)
     if files is None:
         return None
@@ -387,8 +394,9 @@ def up_to_date(paths: list[str], out_dir: Path, names: list[str] | None, out: Te
             m = _read_manifest(out_dir / f"{name}.manifest.json")
             b = m.get("build") if m is not None else None
             ok = (isinstance(b, dict) and b.get("key") == key and m.get("policy") == name
-                  and m.get("format") == 1 and m.get("policyc_version") == __version__
-                  and m.get("object") == f"{name}.bpf.o" and isinstance(m.get("inputs"), dict)
+                  and m.get("format") == mapsfile.MANIFEST_FORMAT and m.get("policyc_version") == __version__
+                  and m.get("object") == f"{name}.bpf.o" and m.get("maps_file") == mapsfile.file_name(name)
+                  and isinstance(m.get("inputs"), dict)
                   and isinstance(b.get("policies"), list) and isinstance(b.get("absent"), list))
             manifests[name] = m if ok else None
         return manifests[name]
@@ -426,12 +434,13 @@ def up_to_date(paths: list[str], out_dir: Path, names: list[str] | None, out: Te
                 return None
         if not all(_still_absent(p) for p in m["build"]["absent"]):
             return None
-        obj = out_dir / m["object"]
-        try:
-            if obj.is_symlink() or "sha256:" + hashlib.sha256(obj.read_bytes()).hexdigest() != m.get("object_sha256"):
+        for f, digest in ((m["object"], m.get("object_sha256")), (m["maps_file"], m.get("maps_sha256"))):
+            path = out_dir / f
+            try:
+                if path.is_symlink() or "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+                    return None
+            except OSError:
                 return None
-        except OSError:
-            return None
     err.write(first["build"].get("diagnostics") or "")
     for name in chosen:
         m = manifests[name]

@@ -36,7 +36,7 @@ def systemd_running() -> bool:
 
 def build_sources(layout: I.Layout, kernel: str | None, out: TextIO, err: TextIO) -> int:
     """Build policies.d into the build directory: into a staging directory inside it first,
-    then each object and then its manifest renamed into place, then the outputs of policies
+    then each object and maps file and then its manifest renamed into place, then the outputs of policies
     policies.d no longer has removed. Built from DIR with the relative path
     etc/policyc/policies.d, so rule locations read the same whether built on the host or into
     an image (and the manifests are byte-identical: `load --sync` sees no change)."""
@@ -58,7 +58,10 @@ def build_sources(layout: I.Layout, kernel: str | None, out: TextIO, err: TextIO
         if code:
             return code
         for r in results:
-            os.replace(r.object_path, layout.build / r.object_path.name)
+            # the manifest last: it names the object and the maps file by their sha256s
+            for f in (r.object_path, r.maps_path):
+                if f is not None:
+                    os.replace(f, layout.build / f.name)
             os.replace(r.manifest_path, layout.build / r.manifest_path.name)
             out.write(f"built {r.policy} into {layout.build}\n")
         for p in prune_outputs(layout.build, {r.policy for r in results}):

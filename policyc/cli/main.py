@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str, str, dict]] = {
     "test": ("test_cmd", "command", "Run the policies' test blocks against the reference evaluator.", {}),
     "build": ("build", "command",
               "Compile policies to BPF LSM objects and manifests (no kernel, no privileges needed).", {}),
+    "inspect": ("inspect_cmd", "command", "Show a build's manifest as indented JSON, its maps' bytes as hex (`data`).",
+                {}),
     "load": ("load", "command", "Load policies into the kernel (BPF LSM) and pin them under /sys/fs/bpf/policyc.", {}),
     "unload": ("unload", "command", "Unload policies: their programs detach and their pins go.", {}),
     "status": ("status", "command",

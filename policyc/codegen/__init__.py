@@ -1,5 +1,6 @@
 """IR to BPF: choose the hook families a policy needs, render their C from templates/, compile
-with clang (-target bpf, CO-RE), and write NAME.bpf.o and NAME.manifest.json.
+with clang (-target bpf, CO-RE), and write NAME.bpf.o, NAME.manifest.json and NAME.maps (the
+maps' bytes: policyc/mapsfile.py).
 
 Output is byte-identical for identical input: the C is compiled in a private directory under
 fixed names with the debug paths mapped, and the manifest is written with sorted keys.
@@ -20,6 +21,7 @@ from pathlib import Path
 from ..build_error import BuildError   # defined apart (policyc/build_error.py), re-exported here
 from ..resources import resource_dir
 from .. import __version__
+from .. import mapsfile
 from ..ir.model import Policy, Program
 from ..ir.limits import over_limits
 from ..ir.dfa import TOO_LARGE_HINT, DfaTooLarge, too_large_message
@@ -27,7 +29,7 @@ from .families import FAMILIES, TEMPLATE_FAMILIES, TEMPLATE_ORDER
 from .tables import config_map, dfa_maps, limit_map, policy_dfa, transition_map
 
 TEMPLATES = resource_dir("templates")
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = mapsfile.MANIFEST_FORMAT   # 2: the maps' bytes in NAME.maps (policyc/mapsfile.py)
 DEFAULT_RINGBUF_BYTES = abi.DEFAULT_RINGBUF_BYTES
 
 # The hooks each template attaches (the code generator's registry, codegen/families.py, says).
@@ -45,6 +47,7 @@ class BuildResult:
     manifest_path: Path
     c_path: Path | None
     hooks: tuple[str, ...]
+    maps_path: Path | None = None   # NAME.maps: the maps' bytes (policyc/mapsfile.py)
 
 
 def unenforced_rules(policy: Policy):
@@ -246,7 +249,9 @@ def _sha256(data: bytes) -> str:
 
 
 def manifest_for(program: Program, policy: Policy, families: list[str], obj: bytes, maps: dict,
-                 ringbuf_bytes: int) -> dict:
+                 ringbuf_bytes: int, maps_blob: bytes) -> dict:
+    """The manifest; MAPS are the manifest's entries of the maps (mapsfile.pack) and
+    MAPS_BLOB the bytes of NAME.maps they point into."""
     inputs = {}
     for f in sorted(program.sources):
         inputs[f] = _sha256(program.sources[f].encode())
@@ -290,14 +295,16 @@ def manifest_for(program: Program, policy: Policy, families: list[str], obj: byt
         "ringbuf_bytes": ringbuf_bytes,
         "default_limit": ({"count": policy.default_limit.count, "window_s": policy.default_limit.window_s,
                            "text": policy.default_limit.text} if policy.default_limit else None),
-        "maps": {name: m.to_json() for name, m in sorted(maps.items())},
+        "maps": {name: maps[name] for name in sorted(maps)},
+        "maps_file": mapsfile.file_name(policy.name),
+        "maps_sha256": _sha256(maps_blob),
     }
 
 
 def manifest_bytes(manifest: dict) -> bytes:
-    """The manifest as written: compact JSON (no indentation: the maps' hex is most of it, and
-    indenting cost 5% of a 10,000-rule build and a fifth of the file), keys sorted, one line
-    and a newline; `python -m json.tool` or `jq .` shows it indented. orjson writes it ten
+    """The manifest as written: compact JSON (no indentation: indenting cost 5% of a 10,000-rule
+    build and a fifth of the file when it held the maps' hex), keys sorted, one line and a
+    newline; `policyc inspect`, `python -m json.tool` or `jq .` shows it indented. orjson writes it ten
     times faster than the json module; the json module when orjson refuses a value (a lone
     surrogate). Both are deterministic: identical input, identical bytes."""
     try:
@@ -337,10 +344,13 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
     if emit_c:
         c_path = out_dir / f"{policy.name}.bpf.c"
         c_path.write_text(c_source)
-    manifest = manifest_for(program, policy, families, obj, maps, ringbuf_bytes)
+    maps_blob, map_specs = mapsfile.pack(maps)
+    maps_path = out_dir / mapsfile.file_name(policy.name)
+    maps_path.write_bytes(maps_blob)
+    manifest = manifest_for(program, policy, families, obj, map_specs, ringbuf_bytes, maps_blob)
     manifest["cgroup_fixups"] = fixups
     if build_record is not None:
         manifest["build"] = {**build_record, "object_key": object_key(c_source)}
     manifest_path = out_dir / f"{policy.name}.manifest.json"
     manifest_path.write_bytes(manifest_bytes(manifest))
-    return BuildResult(policy.name, obj_path, manifest_path, c_path, tuple(manifest["hooks"]))
+    return BuildResult(policy.name, obj_path, manifest_path, c_path, tuple(manifest["hooks"]), maps_path)

@@ -60,6 +60,8 @@ class MapData:
     entries: tuple[tuple[bytes, bytes], ...]
 
     def to_json(self) -> dict:
+        """The map as manifests of format 1 held it (hex `data`); builds now write its bytes
+        to NAME.maps (policyc/mapsfile.py pack). Kept to make format-1 manifests in tests."""
         return {
             "type": self.kind,
             "key_size": self.key_size,

@@ -589,4 +589,9 @@ def build_manifest(program, policy, out_dir) -> dict:
         result = codegen.build_policy(program, policy, out_dir)
     # a build_policy that no longer goes through these two would need clang here: say so
     assert stubbed == ["render_c", "compile_c"], f"build_policy did not go through the stubs: {stubbed}"
-    return json.loads(result.manifest_path.read_text())
+    # the maps' bytes read back from NAME.maps (policyc/mapsfile.py) into the manifest, as hex
+    # (format 1's form, which `policyc load` takes too): the model then holds them whatever
+    # the next build writes to OUT_DIR (tests/unit/test_maps_file.py holds the two forms equal)
+    from policyc import mapsfile
+
+    return mapsfile.as_format1(json.loads(result.manifest_path.read_text()), result.manifest_path.parent)

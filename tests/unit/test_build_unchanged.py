@@ -84,7 +84,8 @@ def test_an_unchanged_build_leaves_the_outputs_and_lowers_nothing(tree, monkeypa
     first = build()
     assert not unchanged(first)
     before = outputs()
-    assert sorted(before) == ["app.bpf.o", "app.manifest.json", "other.bpf.o", "other.manifest.json"]
+    assert sorted(before) == ["app.bpf.o", "app.manifest.json", "app.maps", "other.bpf.o", "other.manifest.json",
+                              "other.maps"]
     import policyc.lower
     import policyc.pipeline
 
@@ -116,7 +117,8 @@ def test_the_manifest_notes_the_build(tree):
 
 @pytest.mark.parametrize("change", [
     "source", "include", "optional include appears", "test file appears", "new file in a directory",
-    "object changed", "object removed", "manifest removed", "other order",
+    "object changed", "object removed", "manifest removed", "other order", "maps changed", "maps removed",
+    "other maps removed",
 ])
 def test_a_change_of_the_inputs_or_outputs_builds_again(tree, change):
     paths = ("app.policy", "other.policy")
@@ -142,6 +144,14 @@ def test_a_change_of_the_inputs_or_outputs_builds_again(tree, change):
         Path("out/other.bpf.o").unlink()
     elif change == "manifest removed":
         Path("out/app.manifest.json").unlink()
+    elif change == "maps changed":   # the same length, one byte flipped: only its sha256 tells
+        blob = bytearray(Path("out/app.maps").read_bytes())
+        blob[-1] ^= 1
+        Path("out/app.maps").write_bytes(bytes(blob))
+    elif change == "maps removed":
+        Path("out/app.maps").unlink()
+    elif change == "other maps removed":
+        Path("out/other.maps").unlink()
     elif change == "other order":
         paths = paths[::-1]
     res = build(paths=paths)
@@ -246,15 +256,17 @@ def test_stale_outputs_still_go_and_diagnostics_are_printed_again(tree):
     assert Path("out/gone.manifest.json").exists()
     Path("other.policy").write_text(OTHER)
     _, _, err_full = build()
-    assert not Path("out/gone.manifest.json").exists()
+    assert not Path("out/gone.manifest.json").exists() and not Path("out/gone.maps").exists()
     # an unchanged build prunes too: outputs of a policy the program lost, left by hand
     shutil.copy("out/other.manifest.json", "out/gone.manifest.json")
     m = json.loads(Path("out/gone.manifest.json").read_text())
-    m.update(policy="gone", object="gone.bpf.o")
+    shutil.copy("out/other.maps", "out/gone.maps")
+    m.update(policy="gone", object="gone.bpf.o", maps_file="gone.maps")
     Path("out/gone.manifest.json").write_text(json.dumps(m))
     res = build()
-    assert unchanged(res) and "removed out/gone.manifest.json" in res[1]
-    assert not Path("out/gone.manifest.json").exists()
+    assert unchanged(res) and "removed out/gone.manifest.json" in res[1] and "removed out/gone.maps" in res[1]
+    assert not Path("out/gone.manifest.json").exists() and not Path("out/gone.maps").exists()
+    assert Path("out/other.maps").exists()
 
 
 def test_warnings_are_printed_again(tree):

@@ -83,11 +83,12 @@ def test_install_root_lays_out_sources_build_and_enabled_units(tmp_path):
     src = root / "etc/policyc/policies.d"
     shipped = sorted(str(p.relative_to(POLICIES)) for p in POLICIES.rglob("*") if p.name.endswith((".policy", ".policy.test")))
     assert sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file()) == shipped
-    # the build output: what `policyc build policies/` gives, one object and manifest each
+    # the build output: what `policyc build policies/` gives, one object, manifest and maps file each
     built = sorted(p.name for p in (root / "var/lib/policyc").iterdir())
     names = sorted(p.name.removesuffix(".manifest.json") for p in (root / "var/lib/policyc").glob("*.manifest.json"))
     assert names == ["ci-runner", "host-bpf", "host-modules", "host-shadow", "nginx", "sshd", "sshd-sessions"]
-    assert built == sorted([f"{n}.bpf.o" for n in names] + [f"{n}.manifest.json" for n in names])
+    assert built == sorted([f"{n}.bpf.o" for n in names] + [f"{n}.manifest.json" for n in names]
+                           + [f"{n}.maps" for n in names])
     # rule locations name the sources as the target host has them (relative to /)
     man = json.loads((root / "var/lib/policyc/nginx.manifest.json").read_text())
     assert {r["location"].split(":")[0] for r in man["rules"]} == {
@@ -230,7 +231,7 @@ def test_install_twice_gives_the_same_bytes_and_drops_deleted_policies(tmp_path)
     (root / "etc/policyc/policies.d/beta.policy").unlink()
     code, out, _ = install(root)
     assert code == 0
-    assert sorted(p.name for p in build.iterdir()) == ["README", "alpha.bpf.o", "alpha.manifest.json"]
+    assert sorted(p.name for p in build.iterdir()) == ["README", "alpha.bpf.o", "alpha.manifest.json", "alpha.maps"]
     assert "removed" in out and "beta.manifest.json" in out
     assert not any(p.name.startswith(".staging") for p in build.iterdir())
 

@@ -282,7 +282,7 @@ def test_sync_of_a_deleted_policy_keeps_it_until_prune(kernel, tmp_path):
     assert kernel.sync(tmp_path / "out")[0] == 0
     (tmp_path / "src/b.policy").unlink()
     build(tmp_path / "src", tmp_path / "out")          # the build removes b's outputs
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.bpf.o", "a.manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.bpf.o", "a.manifest.json", "a.maps"]
     code, out, _ = kernel.sync(tmp_path / "out")
     assert code == 0 and f"kept b (not in {tmp_path / 'out'}; --prune unloads it)" in out
     assert (kernel.pins / "b").is_dir()
@@ -389,7 +389,7 @@ def test_build_removes_the_outputs_of_deleted_policies_and_nothing_else(tmp_path
     (tmp_path / "src/c.policy").unlink()
     r = CliRunner().invoke(app, ["build", str(src), "-o", str(out)])
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.iterdir()) == sorted(["a.bpf.o", "a.manifest.json", *foreign])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["a.bpf.o", "a.manifest.json", "a.maps", *foreign])
     assert f"removed {out / 'b.manifest.json'} (policy no longer in the program)" in r.output
     for name, text in foreign.items():
         assert (out / name).read_text() == text
@@ -402,11 +402,12 @@ def test_build_with_p_keeps_the_other_policies_of_the_program(tmp_path):
     build(src, out)
     source(src, "a", '    deny file write "/x"\n')
     build(src, out, names=["a"])
-    assert sorted(p.name for p in out.iterdir()) == ["a.bpf.o", "a.manifest.json", "b.bpf.o", "b.manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.bpf.o", "a.manifest.json", "a.maps", "b.bpf.o",
+                                                     "b.manifest.json", "b.maps"]
     # a policy gone from the program goes, even with -p
     (src / "b.policy").unlink()
     build(src, out, names=["a"])
-    assert sorted(p.name for p in out.iterdir()) == ["a.bpf.o", "a.manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.bpf.o", "a.manifest.json", "a.maps"]
 
 
 def test_a_failed_build_removes_nothing(tmp_path):
@@ -418,7 +419,8 @@ def test_a_failed_build_removes_nothing(tmp_path):
     (src / "a.policy").write_text(POL.format(name="a", extra="    deny file reed \"/x\"\n"))
     r = CliRunner().invoke(app, ["build", str(src), "-o", str(out)])
     assert r.exit_code == 2
-    assert sorted(p.name for p in out.iterdir()) == ["a.bpf.o", "a.manifest.json", "b.bpf.o", "b.manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.bpf.o", "a.manifest.json", "a.maps", "b.bpf.o",
+                                                     "b.manifest.json", "b.maps"]
 
 
 def test_stale_outputs_never_follow_symlinks_or_take_foreign_manifests(tmp_path):
@@ -428,5 +430,5 @@ def test_stale_outputs_never_follow_symlinks_or_take_foreign_manifests(tmp_path)
     elsewhere = tmp_path / "elsewhere.manifest.json"
     shutil.copy(out / "a.manifest.json", elsewhere)
     (out / "l.manifest.json").symlink_to(elsewhere)
-    assert stale_outputs(out, set()) == [out / "a.manifest.json", out / "a.bpf.o"]
+    assert stale_outputs(out, set()) == [out / "a.manifest.json", out / "a.bpf.o", out / "a.maps"]
     assert stale_outputs(out, {"a"}) == []
