@@ -7,7 +7,8 @@
 #   scripts/test.sh                 unit tests + kernel suite: the full suite on the oldest
 #                                   (6.1) and the newest (7.2, Debian sid) kernel but for the
 #                                   tests marked oldest_only (userspace over the kernel: host
-#                                   operations through the CLI, the learned nginx; 6.1 only) and
+#                                   operations through the CLI, the learned nginx, adopt's
+#                                   report; the differential run's policies 4-7; 6.1 only) and
 #                                   real_software (the shipped policies over Debian's programs;
 #                                   6.1 and 6.12), and on 6.12 the subset below; tests marked
 #                                   long (the second half of the differential run, 12 more

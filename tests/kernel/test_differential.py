@@ -1,6 +1,6 @@
 """The kernel against the reference evaluator: random policies (globs, ops, decisions,
-defaults, modes; file, exec, net, capability, signal, module and bpf rules), 1,024 generated
-events on the oldest kernel and 512 on the others, each decided by both and compared on the
+defaults, modes; file, exec, net, capability, signal, module and bpf rules), 512 generated
+events on the oldest kernel (1,024 with POLICYC_LONG=1) and 256 on the others, each decided by both and compared on the
 decision, the rule and, for a denial, the errno the system call returned (the deciding
 family's, policyc/abi.py `deny_errno`). A disagreement is shrunk to a minimal policy and
 printed."""
@@ -307,11 +307,13 @@ def shrink(rng_seed: int, idx: int, rules: list[str], ev: Event) -> str:
     return text
 
 
-# 8 random policies of 64 events each (512 events) on every kernel the full suite runs on; 8
-# more (marked long: POLICYC_LONG=1 runs them) with other seeds. The same seeds everywhere, so
-# each kernel is held against the same policies; a CI run stays under its 50 minutes.
-@pytest.mark.parametrize("policies", [range(0, 8), pytest.param(range(8, N_POLICIES), marks=pytest.mark.long)],
-                         ids=["policies-0-7", "policies-8-15"])
+# 4 random policies of 64 events each (256 events) on every kernel the full suite runs on, 4
+# more on the oldest (oldest_only: 512 there), 8 more (marked long: POLICYC_LONG=1 runs them)
+# with other seeds. The same seeds everywhere, so each kernel is held against the same
+# policies; a CI run stays under its 50 minutes (the newest kernel's single-threaded TCG).
+@pytest.mark.parametrize("policies", [range(0, 4), pytest.param(range(4, 8), marks=pytest.mark.oldest_only),
+                                      pytest.param(range(8, N_POLICIES), marks=pytest.mark.long)],
+                         ids=["policies-0-3", "policies-4-7", "policies-8-15"])
 def test_kernel_agrees_with_the_reference_evaluator(policies):
     reset_tree()
     # hard links to this half's fresh tree (an earlier half's links name files reset_tree removed)
@@ -331,7 +333,7 @@ def test_kernel_agrees_with_the_reference_evaluator(policies):
     for seed, idx, rules, ev, exp, got in failures[:10]:
         print(f"DISAGREE policy {idx} {ev.op} {ev.path or ev.cap or ev.signal or ev.addr or ''}: "
               f"evaluator {exp}, kernel {got}")
-    assert total == len(policies) * EVENTS_PER_POLICY >= 500
+    assert total == len(policies) * EVENTS_PER_POLICY >= 256
     if failures:
         seed, idx, rules, ev, exp, got = failures[0]
         minimal = shrink(seed, idx, rules, ev)
