@@ -144,23 +144,23 @@ def map_fills(manifest: dict, missing_cgroups: list[str] | None = None,
     try:
         for name, spec in manifest["maps"].items():
             data, keys = mapsfile.map_bytes(spec, payload)
+            if name in fixups:
+                # a `to cgroup` target: its id exists only on the machine that loads the policy;
+                # patched in the bytes as stored (values alone, or key+value pairs)
+                stride, first = ((spec["value_size"], 0) if keys is not None else
+                                 (spec["key_size"] + spec["value_size"], spec["key_size"]))
+                data = bytearray(data)
+                for fix in fixups[name]:
+                    at = fix["index"] * stride + first + fix["offset"]
+                    if not (0 <= fix["index"] < spec["count"] and 0 <= fix["offset"]
+                            and fix["offset"] + abi.U64.size <= spec["value_size"]):
+                        raise ValueError(f"cgroup fixup {fix} is outside map `{name}`")
+                    data[at:at + abi.U64.size] = abi.U64.pack(cg(fix["cgroup"]) or 0)
+                data = bytes(data)
             if keys is not None and spec["count"] > PACKED_MIN:
-                if name in fixups:
-                    data = bytearray(data)
-                    for fix in fixups[name]:
-                        # a `to cgroup` target: its id exists only on the machine that loads the policy
-                        at = fix["index"] * spec["value_size"] + fix["offset"]
-                        data[at:at + abi.U64.size] = abi.U64.pack(cg(fix["cgroup"]) or 0)
-                    data = bytes(data)
                 fills[name] = runtime.MapFill(spec["max_entries"], packed=(spec["count"], keys, data))
-                continue
-            entries = mapsfile.entries(spec, payload)
-            for fix in fixups.get(name, ()):
-                key, value = entries[fix["index"]]
-                off = fix["offset"]
-                value = value[:off] + abi.U64.pack(cg(fix["cgroup"]) or 0) + value[off + abi.U64.size:]
-                entries[fix["index"]] = (key, value)
-            fills[name] = runtime.MapFill(spec["max_entries"], entries)
+            else:
+                fills[name] = runtime.MapFill(spec["max_entries"], mapsfile.cut(spec, data, keys))
     except (mapsfile.MapsFileError, KeyError, TypeError, ValueError) as e:
         raise DeployError(f"the maps of policy `{manifest.get('policy')}` cannot be read: {e}") from None
     cg_entries = []

@@ -174,7 +174,11 @@ def map_bytes(spec: dict, payload: bytes | None) -> tuple[bytes, bytes | None]:
 
 def entries(spec: dict, payload: bytes | None) -> list[tuple[bytes, bytes]]:
     """One map's (key, value) pairs, as the code generator made them."""
-    data, keys = map_bytes(spec, payload)
+    return cut(spec, *map_bytes(spec, payload))
+
+
+def cut(spec: dict, data: bytes, keys: bytes | None) -> list[tuple[bytes, bytes]]:
+    """map_bytes's (data, keys) of one map as (key, value) pairs."""
     k, v = spec["key_size"], spec["value_size"]
     if keys is not None:
         return [(keys[i * k:(i + 1) * k], data[i * v:(i + 1) * v]) for i in range(spec["count"])]

@@ -127,22 +127,27 @@ def find_clang() -> str:
     )
 
 
-def find_strip(clang: str) -> str | None:
-    """llvm-strip for `clang`: POLICYC_LLVM_STRIP, else the one of the same LLVM (clang-19 ->
-    llvm-strip-19, or beside the real clang: /usr/lib/llvm-19/bin), else any on PATH; None
-    when there is none (Debian: the `llvm-19` package)."""
-    env = os.environ.get("POLICYC_LLVM_STRIP")
-    if env:
-        return shutil.which(env)
+def find_llvm_tool(clang: str, tool: str) -> str | None:
+    """LLVM's TOOL (llvm-strip, llvm-objdump) for `clang`: the one of the same LLVM (clang-19 ->
+    TOOL-19, or beside the real clang: /usr/lib/llvm-19/bin), else any on PATH; None when
+    there is none (Debian: the `llvm-19` package)."""
     base = os.path.basename(clang)
     suffix = base[len("clang"):] if base.startswith("clang") else ""
-    for cand in (os.path.join(os.path.dirname(clang), f"llvm-strip{suffix}"),
-                 os.path.join(os.path.dirname(os.path.realpath(clang)), "llvm-strip"),
-                 f"llvm-strip{suffix}", "llvm-strip"):
+    for cand in (os.path.join(os.path.dirname(clang), f"{tool}{suffix}"),
+                 os.path.join(os.path.dirname(os.path.realpath(clang)), tool),
+                 f"{tool}{suffix}", tool):
         found = shutil.which(cand)
         if found:
             return found
     return None
+
+
+def find_strip(clang: str) -> str | None:
+    """llvm-strip for `clang`: POLICYC_LLVM_STRIP, else find_llvm_tool's."""
+    env = os.environ.get("POLICYC_LLVM_STRIP")
+    if env:
+        return shutil.which(env)
+    return find_llvm_tool(clang, "llvm-strip")
 
 
 def _libbpf_include() -> str:
