@@ -585,8 +585,14 @@ static __always_inline int dpath_names_as_walk(struct task_struct *task, struct 
 	struct path root = { .dentry = fs->root.dentry, .mnt = fs->root.mnt };
 	struct mount *ns_root = ns->root;
 	struct mount *r = real_mount(root.mnt);
+	if (!root.mnt)
+		return 0;
+	/* the common case, the task's root the namespace's root mount itself: its root dentry
+	 * is a typed load from the vfsmount, no probe read of the mount */
+	if (r == ns_root)
+		return root.dentry == root.mnt->mnt_root;
 	struct mount_up up = {};
-	if (!root.mnt || read_mount_up(r, &up) || root.dentry != up.root)
+	if (read_mount_up(r, &up) || root.dentry != up.root)
 		return 0;
 	for (int i = 0; i < ROOT_CHAIN_MAX; i++) {
 		if (r == ns_root)
@@ -629,9 +635,10 @@ struct dfa_ctx {
 	int fault;
 };
 
-static long dfa_byte(__u32 i, void *ctx)
+/* One byte at `i`: 0 to go on, 1 when the walk is over (the path's end, an absorbing state,
+ * a map fault). */
+static __always_inline int dfa_step(struct dfa_ctx *c, __u32 i)
 {
-	struct dfa_ctx *c = ctx;
 	if (i >= c->len)
 		return 1;
 	__u32 state = c->state;
@@ -654,6 +661,19 @@ static long dfa_byte(__u32 i, void *ctx)
 	return 0;
 }
 
+/* DFA_BYTES_PER_CALL bytes a callback: each bpf_loop iteration is a call of the callback
+ * (a frame set up and torn down, about as many instructions as a byte's own work), so the
+ * loop takes the bytes in fours. */
+#define DFA_BYTES_PER_CALL 4
+static long dfa_bytes(__u32 i, void *ctx)
+{
+	struct dfa_ctx *c = ctx;
+	__u32 at = i * DFA_BYTES_PER_CALL;
+	if (dfa_step(c, at) || dfa_step(c, at + 1) || dfa_step(c, at + 2) || dfa_step(c, at + 3))
+		return 1;
+	return 0;
+}
+
 /* Walk the resolved path; returns the final state, or -1 on a map fault. */
 static __always_inline long dfa_walk(struct scratch *s)
 {
@@ -662,7 +682,7 @@ static __always_inline long dfa_walk(struct scratch *s)
 	c.cls = bpf_map_lookup_elem(&dfa_classes, &zero);
 	if (!c.cls)
 		return -1;
-	bpf_loop(POLICYC_PATH_MAX, dfa_byte, &c, 0);
+	bpf_loop(POLICYC_PATH_MAX / DFA_BYTES_PER_CALL, dfa_bytes, &c, 0);
 	if (c.fault)
 		return -1;
 	return c.state;
@@ -952,14 +972,11 @@ static __always_inline struct verdict *owner_verdict(long state, struct verdict 
 }
 #endif
 
-/* Decide path operation `op` for (dentry, mnt) in one call: resolve, walk, look up. */
-static __always_inline int check_path_op(struct policyc_config *cfg, struct scratch *s,
-					 struct dentry *dentry, struct vfsmount *mnt,
-					 __u8 hook, __u8 family, __u8 op)
+/* Decide path operation `op` for a path resolved with `status` (dentry: its object, for
+ * `owner` rules): walk, look up. */
+static __always_inline int decide_resolved_op(struct policyc_config *cfg, struct scratch *s, int status,
+					      struct dentry *dentry, __u8 op)
 {
-	event_subject(s, hook, family, op);
-	count(hook, 0);
-	int status = resolve_path(s, dentry, mnt);
 	if (status == WALK_INTERNAL)
 		return 0;
 	if (status != WALK_OK && status != WALK_PSEUDO)
@@ -977,6 +994,26 @@ static __always_inline int check_path_op(struct policyc_config *cfg, struct scra
 	__u32 o = op & (POLICYC_N_OPS - 1);
 	__u32 rule = v->rule[o];
 	return apply(cfg, s, v->decision[o], rule, rule ? REASON_RULE : REASON_DEFAULT);
+}
+
+/* Decide path operation `op` for (dentry, mnt) in one call: resolve, walk, look up. */
+static __always_inline int check_path_op(struct policyc_config *cfg, struct scratch *s,
+					 struct dentry *dentry, struct vfsmount *mnt,
+					 __u8 hook, __u8 family, __u8 op)
+{
+	event_subject(s, hook, family, op);
+	count(hook, 0);
+	return decide_resolved_op(cfg, s, resolve_path(s, dentry, mnt), dentry, op);
+}
+
+/* The same for a typed, non-NULL file of a hook that may call bpf_d_path (resolve_file's
+ * fast path, else the walk). */
+static __always_inline int check_file_op(struct policyc_config *cfg, struct scratch *s, struct file *file,
+					 __u8 hook, __u8 family, __u8 op)
+{
+	event_subject(s, hook, family, op);
+	count(hook, 0);
+	return decide_resolved_op(cfg, s, resolve_file(s, file), file->f_path.dentry, op);
 }
 
 

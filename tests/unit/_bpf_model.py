@@ -17,7 +17,7 @@ What it reproduces (file:function of the C):
     `except cgroup` met on the way down from the root, CFG_SUBJECT_ALL; subject.bpf.c.j2:
     task_alloc inheritance, bprm_check's OP_SUBJECT/OP_EXCEPT columns committed at
     bprm_committing_creds (a lineage of execs: the oldest ancestor first, then the process);
-  * policy.h dfa_byte/dfa_walk: the byte's class from `dfa_classes`, the `dfa_comb` slot at the
+  * policy.h dfa_step/dfa_walk: the byte's class from `dfa_classes`, the `dfa_comb` slot at the
     state's base + class when its check names the state, else `dfa_states.next[base class]`
     with base class `/`, 0x80-0xBF, other; an absorbing state (the dead state 0 among them)
     stops the walk;

@@ -80,7 +80,7 @@ def oracle_viable(parts, data: bytes) -> bool:
 
 # --- the kernel's walk, as templates/common/policy.h does it -----------------------------------------
 def bpf_walk(dfa, data: bytes) -> int:
-    """dfa_byte over the compressed tables (policyc.codegen.tables.comb_tables): stop in an
+    """dfa_step over the compressed tables (policyc.codegen.tables.comb_tables): stop in an
     absorbing state; the byte's class; the comb slot at base + class if it is the state's,
     else the state's default successor for the byte's base class ('/', (b & 0xC0) == 0x80,
     other)."""
