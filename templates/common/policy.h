@@ -583,24 +583,34 @@ static __always_inline int dpath_names_as_walk(struct task_struct *task, struct 
 	if (!fs)
 		return 0;
 	struct path root = { .dentry = fs->root.dentry, .mnt = fs->root.mnt };
+	if (!root.mnt || root.dentry != root.mnt->mnt_root)
+		return 0;
+	/* the namespace's root mount is a typed pointer (mnt_namespace.root): its own root
+	 * dentry is a typed load; the mounts between it and the task's root are reached by
+	 * container_of and read by probe reads, one per mount */
 	struct mount *ns_root = ns->root;
 	struct mount *r = real_mount(root.mnt);
-	if (!root.mnt)
-		return 0;
-	/* the common case, the task's root the namespace's root mount itself: its root dentry
-	 * is a typed load from the vfsmount, no probe read of the mount */
 	if (r == ns_root)
-		return root.dentry == root.mnt->mnt_root;
-	struct mount_up up = {};
-	if (read_mount_up(r, &up) || root.dentry != up.root)
+		return 1;
+	if (!ns_root)
 		return 0;
+	struct dentry *ns_root_dentry = ns_root->mnt.mnt_root;
+	struct mount_up up = {};
+	if (read_mount_up(r, &up))
+		return 0;
+	/* each mount from the task's root up sits on its parent's root dentry; the common case
+	 * (a system booted through an initramfs: the root mount sits on rootfs, the namespace's
+	 * root) is one probe read */
 	for (int i = 0; i < ROOT_CHAIN_MAX; i++) {
-		if (r == ns_root)
-			return 1;
-		struct mount_up pu = {};
-		if (!up.parent || up.parent == r || read_mount_up(up.parent, &pu) || up.mountpoint != pu.root)
+		struct mount *p = up.parent;
+		if (!p || p == r)
 			return 0;
-		r = up.parent;
+		if (p == ns_root)
+			return up.mountpoint == ns_root_dentry;
+		struct mount_up pu = {};
+		if (read_mount_up(p, &pu) || up.mountpoint != pu.root)
+			return 0;
+		r = p;
 		up = pu;
 	}
 	return 0;
