@@ -228,13 +228,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_result(out_dir: Path, short: str, result: dict) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"load_reload-{short}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    return out
-
-
 def run_kernel(kernel: str, plan: dict, plan_path: Path, args, build_info: dict) -> int:
     image = resolve_kernel(kernel)
     booted = peers.boot_guest("load_reload", GUEST, RESULT_PREFIX, image, plan_path, args)
@@ -264,7 +257,7 @@ def run_kernel(kernel: str, plan: dict, plan_path: Path, args, build_info: dict)
         "command": "python bench/load_reload.py " + " ".join(sys.argv[1:]),
     }
     short = kernel if kernel in ("6.1", "6.12") else guest["kernel"].split("-")[0]
-    out = write_result(Path(args.out_dir), short, result)
+    out = peers.write_result(Path(args.out_dir), short, result, tool="load_reload")
     report(result)
     print(f"wrote {out}")
     return 1 if analysis["problems"] else 0

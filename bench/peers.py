@@ -334,10 +334,11 @@ def report(result: dict) -> None:
     print(f"wall time of the boot and run: {result.get('vm_seconds', result['wall_seconds']):.0f} s")
 
 
-def write_result(out_dir: Path, short: str, result: dict) -> Path:
-    """OUT_DIR/peers-SHORT.json, the directory made when it does not exist yet."""
+def write_result(out_dir: Path, short: str, result: dict, tool: str = "peers") -> Path:
+    """OUT_DIR/TOOL-SHORT.json, the directory made when it does not exist yet (bench/load_reload.py
+    writes its own through it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"peers-{short}.json"
+    out = out_dir / f"{tool}-{short}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     return out
 
