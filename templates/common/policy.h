@@ -565,8 +565,8 @@ static __always_inline int dentry_unlike_d_path(struct dentry *d, struct vfsmoun
  * verifier knows by their BTF type (the hook's argument, bpf_get_current_task_btf(), and
  * pointers loaded from either): the verifier turns each into a probe load that the JIT
  * inlines, a few instructions that read 0 at a NULL or faulting address. BPF_CORE_READ calls
- * the bpf_probe_read_kernel helper instead, which costs about 40 guest instructions a field
- * (6.1, icount). The CO-RE offsets are the same either way (vmlinux_min.h is
+ * the bpf_probe_read_kernel helper instead, 80 to 120 guest instructions a field (6.1,
+ * icount; docs/benchmarks.md). The CO-RE offsets are the same either way (vmlinux_min.h is
  * preserve_access_index). struct mount is still read by probe reads: it is reached by
  * container_of from a vfsmount (real_mount), and the verifier refuses a load at a negative
  * offset from a typed pointer; kernels before 6.2 have no bpf_rdonly_cast to retype it. */
