@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from policyc import pipeline  # noqa: E402
+from policyc import deploy, pipeline  # noqa: E402
 from policyc.vm import cache_dir, resolve_kernel  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -99,7 +99,7 @@ def build_version(rules: int, version: int, out_root: Path) -> dict:
     (policy,) = front.program.policies
     res = pipeline.build(front, policy, d / "out")
     seconds = time.perf_counter() - t
-    manifest = json.loads(res.manifest_path.read_text())
+    manifest = deploy.read_manifest(res.manifest_path)   # its rules from NAME.maps
     print(f"load_reload: built {rules} rules v{version} ({len(manifest['rules'])} in the manifest) in "
           f"{seconds:.1f} s", file=sys.stderr, flush=True)
     return {"manifest": str(res.manifest_path), "manifest_rules": len(manifest["rules"]),

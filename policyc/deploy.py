@@ -30,10 +30,12 @@ class DeployError(Exception):
         self.message, self.detail, self.hint = message, detail, hint
 
 
-MANIFEST_FORMATS = mapsfile.MANIFEST_FORMATS   # 1: maps as hex `data`; 2: in NAME.maps
+MANIFEST_FORMATS = mapsfile.MANIFEST_FORMATS   # 1: maps as hex `data`; 2: in NAME.maps; 3: rules too
 
 
 def read_manifest(path: Path) -> dict:
+    """The manifest at PATH, its rule list as `rules` whichever format keeps it where (format
+    3: in the NAME.maps beside it, mapsfile.RULES_AT): the one reader of a manifest."""
     try:
         m = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -41,6 +43,13 @@ def read_manifest(path: Path) -> dict:
     if not isinstance(m, dict) or m.get("format") not in MANIFEST_FORMATS:
         raise DeployError(f"manifest `{path}` has an unknown format "
                           f"{m.get('format') if isinstance(m, dict) else None!r}")
+    if "rules" not in m and mapsfile.RULES_AT in m:
+        try:
+            m["rules"] = mapsfile.rules_of(m, read_maps(m, Path(path).parent))
+        except mapsfile.MapsFileError as e:
+            raise DeployError(f"the rules of policy `{m.get('policy')}` cannot be read: {e}",
+                              hint="NAME.maps holds them; it is written with its manifest and the "
+                                   "two go together") from None
     return m
 
 
@@ -200,8 +209,11 @@ PROVENANCE = ("inputs", "program_order", "build")
 def manifest_digest(m: dict) -> str:
     """What a load of manifest M puts in the kernel and in the state directory, as one hash:
     sha256 of its canonical JSON less PROVENANCE. Editing one policy of a program leaves the
-    digests of the others alone."""
-    rest = {k: v for k, v in m.items() if k not in PROVENANCE}
+    digests of the others alone. The same for a manifest as read (read_manifest: its rules put
+    back as `rules`) and as stored: the rules of one that keeps them in NAME.maps
+    (mapsfile.RULES_AT) are in the digest through its `maps_sha256`."""
+    rest = {k: v for k, v in m.items()
+            if k not in PROVENANCE and not (k == "rules" and mapsfile.RULES_AT in m)}
     return sha256_of(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
 
 

@@ -1,57 +1,69 @@
-"""NAME.maps: the bytes of a build's maps, written beside NAME.manifest.json (#12, #11).
+"""NAME.maps: the bulk of a build, written beside NAME.manifest.json (#12, #11): the bytes of
+its maps and its rule list.
 
 The manifest says what each map is and where its bytes are; this file holds the bytes, so the
-manifest stays small JSON and a load reads no hex. One place for the format: the code
-generator writes it (`write`), `policyc load` and every other reader read it (`read_maps`,
-`map_bytes`, `entries`), `policyc inspect` shows it as the hex the manifests of format 1 held.
+manifest stays small JSON and a load reads no hex. Since manifest format 3 it holds the rule
+list too (each rule's id, text, location, ops), which was the manifest's largest part: 1.9 MB
+of a 10,000-rule policy's JSON, 32 KB compressed here. One place for the format: the code
+generator writes it (`pack`), `policyc load` and every other reader read it (deploy's
+`read_manifest` puts the rules back in the manifest it returns, `read_maps`, `map_bytes`,
+`entries`), `policyc inspect` shows it as the hex and the rules the manifests of format 1 held.
 
 Layout (integers little-endian):
 
     offset  size
     0       8     magic b"PCMAPS\\r\\n" (the CR LF: a text-mode copy is caught by the magic)
     8       4     FORMAT (1)
-    12      4     compression: 0 none, 1 zlib (RFC 1950; the payload is one zlib stream)
+    12      4     compression: 0 none, 1 zlib (RFC 1950, one stream), 2 xz (one .xz stream)
     16      8     length of the payload uncompressed
     24            the payload
 
 The payload is every map's bytes, one after the other in the manifest's map order (its names
 sorted, as the manifest lists them), each at the `offset` and `length` its `maps[NAME]` entry
-gives (offsets into the uncompressed payload). `keys` says how a map's keys are stored:
+gives (offsets into the uncompressed payload), then (format 3) the rule list as compact JSON
+at the manifest's `rules_at` (`offset`, `length`, `count`). `keys` says how a map's keys are
+stored:
 
     "stored"  count (key, value) pairs, key_size + value_size bytes each, as format 1's hex;
     "index"   an array whose keys are 0..count-1 (u32, little-endian) in order: only the count
               values are stored, and the keys are made again when read.
 
-Compression: zlib at level 1. Measured on the 10,000-rule policy of
-bench/build_vs_apparmor.py (3.90 MB of key+value bytes, 3.34 MB once the index keys are left
-out): level 1 writes 0.52 MB in about 0.03 s and inflates in 0.01 s; level 6 is 3% smaller
-for ten times the time (0.26 s), level 9 takes 1.9 s and is larger. The tables are mostly zero
-bytes and repeated states: a sixth of the size for about 1% of a 10,000-rule build's CPU,
-where leaving it out would write 3.34 MB (the output's largest part after the object).
+Compression: xz (LZMA2) at preset 0, chosen by measurement on the 10,000-rule policy of
+bench/build_vs_apparmor.py (3.30 MB of map bytes once the index keys are left out, and 1.89 MB
+of rules): xz at preset 0 writes 309 KB in about 0.13 s and inflates in 0.03 s; preset 1 is
+1% smaller for half as much time again; zlib at level 1 (what format-2 builds wrote) writes
+651 KB in 0.03 s, zlib at level 9 512 KB of the maps alone in 0.7 s. The tables are mostly zero
+bytes and repeated states, the rules one line of text each: a seventeenth of the size, what
+takes a 10,000-rule build's output under 3x AppArmor's binary policy (docs/benchmarks.md).
 The manifest holds `maps_sha256` (of this whole file), so a changed or swapped file is a
-refusal at load, never a wrong table.
+refusal at load, never a wrong table or a rule named wrongly.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import lzma
 import struct
 import sys
 import zlib
 from array import array
 from pathlib import Path
 
-# The manifest's formats: 1 held the maps' bytes as hex `data` in each map's entry; 2 (what
-# builds write) keeps them in NAME.maps, named by `maps_file` and `maps_sha256`. Readers take
-# both (built directories stay on hosts across upgrades). Here, not in the code generator, so
-# the readers (`build`'s unchanged short cut, load, sync) need not import it.
-MANIFEST_FORMAT = 2
-MANIFEST_FORMATS = (1, 2)
+# The manifest's formats: 1 held the maps' bytes as hex `data` in each map's entry; 2 keeps
+# them in NAME.maps, named by `maps_file` and `maps_sha256`; 3 (what builds write) keeps the
+# rule list there too, at `rules_at`. Readers take all three (built directories stay on
+# hosts across upgrades). Here, not in the code generator, so the readers (`build`'s
+# unchanged short cut, load, sync) need not import it.
+MANIFEST_FORMAT = 3
+MANIFEST_FORMATS = (1, 2, 3)
+RULES_AT = "rules_at"
 
 MAGIC = b"PCMAPS\r\n"
 FORMAT = 1
-NONE, ZLIB = 0, 1
+NONE, ZLIB, XZ = 0, 1, 2
 ZLIB_LEVEL = 1
+XZ_PRESET = 0
 HEADER = struct.Struct("<8sIIQ")
 INDEX, STORED = "index", "stored"
 SUFFIX = ".maps"
@@ -83,10 +95,11 @@ def _is_index(kind: str, key_size: int, keys: bytes, count: int) -> bool:
     return kind == "array" and key_size == 4 and keys == index_keys(count)
 
 
-def pack(maps: dict) -> tuple[bytes, dict[str, dict]]:
+def pack(maps: dict, rules: bytes | None = None) -> tuple[bytes, dict[str, dict]] | tuple[bytes, dict[str, dict], dict]:
     """(the file's bytes, name -> the manifest's entry) for MAPS (name -> codegen MapData),
-    in sorted name order. The same maps give the same bytes (zlib is deterministic for the
-    same input, level and library)."""
+    in sorted name order; with RULES (the rule list as JSON bytes, `rules_json`) they follow
+    the maps and a third item is the manifest's `rules_at`. The same input gives the same
+    bytes (xz is deterministic for the same input, preset and library)."""
     parts: list[bytes] = []
     specs: dict[str, dict] = {}
     offset = 0
@@ -103,8 +116,54 @@ def pack(maps: dict) -> tuple[bytes, dict[str, dict]]:
                        "max_entries": m.max_entries, "count": count,
                        "keys": how, "offset": offset, "length": len(data)}
         offset += len(data)
+    rules_at = None
+    if rules is not None:
+        parts.append(rules)
+        rules_at = {"offset": offset, "length": len(rules)}
     payload = b"".join(parts)
-    return HEADER.pack(MAGIC, FORMAT, ZLIB, len(payload)) + zlib.compress(payload, ZLIB_LEVEL), specs
+    blob = HEADER.pack(MAGIC, FORMAT, XZ, len(payload)) + lzma.compress(payload, format=lzma.FORMAT_XZ,
+                                                                        preset=XZ_PRESET)
+    return (blob, specs) if rules is None else (blob, specs, rules_at)
+
+
+def rules_json(rules: list[dict]) -> bytes:
+    """The rule list as NAME.maps holds it: compact JSON, keys sorted (orjson, else json)."""
+    try:
+        import orjson
+
+        return orjson.dumps(rules, option=orjson.OPT_SORT_KEYS)
+    except (ImportError, TypeError, ValueError):
+        return json.dumps(rules, sort_keys=True, separators=(",", ":")).encode()
+
+
+def rule_count(manifest: dict) -> int:
+    """How many rules MANIFEST's policy has, without reading its maps file."""
+    at = manifest.get(RULES_AT)
+    if "rules" not in manifest and isinstance(at, dict) and isinstance(at.get("count"), int):
+        return at["count"]
+    return len(manifest.get("rules") or [])
+
+
+def rules_of(manifest: dict, payload: bytes | None) -> list[dict]:
+    """The rule list of MANIFEST: its own `rules` (formats 1 and 2, or a manifest already
+    read), else the JSON at its `rules_at` in PAYLOAD (read_payload's)."""
+    if "rules" in manifest:
+        return manifest["rules"]
+    at = manifest.get(RULES_AT)
+    if at is None:
+        return []
+    if payload is None:
+        raise MapsFileError("the manifest's rules are in its maps file, and none was read")
+    off, length = at.get("offset") if isinstance(at, dict) else None, at.get("length") if isinstance(at, dict) else None
+    if not (isinstance(off, int) and isinstance(length, int) and 0 <= off and off + length <= len(payload)):
+        raise MapsFileError(f"the rules at {off!r}+{length!r} are outside the maps file ({len(payload)} bytes)")
+    try:
+        rules = json.loads(payload[off:off + length])
+    except ValueError as e:
+        raise MapsFileError(f"the rules in the maps file are not JSON: {e}") from None
+    if not isinstance(rules, list) or len(rules) != at.get("count", len(rules)):
+        raise MapsFileError("the rules in the maps file are not the list its manifest counts")
+    return rules
 
 
 def unpack(blob: bytes, where: str = "maps file") -> bytes:
@@ -123,6 +182,11 @@ def unpack(blob: bytes, where: str = "maps file") -> bytes:
         try:
             payload = zlib.decompress(body)
         except zlib.error as e:
+            raise MapsFileError(f"`{where}` is damaged: {e}") from None
+    elif comp == XZ:
+        try:
+            payload = lzma.decompress(body, format=lzma.FORMAT_XZ)   # xz checks its own CRC
+        except lzma.LZMAError as e:
             raise MapsFileError(f"`{where}` is damaged: {e}") from None
     else:
         raise MapsFileError(f"`{where}` has an unknown compression {comp}")
@@ -208,7 +272,7 @@ def as_format1(manifest: dict, directory: Path | None) -> dict:
     """MANIFEST as a manifest of format 1 would say it: every map's bytes as hex `data`, no
     maps file (what tests and tools that edit a map's bytes by hand start from)."""
     m = with_data(manifest, directory)
-    for k in ("maps_file", "maps_sha256"):
+    for k in ("maps_file", "maps_sha256", RULES_AT):
         m.pop(k, None)
     m["maps"] = {n: {k: v for k, v in s.items() if k not in ("offset", "length", "keys")} for n, s in m["maps"].items()}
     m["format"] = 1
@@ -216,10 +280,11 @@ def as_format1(manifest: dict, directory: Path | None) -> dict:
 
 
 def with_data(manifest: dict, directory: Path | None) -> dict:
-    """MANIFEST with every map's `data` (hex of its key+value pairs) as format 1 had it."""
+    """MANIFEST with every map's `data` (hex of its key+value pairs) and its `rules`, as
+    format 1 had them."""
     payload = read_payload(manifest, Path(directory)) if has_file(manifest) else None
     maps = {name: {**spec, "data": hex_data(spec, payload)} for name, spec in manifest.get("maps", {}).items()}
-    return {**manifest, "maps": maps}
+    return {**manifest, "maps": maps, "rules": rules_of(manifest, payload)}
 
 
 def write(path: Path, blob: bytes) -> None:

@@ -446,9 +446,9 @@ def up_to_date(paths: list[str], out_dir: Path, names: list[str] | None, out: Te
         m = manifests[name]
         if records is not None:
             records.append(_record("unchanged", name, out_dir / m["object"], out_dir / f"{name}.manifest.json",
-                                   len(m.get("rules") or []), m.get("hooks") or []))
+                                   mapsfile.rule_count(m), m.get("hooks") or []))
         elif not quiet:
-            out.write(f"unchanged {out_dir / m['object']} and {name}.manifest.json ({len(m.get('rules') or [])} "
+            out.write(f"unchanged {out_dir / m['object']} and {name}.manifest.json ({mapsfile.rule_count(m)} "
                       f"rules, hooks: {', '.join(m.get('hooks') or [])})\n")
     for path in prune_outputs(out_dir, set(program)):
         if records is not None:

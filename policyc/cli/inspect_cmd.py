@@ -1,10 +1,10 @@
 """`policyc inspect PATH... [--no-maps]`: a build's manifest, indented, with its maps' bytes.
 
-The maps' bytes are in NAME.maps beside the manifest (policyc/mapsfile.py), not in it; this
-prints the manifest as indented JSON (keys sorted) with each map's `data`, the hex of its
-key+value pairs, as manifests of format 1 held it: `policyc inspect DIR/NAME.manifest.json |
-jq` shows what `jq . DIR/NAME.manifest.json` always did. --no-maps leaves `data` out (and
-does not read the maps file).
+The maps' bytes and (manifest format 3) the rule list are in NAME.maps beside the manifest
+(policyc/mapsfile.py), not in it; this prints the manifest as indented JSON (keys sorted) with
+each map's `data`, the hex of its key+value pairs, and its `rules`, as manifests of format 1
+held them: `policyc inspect DIR/NAME.manifest.json | jq` shows what `jq . DIR/NAME.manifest.json`
+always did. --no-maps leaves `data` out (the rules are still read from the maps file).
 
 PATH is a NAME.manifest.json, a build directory (each of its manifests, in program order: one
 JSON document after another, as jq reads them), DIR/NAME or NAME (NAME.manifest.json there,
@@ -58,8 +58,10 @@ def resolve(arg: str) -> list[Path]:
                        f"(no `{arg}{SUFFIX}`" + (f" here or in {INSTALLED}" if "/" not in arg else "") + ")")
 
 
-def inspect_manifest(path: Path, maps: bool = True) -> dict:
-    """The manifest at PATH, with every map's `data` (MAPS) or without any (not MAPS)."""
+def inspect_manifest(path: Path, maps: bool = True, err: TextIO | None = None) -> dict:
+    """The manifest at PATH, with every map's `data` (MAPS) or without any (not MAPS), and its
+    rules. Without MAPS a maps file that cannot be read leaves the manifest as stored (its
+    `rules_at`), said on ERR."""
     try:
         m = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as e:
@@ -70,11 +72,19 @@ def inspect_manifest(path: Path, maps: bool = True) -> dict:
         raise InspectError(f"`{path}` is not a policyc manifest (format {fmt!r}; this policyc reads "
                            f"{' and '.join(map(str, mapsfile.MANIFEST_FORMATS))})")
     if not maps:
-        return {**m, "maps": {n: {k: v for k, v in s.items() if k != "data"} for n, s in m.get("maps", {}).items()}}
+        m = {**m, "maps": {n: {k: v for k, v in s.items() if k != "data"} for n, s in m.get("maps", {}).items()}}
+        if "rules" in m or mapsfile.RULES_AT not in m:
+            return m
+        try:   # the rules still shown: in format 3 they are in the maps file
+            return {**m, "rules": mapsfile.rules_of(m, mapsfile.read_payload(m, path.parent))}
+        except mapsfile.MapsFileError as e:
+            if err is not None:
+                err.write(f"policyc: warning: the rules of `{path}` are not shown: {e}\n")
+            return m
     try:
         return mapsfile.with_data(m, path.parent)
     except mapsfile.MapsFileError as e:
-        raise InspectError(str(e), hint="--no-maps shows the manifest without the maps' bytes")
+        raise InspectError(str(e), hint="--no-maps shows the manifest without the maps' bytes and rules")
     except (KeyError, TypeError, ValueError) as e:
         raise InspectError(f"the maps of `{path}` cannot be read: {type(e).__name__}: {e}")
 
@@ -82,7 +92,7 @@ def inspect_manifest(path: Path, maps: bool = True) -> dict:
 def run_inspect(paths: list[str], maps: bool, out: TextIO, err: TextIO) -> int:
     try:
         manifests = [m for p in paths for m in resolve(p)]
-        docs = [inspect_manifest(m, maps) for m in manifests]
+        docs = [inspect_manifest(m, maps, err) for m in manifests]
     except InspectError as e:
         err.write(f"policyc: error: {e.message}\n")
         if e.hint:

@@ -29,7 +29,7 @@ from .families import FAMILIES, TEMPLATE_FAMILIES, TEMPLATE_ORDER
 from .tables import config_map, dfa_maps, limit_map, policy_dfa, transition_map
 
 TEMPLATES = resource_dir("templates")
-MANIFEST_FORMAT = mapsfile.MANIFEST_FORMAT   # 2: the maps' bytes in NAME.maps (policyc/mapsfile.py)
+MANIFEST_FORMAT = mapsfile.MANIFEST_FORMAT   # 3: the maps' bytes and the rules in NAME.maps (policyc/mapsfile.py)
 DEFAULT_RINGBUF_BYTES = abi.DEFAULT_RINGBUF_BYTES
 
 # The hooks each template attaches (the code generator's registry, codegen/families.py, says).
@@ -142,6 +142,11 @@ def find_llvm_tool(clang: str, tool: str) -> str | None:
     return None
 
 
+def find_objcopy(clang: str) -> str | None:
+    """llvm-objcopy for `clang` (find_llvm_tool's): what takes the line info out (LINE_INFO)."""
+    return find_llvm_tool(clang, "llvm-objcopy")
+
+
 def find_strip(clang: str) -> str | None:
     """llvm-strip for `clang`: POLICYC_LLVM_STRIP, else find_llvm_tool's."""
     env = os.environ.get("POLICYC_LLVM_STRIP")
@@ -176,8 +181,48 @@ CLANG_FLAGS = ("-target", "bpf", "-O2", "-g", "-D__TARGET_ARCH_x86",
 STRIP = ("-g", "--remove-section=.rel.BTF", "--remove-section=.rel.BTF.ext")
 OBJECT_KEY_FORMAT = "policyc-object/2"
 
+# The line info of .BTF.ext (a source file, line and column for each instruction, its
+# strings in .BTF) is read by one thing: the verifier, to print the source line beside each
+# instruction of its log. libbpf hands it over for that alone, and nothing checks, relocates
+# or attaches by it. It is 238 KB of the every-family object's 637 KB: the largest part of
+# the output at every rule count (#12, output no larger than 3x AppArmor's binary policy).
+# So an object leaves out its line info (the header's line_info_len 0, which libbpf reads as
+# "none", since v0.0.x), its func info and CO-RE relocations byte for byte; with
+# POLICYC_LINE_INFO=1 a build keeps it, under its own object key, for reading a verifier
+# log (README, "verifier's log"). Without llvm-objcopy an object keeps it, under that key.
+LINE_INFO_ENV = "POLICYC_LINE_INFO"
 
-def object_key(c_source: str, stripped: bool = True) -> str:
+
+def keep_line_info() -> bool:
+    return os.environ.get(LINE_INFO_ENV, "") not in ("", "0")
+
+
+def without_line_info(ext: bytes) -> bytes:
+    """A .BTF.ext section with no line info: the header (struct btf_ext_header) with
+    line_info_len 0, then the func info and the CO-RE relocations as they were."""
+    import struct
+
+    if len(ext) < 24:
+        raise ValueError(".BTF.ext is shorter than its header")
+    magic, version, flags, hdr_len = struct.unpack_from("<HBBI", ext, 0)
+    if magic != 0xEB9F or hdr_len < 24 or hdr_len > len(ext):
+        raise ValueError(f".BTF.ext has no header libbpf reads (magic {magic:#x}, hdr_len {hdr_len})")
+    func_off, func_len, _line_off, _line_len = struct.unpack_from("<4I", ext, 8)
+    core_off, core_len = struct.unpack_from("<2I", ext, 24) if hdr_len >= 32 else (0, 0)
+    body = ext[hdr_len:]
+    func, core = body[func_off:func_off + func_len], body[core_off:core_off + core_len]
+    if len(func) != func_len or len(core) != core_len or func_len % 4:
+        raise ValueError(".BTF.ext's sections are not where its header says")
+    head = bytearray(ext[:hdr_len])
+    # func info first, then an empty line info and the CO-RE relocations right after it
+    # (libbpf wants each section 4-byte aligned and inside the data)
+    struct.pack_into("<4I", head, 8, 0, func_len, func_len, 0)
+    if hdr_len >= 32:
+        struct.pack_into("<2I", head, 24, func_len, core_len)
+    return bytes(head) + func + core
+
+
+def object_key(c_source: str, stripped: bool = True, line_info: bool = False) -> str:
     """The key of the object compiled from `c_source`: a digest of the C, the headers it
     includes from templates/common, the clang options and the strip step. One key, one
     object: the object cache (POLICYC_CACHE/objects/KEY.o) and the objects shipped in the
@@ -185,9 +230,11 @@ def object_key(c_source: str, stripped: bool = True) -> str:
     ABI or flag is a new key and never finds an older object. The compiler is not in it:
     any clang gives a valid object for the same C and flags (the shipped ones come from
     the wheel builder's); `stripped=False` is the key of an object kept with its DWARF,
-    made where no llvm-strip is found."""
+    made where no llvm-strip is found, and `line_info=True` of one that keeps its line
+    info (LINE_INFO_ENV, or no llvm-objcopy)."""
     key = hashlib.sha256()
-    for part in (OBJECT_KEY_FORMAT, " ".join(CLANG_FLAGS), " ".join(STRIP) if stripped else "no-strip"):
+    for part in (OBJECT_KEY_FORMAT, " ".join(CLANG_FLAGS), " ".join(STRIP) if stripped else "no-strip",
+                 *(() if line_info else ("no-line-info",))):
         key.update(part.encode() + b"\0")
     key.update(c_source.encode() + b"\0")
     for h in sorted((TEMPLATES / "common").glob("*.h")):
@@ -195,14 +242,16 @@ def object_key(c_source: str, stripped: bool = True) -> str:
     return key.hexdigest()
 
 
-def compile_c(c_source: str, name: str) -> bytes:
+def compile_c(c_source: str, name: str, line_info: bool | None = None) -> bytes:
     """The object for `c_source`: shipped in the package, else from the cache, else compiled
     (and cached). Rules are map data, so the C (and so the object) depends only on which hook
     families a policy needs; a rule change recompiles nothing. All three are found by
-    `object_key`, so they are one object whichever way it comes."""
+    `object_key`, so they are one object whichever way it comes. `line_info`: keep the line
+    info (default: LINE_INFO_ENV says)."""
     from .prebuilt import shipped_object
 
-    key = object_key(c_source)
+    line_info = keep_line_info() if line_info is None else line_info
+    key = object_key(c_source, line_info=line_info)
     obj = shipped_object(key)
     if obj is not None:
         return obj
@@ -211,11 +260,14 @@ def compile_c(c_source: str, name: str) -> bytes:
         return cached.read_bytes()
     clang = find_clang()
     strip = find_strip(clang)
-    if strip is None:   # kept with its DWARF, under that object's own key
-        cached = _cache_dir() / f"{object_key(c_source, stripped=False)}.o"
+    objcopy = None if line_info else find_objcopy(clang)
+    if strip is None or (objcopy is None and not line_info):
+        # kept with its DWARF or its line info, under that object's own key
+        line_info = True
+        cached = _cache_dir() / f"{object_key(c_source, stripped=strip is not None, line_info=True)}.o"
         if cached.is_file():
             return cached.read_bytes()
-    obj = _compile(clang, _libbpf_include(), c_source, name, strip)
+    obj = _compile(clang, _libbpf_include(), c_source, name, strip, None if line_info else objcopy)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -226,8 +278,10 @@ def compile_c(c_source: str, name: str) -> bytes:
     return obj
 
 
-def _compile(clang: str, inc: str, c_source: str, name: str, strip: str | None = None) -> bytes:
-    """clang on `c_source` (CLANG_FLAGS), then `strip` (llvm-strip, STRIP) when given."""
+def _compile(clang: str, inc: str, c_source: str, name: str, strip: str | None = None,
+             objcopy: str | None = None) -> bytes:
+    """clang on `c_source` (CLANG_FLAGS), then `strip` (llvm-strip, STRIP) when given, then
+    with `objcopy` (llvm-objcopy) the line info out of .BTF.ext (LINE_INFO_ENV)."""
     with tempfile.TemporaryDirectory(prefix="policyc-build-") as tmp:
         for h in (TEMPLATES / "common").glob("*.h"):
             shutil.copy(h, os.path.join(tmp, h.name))
@@ -249,17 +303,51 @@ def _compile(clang: str, inc: str, c_source: str, name: str, strip: str | None =
             if proc.returncode != 0:
                 raise BuildError(f"llvm-strip failed on the BPF object of `{name}`", detail=proc.stderr.strip(),
                                  hint=f"`{strip}` could not strip it; POLICYC_LLVM_STRIP names another")
+        if objcopy is not None:
+            _drop_line_info(objcopy, tmp, name)
         return Path(os.path.join(tmp, "policy.bpf.o")).read_bytes()
+
+
+def _drop_line_info(objcopy: str, tmp: str, name: str) -> None:
+    """policy.bpf.o in `tmp` without its line info (without_line_info), by llvm-objcopy."""
+    def run(*args: str) -> None:
+        proc = subprocess.run([objcopy, *args], cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"llvm-objcopy failed on the BPF object of `{name}`", detail=proc.stderr.strip(),
+                             hint=f"`{objcopy}` could not rewrite .BTF.ext; {LINE_INFO_ENV}=1 keeps it as clang wrote it")
+
+    run("--dump-section=.BTF.ext=btf.ext", "policy.bpf.o", "dumped.o")
+    ext = Path(tmp, "btf.ext")
+    try:
+        ext.write_bytes(without_line_info(ext.read_bytes()))
+    except ValueError as e:
+        raise BuildError(f"the BPF object of `{name}` has a .BTF.ext policyc cannot read: {e}",
+                         hint=f"{LINE_INFO_ENV}=1 keeps it as clang wrote it") from None
+    run("--update-section=.BTF.ext=btf.ext", "policy.bpf.o")
 
 
 def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def rule_list(policy: Policy) -> list[dict]:
+    """The manifest's rule list: what names a rule in an audit record (id, text, location)."""
+    return [
+        {"id": r.id, "decision": r.decision, "family": r.family, "ops": list(r.ops),
+         "text": r.text, "location": str(r.span),
+         "enforced": r.family in ENFORCED_FAMILIES,
+         "limit": ({"count": r.limit.count, "window_s": r.limit.window_s, "text": r.limit.text}
+                   if r.limit else None),
+         # only where written: a manifest without `owner` rules stays as it was
+         **({"owner": True} if r.owner else {})}
+        for r in policy.rules
+    ]
+
+
 def manifest_for(program: Program, policy: Policy, families: list[str], obj: bytes, maps: dict,
-                 ringbuf_bytes: int, maps_blob: bytes) -> dict:
+                 ringbuf_bytes: int, maps_blob: bytes, rules_at: dict) -> dict:
     """The manifest; MAPS are the manifest's entries of the maps (mapsfile.pack) and
-    MAPS_BLOB the bytes of NAME.maps they point into."""
+    MAPS_BLOB the bytes of NAME.maps they point into, RULES_AT where the rule list is in it."""
     inputs = {}
     for f in sorted(program.sources):
         inputs[f] = _sha256(program.sources[f].encode())
@@ -290,16 +378,9 @@ def manifest_for(program: Program, policy: Policy, families: list[str], obj: byt
              "location": str(s.span)}
             for s in policy.exceptions
         ],
-        "rules": [
-            {"id": r.id, "decision": r.decision, "family": r.family, "ops": list(r.ops),
-             "text": r.text, "location": str(r.span),
-             "enforced": r.family in ENFORCED_FAMILIES,
-             "limit": ({"count": r.limit.count, "window_s": r.limit.window_s, "text": r.limit.text}
-                       if r.limit else None),
-             # only where written: a manifest without `owner` rules stays as it was
-             **({"owner": True} if r.owner else {})}
-            for r in policy.rules
-        ],
+        # the rule list is in NAME.maps (mapsfile: 1.9 MB of JSON for 10,000 rules, 32 KB
+        # there); deploy.read_manifest puts it back as `rules`
+        mapsfile.RULES_AT: {**rules_at, "count": len(policy.rules)},
         "ringbuf_bytes": ringbuf_bytes,
         "default_limit": ({"count": policy.default_limit.count, "window_s": policy.default_limit.window_s,
                            "text": policy.default_limit.text} if policy.default_limit else None),
@@ -352,13 +433,13 @@ def build_policy(program: Program, policy: Policy, out_dir: Path, emit_c: bool =
     if emit_c:
         c_path = out_dir / f"{policy.name}.bpf.c"
         c_path.write_text(c_source)
-    maps_blob, map_specs = mapsfile.pack(maps)
+    maps_blob, map_specs, rules_at = mapsfile.pack(maps, mapsfile.rules_json(rule_list(policy)))
     maps_path = out_dir / mapsfile.file_name(policy.name)
     maps_path.write_bytes(maps_blob)
-    manifest = manifest_for(program, policy, families, obj, map_specs, ringbuf_bytes, maps_blob)
+    manifest = manifest_for(program, policy, families, obj, map_specs, ringbuf_bytes, maps_blob, rules_at)
     manifest["cgroup_fixups"] = fixups
     if build_record is not None:
-        manifest["build"] = {**build_record, "object_key": object_key(c_source)}
+        manifest["build"] = {**build_record, "object_key": object_key(c_source, line_info=keep_line_info())}
     manifest_path = out_dir / f"{policy.name}.manifest.json"
     manifest_path.write_bytes(manifest_bytes(manifest))
     return BuildResult(policy.name, obj_path, manifest_path, c_path, tuple(manifest["hooks"]), maps_path)

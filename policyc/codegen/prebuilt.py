@@ -53,12 +53,15 @@ def write_shipped(directory: Path, variants=None, jobs: int | None = None) -> li
     as DIRECTORY/KEY.o.xz; the files written (one per distinct key), in variant order. The object cache is used
     and filled as by any build. BuildError when clang or llvm-strip is missing: a shipped
     object must be the stripped object its key names."""
-    from . import BuildError, compile_c, find_clang, find_strip, object_key, render_c
+    from . import BuildError, compile_c, find_clang, find_objcopy, find_strip, object_key, render_c
 
     variants = shipped_variants() if variants is None else list(variants)
     if find_strip(find_clang()) is None:
         raise BuildError("llvm-strip was not found: the shipped objects are stripped of their DWARF",
                          hint="install it (Debian: `apt-get install llvm-19`) or point POLICYC_LLVM_STRIP at one")
+    if find_objcopy(find_clang()) is None:
+        raise BuildError("llvm-objcopy was not found: the shipped objects are without their line info",
+                         hint="install it (Debian: `apt-get install llvm-19`)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -71,7 +74,7 @@ def write_shipped(directory: Path, variants=None, jobs: int | None = None) -> li
 
     def one(item) -> Path:
         key, c_source = item
-        obj = compile_c(c_source, "policy")
+        obj = compile_c(c_source, "policy", line_info=False)   # the key object_key gives
         path = directory / f"{key}{SUFFIX}"
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(lzma.compress(obj, format=lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME))

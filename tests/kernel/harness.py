@@ -90,7 +90,9 @@ class Loaded:
         """The events as the audit log's event records (its manifest names their rules)."""
         from policyc.audit.schema import event_record
 
-        manifest = json.loads(Path(self.manifest_path).read_text())
+        from policyc.deploy import read_manifest
+
+        manifest = read_manifest(Path(self.manifest_path))   # its rules from NAME.maps
         return [event_record(e, manifest, instance=self.policy.name, host="guest", offset_ns=0) for e in events]
 
     def audit_lines(self, events) -> list[str]:

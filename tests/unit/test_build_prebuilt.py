@@ -93,13 +93,13 @@ def test_a_shipped_object_of_other_templates_is_never_used(shipped, tmp_path, mo
     (templates / "common" / "policy.h").write_text((templates / "common" / "policy.h").read_text() + "\n")
     monkeypatch.setattr(C, "TEMPLATES", templates)
     compiled = []
-    monkeypatch.setattr(C, "_compile", lambda clang, inc, src, name, strip=None: compiled.append(strip) or b"new")
+    monkeypatch.setattr(C, "_compile", lambda clang, inc, src, name, strip=None, objcopy=None: compiled.append(strip) or b"new")
     assert C.compile_c(c, "p") == b"new" and len(compiled) == 1
 
 
 def test_a_variant_not_shipped_is_compiled_stripped_and_cached(shipped, monkeypatch):
     calls = []
-    monkeypatch.setattr(C, "_compile", lambda clang, inc, src, name, strip=None: calls.append(strip) or b"obj")
+    monkeypatch.setattr(C, "_compile", lambda clang, inc, src, name, strip=None, objcopy=None: calls.append(strip) or b"obj")
     c = C.render_c(*SMALL)
     assert C.compile_c(c, "p") == b"obj"
     assert calls and calls[0] and "llvm-strip" in os.path.basename(calls[0])
@@ -113,16 +113,16 @@ def test_without_llvm_strip_the_object_keeps_its_dwarf_under_its_own_key(shipped
     monkeypatch.setattr(P, "SHIPPED", shipped.parent / "none")    # not shipped
     monkeypatch.setattr(C, "find_strip", lambda clang: None)
     calls = []
-    monkeypatch.setattr(C, "_compile", lambda clang, inc, src, name, strip=None: calls.append(strip) or b"dwarf")
+    monkeypatch.setattr(C, "_compile", lambda clang, inc, src, name, strip=None, objcopy=None: calls.append(strip) or b"dwarf")
     assert C.compile_c(c, "p") == b"dwarf" and calls == [None]
     cache = shipped.parent / "cache" / "objects"
-    assert [p.name for p in cache.iterdir()] == [f"{C.object_key(c, stripped=False)}.o"]
+    assert [p.name for p in cache.iterdir()] == [f"{C.object_key(c, stripped=False, line_info=True)}.o"]
 
 
 def test_a_damaged_shipped_object_is_compiled_instead(shipped, monkeypatch):
     c = C.render_c(*SMALL)
     (shipped / f"{C.object_key(c)}{P.SUFFIX}").write_bytes(b"not xz")
-    monkeypatch.setattr(C, "_compile", lambda clang, inc, src, name, strip=None: b"compiled")
+    monkeypatch.setattr(C, "_compile", lambda clang, inc, src, name, strip=None, objcopy=None: b"compiled")
     assert C.compile_c(c, "p") == b"compiled"
 
 
@@ -255,6 +255,58 @@ def test_stripping_removes_dwarf_only(tmp_path):
     # libbpf opens it (parses BTF, BTF.ext and the CO-RE relocations) without a kernel
     r = subprocess.run([bpftool, "gen", "skeleton", str(stripped), "name", "p"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def _btf_ext_parts(ext: bytes) -> dict[str, bytes]:
+    """The func info, line info and CO-RE relocations of a .BTF.ext section, by its header."""
+    import struct
+
+    hdr_len = struct.unpack_from("<I", ext, 4)[0]
+    fo, fl, lo, ll, co, cl = struct.unpack_from("<6I", ext, 8)
+    body = ext[hdr_len:]
+    return {"func": body[fo:fo + fl], "line": body[lo:lo + ll], "core": body[co:co + cl]}
+
+
+def test_the_object_leaves_out_its_line_info_only(tmp_path, monkeypatch):
+    """#12: the line info (238 KB of the every-family object) is read only by the verifier's
+    log; without it every other section, relocation and .BTF.ext part is as it was, and
+    libbpf opens the object. POLICYC_LINE_INFO=1 keeps it, under another key."""
+    c = C.render_c(*SMALL)
+    clang = C.find_clang()
+    strip, objcopy = C.find_strip(clang), C.find_objcopy(clang)
+    assert strip and objcopy, "llvm-strip or llvm-objcopy is missing (scripts/setup.sh installs llvm-19)"
+    kept, dropped = tmp_path / "kept.o", tmp_path / "dropped.o"
+    kept.write_bytes(C._compile(clang, C._libbpf_include(), c, "p", strip))
+    dropped.write_bytes(C._compile(clang, C._libbpf_include(), c, "p", strip, objcopy))
+    a, b = _sections(kept), _sections(dropped)
+    assert set(a) == set(b)
+    assert {s: n for s, n in a.items() if s != ".BTF.ext"} == {s: n for s, n in b.items() if s != ".BTF.ext"}
+    pa = _btf_ext_parts(_section_bytes(kept, ".BTF.ext", tmp_path))
+    pb = _btf_ext_parts(_section_bytes(dropped, ".BTF.ext", tmp_path))
+    assert len(pa["line"]) > 1000 and pb["line"] == b""
+    assert pa["func"] == pb["func"] and pa["core"] == pb["core"] and pb["core"]
+    for name in (".BTF", ".text", ".maps", "lsm/file_open"):
+        assert _section_bytes(kept, name, tmp_path) == _section_bytes(dropped, name, tmp_path), name
+    assert _relocations(kept) == _relocations(dropped)
+    bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
+    r = subprocess.run([bpftool, "gen", "skeleton", str(dropped), "name", "p"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # the default object has no line info; POLICYC_LINE_INFO=1 is another key
+    monkeypatch.delenv(C.LINE_INFO_ENV, raising=False)
+    assert not C.keep_line_info()
+    monkeypatch.setenv(C.LINE_INFO_ENV, "1")
+    assert C.keep_line_info() and C.object_key(c, line_info=True) != C.object_key(c)
+
+
+def test_without_line_info_refuses_what_is_no_btf_ext():
+    import struct
+
+    good = struct.pack("<HBBI6I", 0xEB9F, 1, 0, 32, 0, 4, 4, 8, 12, 4) + b"FFFFLLLLLLLLCCCC"
+    out = C.without_line_info(good)
+    assert _btf_ext_parts(out) == {"func": b"FFFF", "line": b"", "core": b"CCCC"}
+    for bad in (b"", good[:20], b"\0\0" + good[2:], struct.pack("<HBBI6I", 0xEB9F, 1, 0, 32, 0, 4, 4, 8, 12, 40) + b"x" * 16):
+        with pytest.raises(ValueError):
+            C.without_line_info(bad)
 
 
 # ---- the wheel hook (setup.py) ----------------------------------------------------------------------

@@ -98,7 +98,7 @@ def test_an_unchanged_build_leaves_the_outputs_and_lowers_nothing(tree, monkeypa
     expected = ""
     for name in ("app", "other"):
         m = json.loads(Path(f"out/{name}.manifest.json").read_text())
-        expected += (f"unchanged out/{name}.bpf.o and {name}.manifest.json ({len(m['rules'])} rules, hooks: "
+        expected += (f"unchanged out/{name}.bpf.o and {name}.manifest.json ({m['rules_at']['count']} rules, hooks: "
                      f"{', '.join(m['hooks'])})\n")
     assert res[1] == expected and "(2 rules" in expected
 

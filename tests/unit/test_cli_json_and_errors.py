@@ -25,6 +25,7 @@ from policyc.cli.common import guarded
 from policyc.cli.explain import run_explain
 from policyc.cli.report_cmd import run_report
 from policyc.cli.test_cmd import run_test
+from policyc.deploy import read_manifest
 
 from _audit_helpers import record, write_log
 
@@ -167,7 +168,7 @@ def test_every_json_document_is_an_object_with_a_version(policy, tmp_path, monke
     built = docs["build"]["policies"]
     assert docs["build"]["removed"] == [] and {b["status"] for b in built} == {"built"}
     for b in built:
-        manifest = json.loads((out / f"{b['policy']}.manifest.json").read_text())
+        manifest = read_manifest(out / f"{b['policy']}.manifest.json")
         assert b == {"status": "built", "policy": b["policy"], "object": str(out / f"{b['policy']}.bpf.o"),
                      "manifest": str(out / f"{b['policy']}.manifest.json"), "rules": len(manifest["rules"]),
                      "hooks": manifest["hooks"]}

@@ -5,7 +5,6 @@ the tree an image gets, the units (systemd-analyze verify on it), the enable lin
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ import pytest
 from policyc import install as I
 from policyc.cli import install_cmd
 from policyc.cli.install_cmd import run_install, run_uninstall
+from policyc.deploy import read_manifest
 
 from _policyc_helpers import POLICIES, ROOT
 
@@ -90,7 +90,7 @@ def test_install_root_lays_out_sources_build_and_enabled_units(tmp_path):
     assert built == sorted([f"{n}.bpf.o" for n in names] + [f"{n}.manifest.json" for n in names]
                            + [f"{n}.maps" for n in names])
     # rule locations name the sources as the target host has them (relative to /)
-    man = json.loads((root / "var/lib/policyc/nginx.manifest.json").read_text())
+    man = read_manifest(root / "var/lib/policyc/nginx.manifest.json")
     assert {r["location"].split(":")[0] for r in man["rules"]} == {
         "etc/policyc/policies.d/abstractions/base.policy", "etc/policyc/policies.d/nginx.policy"}
     assert str(tmp_path) not in (root / "var/lib/policyc/nginx.manifest.json").read_text()

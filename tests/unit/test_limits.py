@@ -3,7 +3,6 @@ manifest and the `rule_limits` map; `policyc build --ringbuf-size`."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +11,7 @@ from policyc.cli.main import app
 from policyc.codegen import tables as T
 from policyc.diagnostics import Diagnostics
 from policyc.fmt import format_text
+from policyc.deploy import read_manifest
 
 from _policyc_helpers import check, load, write
 
@@ -109,7 +109,7 @@ def test_build_ringbuf_size_and_rule_limits_in_manifest(tmp_path):
     (p,) = write(tmp_path, {"a.policy": HEAD + '    deny file read "/a" limit 10/s\n}\n'})
     r = runner.invoke(app, ["build", p, "-o", str(tmp_path / "out"), "--ringbuf-size", "64K"])
     assert r.exit_code == 0, r.output
-    man = json.loads((tmp_path / "out" / "p.manifest.json").read_text())
+    man = read_manifest(tmp_path / "out" / "p.manifest.json")
     assert man["ringbuf_bytes"] == 65536
     assert man["rules"][0]["limit"] == {"count": 10, "window_s": 1, "text": "10/s"}
     assert man["maps"]["rule_limits"]["count"] == 1

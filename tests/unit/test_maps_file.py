@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import shutil
 import struct
-import zlib
 from pathlib import Path
 
 import pytest
@@ -40,15 +40,15 @@ MIXED = ('policy mixed {\n    subject exe "/usr/bin/mixed"\n    default deny\n'
 
 
 def build(srcs: list[Path], out: Path, capture: dict | None = None, monkeypatch=None) -> None:
-    """`policyc build SRCS -o OUT`; with CAPTURE, name -> {map name: MapData} the code
-    generator handed to the maps file's writer, per policy."""
+    """`policyc build SRCS -o OUT`; with CAPTURE, the sha256 of each maps file written ->
+    {map name: MapData} the code generator handed to the writer for it."""
     if capture is not None:
         real = mapsfile.pack
 
-        def pack(maps):
-            blob, specs = real(maps)
-            capture[len(capture)] = maps
-            return blob, specs
+        def pack(maps, rules=None):
+            out = real(maps, rules)
+            capture[mapsfile.sha256_of(out[0])] = maps
+            return out
         monkeypatch.setattr(mapsfile, "pack", pack)
     err = io.StringIO()
     code, _ = compile_program([str(s) for s in srcs], out, None, False, io.StringIO(), err, quiet=True)
@@ -74,15 +74,12 @@ def test_a_load_fills_the_maps_with_what_the_code_generator_made(tmp_path, mixed
     build([mixed, POLICIES / "nginx.policy", POLICIES / "ci-runner.policy"], tmp_path / "out", made, monkeypatch)
     monkeypatch.setattr(deploy, "PACKED_MIN", packed_min)
     monkeypatch.setattr(deploy, "cgroup_id", lambda path: 0x0102030405060708)
-    by_name = {}
-    for maps in made.values():
-        # the policy whose maps these are: the manifest whose maps_sha256 is of these bytes
-        by_name[mapsfile.sha256_of(PACK(maps)[0])] = maps
+    by_name = made   # the policy whose maps these are: the manifest whose maps_sha256 is of these bytes
     assert len(by_name) == len(made) == len(manifests(tmp_path / "out")) == 4
     packed_seen = stored_seen = fixed = 0
     for name, path in manifests(tmp_path / "out").items():
         m = deploy.read_manifest(path)
-        assert m["format"] == codegen.MANIFEST_FORMAT == 2 and m["maps_file"] == f"{name}.maps"
+        assert m["format"] == codegen.MANIFEST_FORMAT == 3 and m["maps_file"] == f"{name}.maps"
         gen = by_name[m["maps_sha256"]]
         fills = deploy.map_fills(m, directory=path.parent)
         fixups = {(f["map"], f["index"]): f["offset"] for f in m["cgroup_fixups"]}
@@ -112,8 +109,8 @@ def test_index_arrays_store_their_values_only_and_other_maps_their_pairs(tmp_pat
     m = deploy.read_manifest(tmp_path / "out" / "mixed.manifest.json")
     blob = (tmp_path / "out" / "mixed.maps").read_bytes()
     magic, fmt, comp, length = mapsfile.HEADER.unpack_from(blob)
-    assert (magic, fmt, comp) == (b"PCMAPS\r\n", 1, mapsfile.ZLIB)
-    payload = zlib.decompress(blob[mapsfile.HEADER.size:])
+    assert (magic, fmt, comp) == (b"PCMAPS\r\n", 1, mapsfile.XZ)
+    payload = lzma.decompress(blob[mapsfile.HEADER.size:])
     assert len(payload) == length
     offset = 0
     for name in sorted(m["maps"]):   # the manifest's order, one after the other
@@ -126,7 +123,10 @@ def test_index_arrays_store_their_values_only_and_other_maps_their_pairs(tmp_pat
             assert spec["keys"] == "stored"
             assert spec["length"] == spec["count"] * (spec["key_size"] + spec["value_size"])
         offset += spec["length"]
-    assert offset == length
+    # then the rule list, as JSON, where the manifest says
+    at = json.loads((tmp_path / "out" / "mixed.manifest.json").read_text())["rules_at"]
+    assert at["offset"] == offset and offset + at["length"] == length
+    assert json.loads(payload[offset:]) == m["rules"] and at["count"] == len(m["rules"]) > 3
     assert m["maps"]["dfa_states"]["count"] > 60
     assert m["maps"]["exec_transitions"]["count"] == 1 and m["maps"]["net_prefixes"]["count"] >= 1
 
@@ -185,20 +185,24 @@ def test_a_changed_or_missing_maps_file_is_a_clear_error(tmp_path, mixed, damage
         shutil.copy(out / "other.maps", maps)
     elif damage == "truncated":
         maps.write_bytes(maps.read_bytes()[:10])
-    m = deploy.read_manifest(out / "mixed.manifest.json")
-    with pytest.raises(deploy.DeployError) as e:
-        deploy.map_fills(m, directory=out)
-    assert str(maps) in e.value.message
-    assert ("cannot read" in e.value.message) == (damage == "missing")
-    assert damage == "missing" or "maps_sha256" in e.value.message
-    assert "policyc build" in e.value.hint
+    # the manifest's one reader needs the file too (the rules are in it), and so do the fills
+    m = json.loads((out / "mixed.manifest.json").read_text())
+    for read in (lambda: deploy.read_manifest(out / "mixed.manifest.json"), lambda: deploy.map_fills(m, directory=out)):
+        with pytest.raises(deploy.DeployError) as e:
+            read()
+        assert str(maps) in e.value.message
+        assert ("cannot read" in e.value.message) == (damage == "missing")
+        assert damage == "missing" or "maps_sha256" in e.value.message
+        assert "policyc build" in e.value.hint
     with pytest.raises(deploy.DeployError, match="no build directory"):
         deploy.map_fills(m)
     # `policyc load` says so before touching the kernel (exit 2, one message naming the file)
     r = CliRunner().invoke(app, ["inspect", str(out / "mixed.manifest.json")])
     assert r.exit_code == 2 and str(maps) in r.output and "Traceback" not in r.output, r.output
     r = CliRunner().invoke(app, ["inspect", "--no-maps", str(out / "mixed.manifest.json")])
-    assert r.exit_code == 0 and "data" not in json.loads(r.output)["maps"]["verdicts"]
+    shown = json.loads(r.stdout)
+    assert r.exit_code == 0 and "data" not in shown["maps"]["verdicts"] and "rules" not in shown
+    assert "rules_at" in shown and "rules of" in r.stderr and str(maps) in r.stderr
 
 
 def test_a_load_checks_the_maps_file_before_the_kernel(tmp_path, mixed, monkeypatch):
@@ -247,7 +251,8 @@ def test_inspect_shows_the_manifest_with_its_maps_as_format_1_had_them(tmp_path,
     shown = json.loads(r.output)
     assert r.output.startswith("{\n  \"") and list(shown) == sorted(shown)   # indented, keys sorted
     m = json.loads(path.read_text())
-    assert {k: v for k, v in shown.items() if k != "maps"} == {k: v for k, v in m.items() if k != "maps"}
+    assert {k: v for k, v in shown.items() if k not in ("maps", "rules")} == {k: v for k, v in m.items() if k != "maps"}
+    assert shown["rules"] == deploy.read_manifest(path)["rules"] and len(shown["rules"]) == m["rules_at"]["count"]
     gen = next(maps for maps in made.values() if "exec_transitions" in maps and maps["exec_transitions"].entries)
     for name, spec in shown["maps"].items():
         assert spec["data"] == gen[name].to_json()["data"], name   # the hex format 1 wrote
@@ -258,6 +263,7 @@ def test_inspect_shows_the_manifest_with_its_maps_as_format_1_had_them(tmp_path,
     assert r.exit_code == 0 and [d["policy"] for d in docs] == ["mixed", "other"]
     r = CliRunner().invoke(app, ["inspect", "--no-maps", str(tmp_path / "out" / "mixed")])
     assert r.exit_code == 0 and json.loads(r.output)["maps"] == m["maps"]
+    assert json.loads(r.output)["rules"] == shown["rules"]
 
 
 @pytest.mark.parametrize("arg, message", [

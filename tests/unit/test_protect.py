@@ -24,6 +24,7 @@ from policyc.fmt import format_text
 from policyc.ir.glob import matcher, parse_glob, path_bytes
 from policyc.ir.model import Event
 from policyc.span import Span
+from policyc.deploy import read_manifest
 
 from _policyc_helpers import ROOT, check, codes, found, load
 
@@ -378,7 +379,7 @@ def test_build_puts_the_rules_in_the_manifest(tmp_path):
     r = subprocess.run([sys.executable, "-m", "policyc", "build", str(p), "-o", str(out)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    m = json.loads((out / "app.manifest.json").read_text())
+    m = read_manifest(out / "app.manifest.json")
     added = [x for x in m["rules"] if x["location"] == f"{p}:{PROTECT_LINE}:5"]
     assert [x["text"] for x in added] == EXPECTED_TEXTS
     assert all(x["enforced"] and x["decision"] == "deny" for x in added)
