@@ -329,5 +329,51 @@ def main() -> None:
         out.flush()
 
 
+def zygote(sock_fd: int) -> None:
+    """`probe.py --zygote FD`: a worker made ready once, forked for each worker asked for.
+
+    Under TCG a Python start and these imports cost 2-3 s, paid by every worker the kernel
+    suite started (tests/kernel/harness.py): about 85 per kernel. Each request on the UNIX
+    socket FD carries two descriptors, the new worker's stdin and stdout; the child takes them
+    as 0 and 1 and serves as `main` does, its first line naming its own pid. The zygote is
+    never governed (nothing governs it: a worker is governed by pid once it is ready), so a
+    child starts as a worker started afresh would, ungoverned, its imports done. Exits when
+    the socket closes."""
+    import signal
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)   # the kernel reaps the workers
+    sock = socket.socket(fileno=sock_fd)
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 16, 2)
+        except OSError:
+            return
+        if not msg:
+            return
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sock.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)   # a worker waits for what it runs
+                os.dup2(fds[0], 0)
+                os.dup2(fds[1], 1)
+                for fd in fds:
+                    os.close(fd)
+                sys.stdin = open(0, "r", closefd=False)
+                sys.stdout = open(1, "w", closefd=False)
+                main()
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--zygote":
+        zygote(int(sys.argv[2]))
+    else:
+        main()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import select
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -128,28 +130,84 @@ def governed_worker(pol: Loaded, preopen=()):
     w.close()
 
 
-class Worker:
+class _Zygote:
+    """policyc/probe.py's zygote (`--zygote`): one Python started and made ready, forked for
+    each worker. A worker started afresh costs 2-3 s under TCG (the interpreter and the
+    probe's imports), and a kernel run starts about 85; forked, one costs a fork."""
+
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
-        hello = json.loads(self.proc.stdout.readline())
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), "--zygote", str(theirs.fileno())],
+                                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.sock = ours
+
+    def fork(self) -> tuple[int, int]:
+        """(stdin write end, stdout read end) of a new worker."""
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        try:
+            socket.send_fds(self.sock, [b"w"], [in_r, out_w])
+        except OSError:
+            for fd in (in_r, in_w, out_r, out_w):
+                os.close(fd)
+            raise
+        os.close(in_r)
+        os.close(out_w)
+        return in_w, out_r
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+_zygote: _Zygote | None = None
+
+
+def _worker_pipes() -> tuple[int, int]:
+    global _zygote
+    if _zygote is None or not _zygote.alive():
+        _zygote = _Zygote()
+    try:
+        return _zygote.fork()
+    except OSError:   # a zygote that went away: a new one
+        _zygote = _Zygote()
+        return _zygote.fork()
+
+
+class Worker:
+    """A probe process (policyc/probe.py) forked by the zygote: ungoverned until
+    `Loaded.worker` governs it by pid."""
+
+    def __init__(self):
+        in_w, out_r = _worker_pipes()
+        self.stdin = os.fdopen(in_w, "w", buffering=1)
+        self.stdout = os.fdopen(out_r, "r")
+        line = self.stdout.readline()
+        assert line, "the worker did not start"
+        hello = json.loads(line)
         assert hello.get("ready"), hello
         self.pid = hello["pid"]
+        self.pidfd = os.pidfd_open(self.pid)
 
     def op(self, op: str, path: str | None = None, **kw) -> dict:
         req = {"op": op, **({"path": path} if path is not None else {}), **kw}
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
+        self.stdin.write(json.dumps(req) + "\n")
+        self.stdin.flush()
+        line = self.stdout.readline()
         assert line, f"worker died during {req}"
         return json.loads(line)
 
     def close(self):
         try:
-            self.proc.stdin.close()
+            self.stdin.close()
         except OSError:
             pass
-        self.proc.wait(timeout=30)
+        try:   # it exits at the end of its input; not a child of ours: its pidfd says when
+            ready, _, _ = select.select([self.pidfd], [], [], 30)
+            assert ready, f"worker {self.pid} did not exit within 30 s of its input's end"
+        finally:
+            os.close(self.pidfd)
+            self.stdout.close()
 
 
 def tree(root: str, files: dict[str, str | None]) -> None:
