@@ -118,11 +118,13 @@ def run_apparmor(parser: str, shape: str, n: int, timeout: float) -> dict:
 
 def timed_apparmor(parser: str, shape: str, n: int, timeout: float) -> dict:
     """run_apparmor's result with the CPU seconds and peak memory of that run alone: each in
-    a process of its own, whose children's usage is the parser's."""
+    a process of its own, whose children's usage is the parser's (none for a run stopped at
+    the time limit: a killed parser's usage is not counted)."""
     code = ("import json, resource, sys; sys.path.insert(0, sys.argv[1]); import dfa_shapes as d; "
             "r = d.run_apparmor(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])); "
             "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
-            "r.update(cpu_s=round(u.ru_utime + u.ru_stime, 3), peak_mb=round(u.ru_maxrss / 1024, 1)); "
+            "r.update(cpu_s=round(u.ru_utime + u.ru_stime, 3), peak_mb=round(u.ru_maxrss / 1024, 1)) "
+            "if r['timeout_s'] is None else r.update(cpu_s=None, peak_mb=None); "
             "print(json.dumps(r))")
     proc = subprocess.run([sys.executable, "-c", code, str(ROOT / "bench"), parser, shape, str(n), str(timeout)],
                           capture_output=True, text=True)
