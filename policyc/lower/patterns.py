@@ -8,10 +8,29 @@ from ..ir import model as M
 from ..ir import syntax as S
 from .context import Context
 from ..ir.glob import is_absolute, parse_glob
-from .lets import Scope
+from .lets import MAX_VALUE_CHARS, PATH_MAX, Scope
 
 # What makes a string a glob (docs/language.md); `[` is a plain character there.
 GLOB_CHARS = "*?{}"
+
+
+def _too_long(ctx: Context, s: S.Str, text: str, what: str) -> bool:
+    """P018 for a pattern no path can match by its length (said before its glob is parsed:
+    a 2 MB literal took 6 s and 1 GB before it reached the automaton's cap, #12). A glob of
+    any length up to MAX_VALUE_CHARS (16 times PATH_MAX: room for many `{...}`
+    alternatives); a literal up to the longest path the kernel decides."""
+    if len(text) > MAX_VALUE_CHARS:
+        ctx.diags.error("P018", s.span, f"this {what} is {len(text):,} characters long",
+                        hints=(f"a pattern is at most {MAX_VALUE_CHARS:,} characters (16 times the longest "
+                               "path): split it into shorter patterns",))
+        return True
+    if not any(c in text for c in GLOB_CHARS) and len(text.encode("utf-8", "surrogatepass")) >= PATH_MAX:
+        ctx.diags.error("P018", s.span, f"this {what} is {len(text.encode('utf-8', 'surrogatepass')):,} bytes long: "
+                        f"no path the kernel decides is longer than {PATH_MAX - 1:,} bytes",
+                        hints=("the kernel decides no longer path (it fails closed on one, reason "
+                               "`path-too-long`): this rule can never match",))
+        return True
+    return False
 
 
 def glob(ctx: Context, s: S.Str, scope: Scope, what: str, abstract_socket: bool = False) -> M.Glob | None:
@@ -20,6 +39,8 @@ def glob(ctx: Context, s: S.Str, scope: Scope, what: str, abstract_socket: bool 
     if r is None:
         return None
     text, offset_map = r
+    if _too_long(ctx, s, text, what):
+        return None
     if abstract_socket and text.startswith("@"):
         return parse_glob(text, s.span, ctx.diags, offset_map)
     if not text.startswith(("/", "{")):

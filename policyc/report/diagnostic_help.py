@@ -164,8 +164,10 @@ HELP: dict[str, Help] = {
             '`{...}` must start with `/`), or a glob that is not well formed (an unclosed `{`, a stray\n'
             '`}`, braces nested deeper than 16), or a glob character (`*`, `?`, `{`, `}`) in a cgroup\n'
             '(`subject cgroup`, `except cgroup`, `to cgroup`): the kernel tests a cgroup by its id, so a\n'
-            'cgroup names one directory and everything below it; the hint names the parent to use. The\n'
-            'caret points into the string.'
+            'cgroup names one directory and everything below it; the hint names the parent to use. Also a\n'
+            'pattern no path can match by its length: a literal path of 4,096 bytes or more (the kernel\n'
+            'decides paths of at most 4,095 bytes and fails closed on longer ones) or any pattern longer\n'
+            'than 65,536 characters. The caret points into the string.'
         ),
         anti_pattern=(
             '`subject exe "nginx"`, `allow file read "/srv/{a,b"`,\n'

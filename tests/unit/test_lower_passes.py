@@ -119,7 +119,8 @@ def test_a_let_that_fails_is_reported_once(tmp_path):
 # --- interpolation is bounded ------------------------------------------------------------------
 def doubling(n: int) -> str:
     lines = ['let a0 = "x"'] + [f'let a{i} = "${{a{i - 1}}}${{a{i - 1}}}"' for i in range(1, n + 1)]
-    return "\n".join(lines) + f'\n{P}    allow file read "/${{a{n}}}"\n}}\n'
+    # `*`: the path is a glob (a literal path this long is its own error, P018)
+    return "\n".join(lines) + f'\n{P}    allow file read "/${{a{n}}}*"\n}}\n'
 
 
 def test_doubling_lets_stop_at_the_size_bound(tmp_path):
@@ -135,10 +136,10 @@ def test_doubling_lets_stop_at_the_size_bound(tmp_path):
 
 
 def test_a_value_just_under_the_bound_is_fine(tmp_path):
-    n = next(i for i in range(40) if 2 ** (i + 1) > L.MAX_VALUE_CHARS - 1)   # 2^n + "/" fits
+    n = next(i for i in range(40) if 2 ** (i + 1) > L.MAX_VALUE_CHARS - 2)   # "/" + 2^n + "*" fits
     program, diags = load(tmp_path, doubling(n))
     assert program is not None, [str(d) for d in diags.items]
-    assert len(program.policies[0].rules[0].paths[0].text) == 2 ** n + 1
+    assert len(program.policies[0].rules[0].paths[0].text) == 2 ** n + 2
 
 
 def test_all_interpolated_text_together_is_bounded(tmp_path, monkeypatch):
@@ -274,3 +275,39 @@ def test_the_source_size_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(parse, "MAX_FILE_BYTES", 1000)
     program, diags = load(tmp_path, P + "    # " + "x" * 2000 + "\n}\n")
     assert program is None and [d.code for d in diags.items] == ["P006"]
+
+
+# --- patterns no path can match by their length (#12: a 2 MB literal, 6 s and 1 GB) ------------
+@pytest.mark.parametrize("pattern,message", [
+    ("/" + "a" * 4095, "4,096 bytes long: no path the kernel decides is longer than 4,095 bytes"),
+    ("/" + "é" * 2048, "4,097 bytes long"),
+    ("/a" * 1_000_000, "2,000,000 characters long"),
+    ("/" + "{a,b}" * 13_200, "66,001 characters long"),
+])
+def test_a_pattern_longer_than_any_path_is_an_error_at_the_string(tmp_path, pattern, message):
+    program, diags = load(tmp_path, P + f'    deny file read "{pattern}"\n}}\n')
+    assert program is None and found(diags) == [("P018", 3, 20)], [str(d) for d in diags.items]
+    assert message in diags.items[0].message
+
+
+def test_the_longest_literal_path_and_a_long_glob_are_taken(tmp_path):
+    longest = "/" + "a" * 4094                      # 4,095 bytes: the kernel decides it
+    glob = "/srv/{" + ",".join(f"d{i}" for i in range(4000)) + "}/**"   # 23,000 characters
+    program, diags = load(tmp_path, P + f'    deny file read "{longest}"\n    deny file write "{glob}"\n}}\n')
+    assert program is not None and not diags.has_errors, [str(d) for d in diags.items]
+
+
+def test_a_two_megabyte_string_lexes_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    path = write(tmp_path, {"t.policy": P + '    deny file read "' + "/a" * 1_000_000 + '"\n}\n'})[0]
+    tracemalloc.start()
+    try:
+        program = load_program([path], Diagnostics())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert program is None
+    # #12's budget for a rule shape: 100 MB (was 900 MB: the lexer's alternation kept a frame
+    # per character of the string)
+    assert peak < 100 * 2**20, f"{peak / 2**20:.0f} MB for a 2 MB file"
