@@ -262,7 +262,9 @@ def _run(cache: Path) -> list[str]:
 
 def test_lark_writes_the_standalone_parser_and_the_next_run_uses_it_without_lark(tmp_path):
     cache = tmp_path / "cache"
-    assert _run(cache) == ["lark", "True"]          # no parser yet: Lark, which writes one
+    assert _run(cache) == ["lark", "True"]          # no parser yet: Lark, which keeps its tables
+    assert sorted(p.suffix for p in (cache / "parser").iterdir()) == [".cache"]   # a cold run writes no more
+    assert _run(cache) == ["lark", "True"]          # the cache lived on: Lark writes the standalone parser
     files = sorted(p.suffix for p in (cache / "parser").iterdir())
     assert files == [".bin", ".cache", ".py"], files   # the standalone parser, Lark's tables, the source
     assert _run(cache) == ["standalone", "False"]   # lark not even imported
@@ -279,6 +281,8 @@ def test_a_changed_grammar_is_parsed_by_lark(tmp_path, monkeypatch, grammar):
     P._parser.cache_clear()
     try:
         assert P._parser().kind == "lark"
+        P._parser.cache_clear()
+        assert P._parser().kind == "lark"         # Lark's tables kept: now it writes the standalone parser
         P._parser.cache_clear()
         assert P._parser().kind == "standalone"
         edited = tmp_path / "policy.lark"
