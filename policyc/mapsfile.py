@@ -95,11 +95,11 @@ def _is_index(kind: str, key_size: int, keys: bytes, count: int) -> bool:
     return kind == "array" and key_size == 4 and keys == index_keys(count)
 
 
-def pack(maps: dict, rules: bytes | None = None) -> tuple[bytes, dict[str, dict]] | tuple[bytes, dict[str, dict], dict]:
-    """(the file's bytes, name -> the manifest's entry) for MAPS (name -> codegen MapData),
-    in sorted name order; with RULES (the rule list as JSON bytes, `rules_json`) they follow
-    the maps and a third item is the manifest's `rules_at`. The same input gives the same
-    bytes (xz is deterministic for the same input, preset and library)."""
+def pack(maps: dict, rules: bytes = b"[]") -> tuple[bytes, dict[str, dict], dict]:
+    """(the file's bytes, name -> the manifest's entry, the manifest's `rules_at`) for MAPS
+    (name -> codegen MapData), in sorted name order, and RULES (the rule list as JSON bytes,
+    `json_bytes`) after them. The same input gives the same bytes (xz is deterministic for
+    the same input, preset and library)."""
     parts: list[bytes] = []
     specs: dict[str, dict] = {}
     offset = 0
@@ -116,24 +116,24 @@ def pack(maps: dict, rules: bytes | None = None) -> tuple[bytes, dict[str, dict]
                        "max_entries": m.max_entries, "count": count,
                        "keys": how, "offset": offset, "length": len(data)}
         offset += len(data)
-    rules_at = None
-    if rules is not None:
-        parts.append(rules)
-        rules_at = {"offset": offset, "length": len(rules)}
+    parts.append(rules)
     payload = b"".join(parts)
     blob = HEADER.pack(MAGIC, FORMAT, XZ, len(payload)) + lzma.compress(payload, format=lzma.FORMAT_XZ,
                                                                         preset=XZ_PRESET)
-    return (blob, specs) if rules is None else (blob, specs, rules_at)
+    return blob, specs, {"offset": offset, "length": len(rules)}
 
 
-def rules_json(rules: list[dict]) -> bytes:
-    """The rule list as NAME.maps holds it: compact JSON, keys sorted (orjson, else json)."""
+def json_bytes(value, newline: bool = False) -> bytes:
+    """VALUE as compact JSON, keys sorted (with NEWLINE, one line and a newline): what the
+    manifest and the rule list in this file are written as. orjson writes it ten times faster
+    than the json module; the json module when orjson refuses a value (a lone surrogate).
+    Both are deterministic: identical input, identical bytes."""
     try:
         import orjson
 
-        return orjson.dumps(rules, option=orjson.OPT_SORT_KEYS)
-    except (ImportError, TypeError, ValueError):
-        return json.dumps(rules, sort_keys=True, separators=(",", ":")).encode()
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | (orjson.OPT_APPEND_NEWLINE if newline else 0))
+    except (ImportError, TypeError, ValueError):   # orjson.JSONEncodeError is a TypeError
+        return (json.dumps(value, sort_keys=True, separators=(",", ":")) + ("\n" if newline else "")).encode()
 
 
 def rule_count(manifest: dict) -> int:
@@ -154,7 +154,7 @@ def rules_of(manifest: dict, payload: bytes | None) -> list[dict]:
         return []
     if payload is None:
         raise MapsFileError("the manifest's rules are in its maps file, and none was read")
-    off, length = at.get("offset") if isinstance(at, dict) else None, at.get("length") if isinstance(at, dict) else None
+    off, length = (at.get("offset"), at.get("length")) if isinstance(at, dict) else (None, None)
     if not (isinstance(off, int) and isinstance(length, int) and 0 <= off and off + length <= len(payload)):
         raise MapsFileError(f"the rules at {off!r}+{length!r} are outside the maps file ({len(payload)} bytes)")
     try:

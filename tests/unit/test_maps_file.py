@@ -45,7 +45,7 @@ def build(srcs: list[Path], out: Path, capture: dict | None = None, monkeypatch=
     if capture is not None:
         real = mapsfile.pack
 
-        def pack(maps, rules=None):
+        def pack(maps, rules=b"[]"):
             out = real(maps, rules)
             capture[mapsfile.sha256_of(out[0])] = maps
             return out
@@ -137,7 +137,7 @@ def test_an_array_whose_keys_are_not_0_to_n_keeps_them():
     gap = MapData("array", 4, 2, 8, ((k(0), b"aa"), (k(2), b"bb")))
     order = MapData("array", 4, 2, 8, ((k(1), b"aa"), (k(0), b"bb")))
     dense = MapData("array", 4, 2, 8, ((k(0), b"aa"), (k(1), b"bb")))
-    blob, specs = mapsfile.pack({"gap": gap, "order": order, "dense": dense})
+    blob, specs, _ = mapsfile.pack({"gap": gap, "order": order, "dense": dense})
     assert {n: s["keys"] for n, s in specs.items()} == {"dense": "index", "gap": "stored", "order": "stored"}
     payload = mapsfile.unpack(blob)
     for name, data in (("gap", gap), ("order", order), ("dense", dense)):
@@ -214,7 +214,7 @@ def test_a_load_checks_the_maps_file_before_the_kernel(tmp_path, mixed, monkeypa
 
 
 def test_a_damaged_payload_is_named():
-    blob, _ = mapsfile.pack({})
+    blob, _, _ = mapsfile.pack({})
     with pytest.raises(mapsfile.MapsFileError, match="not a policyc maps file"):
         mapsfile.unpack(b"GARBAGE!" + blob[8:], "x.maps")
     with pytest.raises(mapsfile.MapsFileError, match="format 9"):
